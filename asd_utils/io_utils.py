@@ -81,3 +81,13 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     """Short hex hash of a JSON-serialisable object (keys sorted), for cache keys."""
     text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def files_fingerprint(paths) -> list[tuple[str, int, int]]:
+    """(path, size in bytes, mtime in ns) for each file, in order: a cache-key ingredient that
+    changes when any clip is added, removed, replaced or touched."""
+    out = []
+    for path in paths:
+        stat = os.stat(path)
+        out.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return out

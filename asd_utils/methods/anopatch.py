@@ -1,0 +1,184 @@
+"""AnoPatch (Jiang et al., Interspeech 2024), System 3 of the GISP-HEU report.
+
+A ViT pretrained on AudioSet (BEATs or EAT) is fine-tuned on machine audio: its patch tokens (one
+token per 16 x 16 spectrogram patch) are pooled by attentive statistics pooling (ASP, as in
+ECAPA-TDNN) into an utterance embedding, trained with ArcFace on classes built from the metadata
+(machine type, section, attributes and domain). At test time the embeddings of the normal training
+clips form a memory bank and the anomaly score is the kNN cosine distance
+(``asd_utils.scorers.KNNScorer``).
+
+- :class:`AttentiveStatsPool`: (B, T, D) tokens -> (B, 2 D) attention-weighted mean and std.
+- :class:`AnoPatchModel`: backbone + ASP + batch norm + linear projection -> (B, emb_dim).
+- :class:`WaveDataset`: clips read lazily from disk (several data roots are fine).
+- :func:`finetune`: the fine-tuning loop on :class:`asd_utils.training.Trainer`.
+- :func:`embed_paths`: batched embeddings of WAV files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["AttentiveStatsPool", "AnoPatchModel", "WaveDataset", "finetune", "embed_paths"]
+
+
+class AttentiveStatsPool(nn.Module):
+    """Attentive statistics pooling with global context (Desplanques et al., ECAPA-TDNN, 2020).
+
+    For tokens ``h_t`` (B, T, D): channel-wise attention logits
+    ``e_t = W2 tanh(W1 [h_t; mean(h); std(h)] + b1) + b2`` (``[h_t]`` alone when
+    ``global_context=False``), weights ``a_t = softmax_t(e_t)`` (per channel), and the output
+    ``[sum_t a_t h_t ; sqrt(sum_t a_t h_t**2 - (sum_t a_t h_t)**2)]`` of shape (B, 2 D).
+    """
+
+    def __init__(self, dim: int, attention_dim: int = 128, *, global_context: bool = True, eps: float = 1e-6):
+        super().__init__()
+        self.dim = int(dim)
+        self.global_context = bool(global_context)
+        self.eps = float(eps)
+        in_dim = 3 * self.dim if self.global_context else self.dim
+        self.attention = nn.Sequential(nn.Linear(in_dim, attention_dim), nn.Tanh(),
+                                       nn.Linear(attention_dim, self.dim))
+
+    def weights(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, T, D) attention weights, summing to 1 over T for each channel."""
+        if tokens.ndim != 3 or tokens.shape[-1] != self.dim:
+            raise ValueError(f"expected tokens (batch, tokens, {self.dim}), got {tuple(tokens.shape)}")
+        x = tokens
+        if self.global_context:
+            mean = tokens.mean(dim=1, keepdim=True).expand_as(tokens)
+            std = tokens.var(dim=1, keepdim=True, unbiased=False).clamp_min(self.eps).sqrt().expand_as(tokens)
+            x = torch.cat([tokens, mean, std], dim=-1)
+        return torch.softmax(self.attention(x), dim=1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        a = self.weights(tokens)
+        mu = (a * tokens).sum(dim=1)
+        var = (a * tokens * tokens).sum(dim=1) - mu * mu
+        return torch.cat([mu, var.clamp_min(self.eps).sqrt()], dim=-1)
+
+
+class AnoPatchModel(nn.Module):
+    """Backbone patch tokens -> ASP -> BatchNorm -> Linear: (B, samples) waves -> (B, emb_dim).
+
+    layer: which hidden state feeds the pooling (``-1``: the last layer, as AnoPatch). A CLS
+    token (``backbone.has_cls_token``) is dropped so that only patch tokens are pooled.
+    """
+
+    def __init__(self, backbone: nn.Module, *, emb_dim: int = 256, attention_dim: int = 128,
+                 layer: int = -1, global_context: bool = True):
+        super().__init__()
+        self.backbone = backbone
+        self.layer = int(layer)
+        self.skip = 1 if getattr(backbone, "has_cls_token", False) else 0
+        self.pool = AttentiveStatsPool(backbone.dim, attention_dim, global_context=global_context)
+        self.norm = nn.BatchNorm1d(2 * backbone.dim)
+        self.proj = nn.Linear(2 * backbone.dim, emb_dim)
+        self.emb_dim = int(emb_dim)
+
+    def tokens(self, waves: torch.Tensor) -> torch.Tensor:
+        """(B, samples) -> (B, patches, dim) patch tokens of the chosen layer."""
+        return self.backbone.hidden_states(waves)[self.layer][:, self.skip:]
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.norm(self.pool(self.tokens(waves).float())))
+
+
+class WaveDataset(Dataset):
+    """(wave (clip_samples,) float32, label int64) pairs read from WAV files on demand.
+
+    random_crop: for clips longer than ``clip_samples``, take a random window (training);
+    otherwise the first ``clip_samples`` samples (shorter clips are tiled, as ``load_audio``).
+    """
+
+    def __init__(self, paths: Sequence[str], labels: Sequence[int] | None, clip_samples: int, *,
+                 sample_rate: int = 16000, random_crop: bool = False, seed: int = 0):
+        self.paths = [str(p) for p in paths]
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        self.clip_samples = int(clip_samples)
+        self.sample_rate = int(sample_rate)
+        self.random_crop = bool(random_crop)
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        from asd_utils.data import load_audio
+
+        wave = load_audio(self.paths[i], sample_rate=self.sample_rate)
+        if self.random_crop and len(wave) > self.clip_samples:
+            start = int(self.rng.integers(0, len(wave) - self.clip_samples + 1))
+            wave = wave[start:start + self.clip_samples]
+        else:
+            from asd_utils.data import fix_length
+
+            wave = fix_length(wave, self.clip_samples)
+        label = -1 if self.labels is None else int(self.labels[i])
+        return torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), torch.tensor(label)
+
+
+def finetune(model: AnoPatchModel, loss_fn: nn.Module, paths: Sequence[str], labels: Sequence[int], *,
+             clip_samples: int, epochs: int, batch_size: int, optimizer: dict, scheduler: dict | None = None,
+             device: str | torch.device = "cpu", seed: int = 0, checkpoint_dir: str | Path | None = None,
+             mixup_alpha: float | None = None, max_grad_norm: float | None = None,
+             freeze_backbone: bool = False, progress: bool = True, config: dict | None = None) -> list[dict]:
+    """Fine-tune ``model`` with ``loss_fn`` (e.g. ``asd_utils.losses.ArcFace``) on labelled clips.
+
+    paths / labels: training WAVs (any number of data roots) and their class indices. The loader
+    shuffles with a seeded generator, so a run resumed from ``checkpoint_dir`` matches an
+    uninterrupted one. ``optimizer``: ``{"name", "lr", ...}`` for the head; ``optimizer["backbone_lr"]``
+    (default: same lr) is used for the backbone through a second parameter group.
+    Returns the trainer's per-epoch history.
+    """
+    from asd_utils.training import Trainer
+
+    if freeze_backbone:
+        for p in model.backbone.parameters():
+            p.requires_grad_(False)
+    dataset = WaveDataset(paths, labels, clip_samples, random_crop=True, seed=seed)
+    generator = torch.Generator().manual_seed(int(seed))
+    loader = DataLoader(dataset, batch_size=min(batch_size, len(dataset)), shuffle=True, generator=generator,
+                        drop_last=len(dataset) > batch_size, num_workers=0)
+    opt = dict(optimizer)
+    backbone_lr = opt.pop("backbone_lr", None)
+    trainer = Trainer(model, loss_fn, opt, scheduler, epochs, device=device, seed=seed,
+                      checkpoint_dir=checkpoint_dir, mixup_alpha=mixup_alpha, max_grad_norm=max_grad_norm,
+                      progress=progress, config=config)
+    if backbone_lr is not None and not freeze_backbone:
+        backbone_ids = {id(p) for p in model.backbone.parameters()}
+        head = [p for p in trainer.parameters if id(p) not in backbone_ids]
+        body = [p for p in trainer.parameters if id(p) in backbone_ids]
+        groups = [{"params": head, "lr": opt.get("lr", 1e-3)}, {"params": body, "lr": float(backbone_lr)}]
+        from asd_utils.training import build_optimizer
+
+        name = opt.pop("name", "adam")
+        opt.pop("lr", None)
+        trainer.optimizer = build_optimizer(groups, name, lr=groups[0]["lr"], **opt)
+    history = trainer.fit(loader, resume=checkpoint_dir is not None)
+    model.eval()
+    return history
+
+
+@torch.inference_mode()
+def embed_paths(model: AnoPatchModel, paths: Sequence[str], *, clip_samples: int, batch_size: int = 16,
+                device: str | torch.device = "cpu", progress: bool = True, desc: str = "embed") -> np.ndarray:
+    """(N,) WAV paths -> (N, emb_dim) float64 embeddings (model in eval mode, first ``clip_samples``)."""
+    from asd_utils.data import load_batch
+
+    model.eval().to(device)
+    out = []
+    starts = range(0, len(paths), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=desc, leave=False)
+    for start in starts:
+        waves = torch.from_numpy(load_batch(list(paths[start:start + batch_size]), n_samples=clip_samples))
+        out.append(model(waves.to(device)).float().cpu().numpy().astype(np.float64))
+    return np.concatenate(out, axis=0) if out else np.zeros((0, model.emb_dim))

@@ -1,0 +1,534 @@
+"""GISP-HEU (DCASE 2025 Task 2, report 000): GenRep front end + statistical feature-difference weighting.
+
+System 1 of the report is GenRep (Saengthong & Shinozaki, ICASSP 2025) -- frozen BEATs, one shallow
+layer's tokens pooled over time, kNN with separate source and target memory banks, MemMixup of the
+few target clips with their nearest source clips -- whose kNN distance is multiplied at test time by a
+*statistical weight* that grows with how far the clip lies from the training distribution. The report
+only says that the weight comes from "the difference in energy distribution between the test set and
+the training set" of the audio features and of the embeddings, inspired by the authors' TWFR-GMM
+(Guan et al., ICASSP 2023). This module writes that idea down as follows (derivation in
+``papers/000_gisp_heu.md``):
+
+1. **Audio statistics** of a clip (:func:`audio_statistics`): the time-weighted frequency-domain
+   representation (TWFR) of its log-mel -- per mel band, the frames sorted by energy (loudest
+   first) and averaged with geometric weights ``r**i`` (global weighted ranking pooling, GWRP;
+   ``r = 1`` is the mean over time, ``r = 0`` the maximum) -- concatenated with quantiles of the
+   per-frame log energy (how the energy is distributed over time).
+2. **Distribution distance** (:class:`DistributionDistance`): a Gaussian mixture fitted to the
+   training statistics of one machine type / section (TWFR-GMM), the negative log-likelihood
+   ``NLL(x)`` of a clip, standardised with the mean and standard deviation of *out-of-fold*
+   training NLLs: ``z(x) = (NLL(x) - mu) / sigma``. The same estimator on the GenRep embedding
+   (after PCA) gives the embedding-statistics distance.
+3. **Weight** (:func:`statistical_weight`): ``w(x) = exp(alpha_a * c * tanh(z_a / c)) *
+   exp(alpha_e * c * tanh(z_e / c))``. Without the soft clip ``c`` this is
+   ``p_a(x)**(-alpha_a / sigma_a) * p_e(x)**(-alpha_e / sigma_e)`` up to a constant: the kNN
+   distance times a tempered inverse likelihood of the clip under the training density -- a
+   product of experts, each expert's temperature set by its training spread. ``w`` is strictly
+   increasing in each distance, equals 1 for a typical training clip and is bounded in
+   ``[exp(-(alpha_a + alpha_e) c), exp((alpha_a + alpha_e) c)]``.
+4. **Score**: the weighted kNN distance to each memory bank, ``w(x) d_dom(x)``, standardised per
+   domain with the mean and standard deviation of the *weighted leave-one-out* distances of that
+   domain's training clips, and the minimum over the two domains (GenRep's domain-wise
+   normalisation, but with training statistics instead of the test-set statistics of GenRep's
+   public code).
+
+Only training clips (and, in System 2, the supplemental clean / noise clips) shape any statistic.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from sklearn.mixture import GaussianMixture
+
+__all__ = [
+    "gwrp_weights",
+    "twfr",
+    "temporal_energy_quantiles",
+    "audio_statistics",
+    "extract_audio_statistics",
+    "DistributionDistance",
+    "statistical_weight",
+    "StatisticalWeighting",
+    "memmixup",
+    "GenRepKNN",
+    "GISPSystem",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# audio statistics (TWFR + temporal energy profile)
+# ---------------------------------------------------------------------------------------------
+def gwrp_weights(n_frames: int, decay: float) -> np.ndarray:
+    """Global weighted ranking pooling weights ``r**i / sum_j r**j``, ``i = 0..n_frames-1``.
+
+    ``decay`` (``r``) in [0, 1]: 1 gives equal weights (mean over time), 0 puts all weight on the
+    first (largest) value (maximum over time). Returns (n_frames,) float64 summing to 1.
+    """
+    if not 0.0 <= decay <= 1.0:
+        raise ValueError(f"GWRP decay must lie in [0, 1], got {decay}")
+    if n_frames < 1:
+        raise ValueError(f"need at least one frame, got {n_frames}")
+    weights = np.power(float(decay), np.arange(n_frames, dtype=np.float64)) if decay > 0 else None
+    if weights is None:
+        weights = np.zeros(n_frames)
+        weights[0] = 1.0
+    return weights / weights.sum()
+
+
+def twfr(logmel: np.ndarray | torch.Tensor, decay: float) -> np.ndarray:
+    """Time-weighted frequency-domain representation (Guan et al., ICASSP 2023).
+
+    logmel: (batch, n_mels, frames) or (n_mels, frames) log-mel energies (any log unit).
+    Each band's frames are sorted in descending order and averaged with :func:`gwrp_weights`.
+    Returns (batch, n_mels) float64 (or (n_mels,) for 2-D input).
+    """
+    x = logmel.detach().cpu().numpy() if isinstance(logmel, torch.Tensor) else np.asarray(logmel)
+    single = x.ndim == 2
+    if single:
+        x = x[None]
+    if x.ndim != 3:
+        raise ValueError(f"logmel must be (batch, n_mels, frames) or (n_mels, frames), got {x.shape}")
+    ranked = -np.sort(-x.astype(np.float64), axis=2)  # descending over time
+    out = ranked @ gwrp_weights(x.shape[2], decay)
+    return out[0] if single else out
+
+
+def temporal_energy_quantiles(logmel: np.ndarray | torch.Tensor, quantiles: Sequence[float],
+                              *, db: bool = True) -> np.ndarray:
+    """How the energy is spread over time: quantiles of the per-frame log energy, plus its std.
+
+    logmel: (batch, n_mels, frames) in dB (``db=True``, 10 log10 power) or natural log.
+    The frame energy is ``log(sum_mel power)`` (log-sum-exp over bands, in the input's unit).
+    Returns (batch, len(quantiles) + 1) float64.
+    """
+    x = logmel.detach().cpu().numpy() if isinstance(logmel, torch.Tensor) else np.asarray(logmel)
+    if x.ndim == 2:
+        x = x[None]
+    x = x.astype(np.float64)
+    scale = 10.0 / np.log(10.0) if db else 1.0  # dB <-> natural log
+    nat = x / scale
+    peak = nat.max(axis=1, keepdims=True)
+    frame_energy = scale * (peak[:, 0] + np.log(np.exp(nat - peak).sum(axis=1)))  # (batch, frames)
+    q = np.quantile(frame_energy, list(quantiles), axis=1).T if len(quantiles) else np.zeros((len(x), 0))
+    return np.concatenate([q, frame_energy.std(axis=1, keepdims=True)], axis=1)
+
+
+def audio_statistics(waves: np.ndarray | torch.Tensor, *, sample_rate: int = 16000, n_fft: int = 1024,
+                     hop_length: int = 512, n_mels: int = 128, gwrp_decay: float = 0.99,
+                     time_quantiles: Sequence[float] = (0.1, 0.25, 0.5, 0.75, 0.9)) -> np.ndarray:
+    """Audio statistics of clips: TWFR of the log-mel and the temporal energy profile.
+
+    waves: (batch, samples) float32 at ``sample_rate`` Hz. The log-mel is the official baseline's
+    (``asd_utils.features.log_mel``: power mel, 10 log10, window ``n_fft``, hop ``hop_length``).
+    Returns (batch, n_mels + len(time_quantiles) + 1) float64: ``[TWFR (n_mels), energy quantiles,
+    energy std]``.
+    """
+    from asd_utils.features import log_mel
+
+    mel = log_mel(torch.as_tensor(waves, dtype=torch.float32), sample_rate=sample_rate, n_fft=n_fft,
+                  hop_length=hop_length, n_mels=n_mels)
+    if mel.ndim == 2:
+        mel = mel[None]
+    return np.concatenate([twfr(mel, gwrp_decay), temporal_energy_quantiles(mel, time_quantiles)], axis=1)
+
+
+def _file_key(path: str) -> list:
+    stat = os.stat(path)
+    return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
+
+
+def extract_audio_statistics(paths: Sequence[str], *, clip_samples: int | None, cache_dir: str | Path | None = None,
+                             batch_size: int = 32, progress: bool = True, desc: str = "audio stats",
+                             **stat_kwargs) -> np.ndarray:
+    """:func:`audio_statistics` of WAV files, batched and cached.
+
+    paths: N WAV files; clip_samples: samples per clip (cut or zero-padded, as
+    ``asd_utils.data.load_batch``); cache_dir: folder for an ``.npz`` keyed by the files (path,
+    size, mtime) and the options. Returns (N, n_features) float64.
+    """
+    from asd_utils.io_utils import atomic_save_npz, stable_hash
+
+    paths = [str(p) for p in paths]
+    cache_path = None
+    if cache_dir is not None:
+        key = stable_hash({"files": [_file_key(p) for p in paths], "clip_samples": clip_samples,
+                           "kind": "gisp_audio_statistics_v1", **{k: stat_kwargs[k] for k in sorted(stat_kwargs)}})
+        cache_path = Path(cache_dir) / f"audio_stats_{key}.npz"
+        if cache_path.exists():
+            with np.load(cache_path) as data:
+                return data["features"]
+    from asd_utils.data import load_batch
+
+    sample_rate = int(stat_kwargs.get("sample_rate", 16000))
+    chunks = []
+    starts = range(0, len(paths), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=desc, leave=False)
+    for start in starts:
+        waves = load_batch(paths[start:start + batch_size], sample_rate=sample_rate, n_samples=clip_samples)
+        chunks.append(audio_statistics(waves, **stat_kwargs))
+    features = np.concatenate(chunks, axis=0) if chunks else np.zeros((0, 0))
+    if cache_path is not None:
+        atomic_save_npz(cache_path, features=features)
+    return features
+
+
+# ---------------------------------------------------------------------------------------------
+# distribution distance (GMM negative log-likelihood, standardised with out-of-fold training NLL)
+# ---------------------------------------------------------------------------------------------
+class DistributionDistance:
+    """How far clips lie from a training distribution: standardised GMM negative log-likelihood.
+
+    ``fit(X)`` standardises the features, optionally projects them on ``pca_dim`` principal
+    components, fits a ``GaussianMixture`` and estimates the mean ``mu_`` and standard deviation
+    ``sigma_`` of the NLL of *unseen* normal clips by ``n_folds``-fold cross-fitting (each training
+    clip scored by a mixture fitted without it). ``zscore(X) = (NLL(X) - mu_) / sigma_``; the
+    out-of-fold training z-scores are kept in ``train_z_``.
+
+    With fewer clips than the covariance can support (``n <= dim``), the covariance falls back to
+    ``diag``; the dimension is capped at ``n - 1`` (and at the PCA size).
+    """
+
+    def __init__(self, *, n_components: int = 2, covariance_type: str = "full", pca_dim: int | None = None,
+                 reg_covar: float = 1e-3, n_folds: int = 5, seed: int = 0, max_iter: int = 200):
+        self.n_components = int(n_components)
+        self.covariance_type = covariance_type
+        self.pca_dim = pca_dim
+        self.reg_covar = float(reg_covar)
+        self.n_folds = int(n_folds)
+        self.seed = int(seed)
+        self.max_iter = int(max_iter)
+
+    # -- one fit --------------------------------------------------------------------------------
+    def _fit_one(self, X: np.ndarray) -> dict:
+        n, d = X.shape
+        mean = X.mean(axis=0)
+        std = X.std(axis=0)
+        std = np.where(std > 1e-8 * max(1.0, float(np.abs(std).max(initial=0.0))), std, 1.0)
+        Z = (X - mean) / std
+        pca = None
+        target_dim = min(d, max(1, n - 1), self.pca_dim or d)
+        if target_dim < d:
+            pca = PCA(n_components=target_dim, random_state=self.seed).fit(Z)
+            Z = pca.transform(Z)
+        cov = self.covariance_type if n > Z.shape[1] + 1 else "diag"
+        k = max(1, min(self.n_components, n // 2))
+        gmm = GaussianMixture(n_components=k, covariance_type=cov, reg_covar=self.reg_covar,
+                              random_state=self.seed, max_iter=self.max_iter, n_init=1).fit(Z)
+        return {"mean": mean, "std": std, "pca": pca, "gmm": gmm}
+
+    @staticmethod
+    def _nll_one(model: dict, X: np.ndarray) -> np.ndarray:
+        Z = (X - model["mean"]) / model["std"]
+        if model["pca"] is not None:
+            Z = model["pca"].transform(Z)
+        return -model["gmm"].score_samples(Z)
+
+    # -- estimator API --------------------------------------------------------------------------
+    def fit(self, X: np.ndarray) -> DistributionDistance:
+        """X: (N, D) training features of one machine type / section (N >= 4)."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or len(X) < 4:
+            raise ValueError(f"DistributionDistance.fit needs (N >= 4, D) features, got shape {X.shape}")
+        self.model_ = self._fit_one(X)
+        n = len(X)
+        folds = max(2, min(self.n_folds, n // 2))
+        order = np.random.default_rng(self.seed).permutation(n)
+        oof = np.empty(n)
+        for fold in range(folds):
+            held = order[fold::folds]
+            keep = np.setdiff1d(order, held)
+            oof[held] = self._nll_one(self._fit_one(X[keep]), X[held])
+        self.train_nll_ = oof
+        self.mu_ = float(np.mean(oof))
+        self.sigma_ = float(max(np.std(oof), 1e-8))
+        self.train_z_ = (oof - self.mu_) / self.sigma_
+        return self
+
+    def nll(self, X: np.ndarray) -> np.ndarray:
+        """(M, D) -> (M,) negative log-likelihood under the mixture fitted on all training clips."""
+        return self._nll_one(self.model_, np.asarray(X, dtype=np.float64))
+
+    def zscore(self, X: np.ndarray) -> np.ndarray:
+        """(M, D) -> (M,) standardised distance ``(NLL - mu_) / sigma_`` (training statistics)."""
+        return (self.nll(X) - self.mu_) / self.sigma_
+
+
+def statistical_weight(z: np.ndarray, alpha: float, clip: float = 3.0) -> np.ndarray:
+    """Weight of a standardised distribution distance: ``exp(alpha * clip * tanh(z / clip))``.
+
+    Strictly increasing in ``z`` for ``alpha > 0``; 1 at ``z = 0``; bounded in
+    ``[exp(-alpha * clip), exp(alpha * clip)]``; ``clip = inf`` gives ``exp(alpha * z)``.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    if np.isinf(clip):
+        return np.exp(alpha * z)
+    if clip <= 0:
+        raise ValueError(f"clip must be > 0, got {clip}")
+    return np.exp(alpha * clip * np.tanh(z / clip))
+
+
+@dataclass
+class StatisticalWeighting:
+    """The report's statistical feature-difference weight from audio statistics and embeddings.
+
+    ``fit(audio, embeddings)`` fits one :class:`DistributionDistance` per view on training
+    features; ``weights(audio, embeddings)`` gives the multiplicative weight of new clips and
+    ``train_weights_`` the out-of-fold weight of the training clips. A view whose ``alpha`` is 0 is
+    not fitted.
+    """
+
+    alpha_audio: float = 0.5
+    alpha_embedding: float = 0.5
+    clip: float = 3.0
+    audio: dict = field(default_factory=dict)
+    embedding: dict = field(default_factory=dict)
+
+    def fit(self, audio: np.ndarray | None, embeddings: np.ndarray | None) -> StatisticalWeighting:
+        self.audio_ = DistributionDistance(**self.audio).fit(audio) if self.alpha_audio > 0 else None
+        self.embedding_ = (DistributionDistance(**self.embedding).fit(embeddings)
+                           if self.alpha_embedding > 0 else None)
+        n = len(audio) if audio is not None else len(embeddings)
+        self.train_weights_ = self._combine(
+            None if self.audio_ is None else self.audio_.train_z_,
+            None if self.embedding_ is None else self.embedding_.train_z_, n)
+        return self
+
+    def _combine(self, z_audio, z_embedding, n: int) -> np.ndarray:
+        w = np.ones(n)
+        if z_audio is not None:
+            w = w * statistical_weight(z_audio, self.alpha_audio, self.clip)
+        if z_embedding is not None:
+            w = w * statistical_weight(z_embedding, self.alpha_embedding, self.clip)
+        return w
+
+    def zscores(self, audio: np.ndarray | None, embeddings: np.ndarray | None) -> dict[str, np.ndarray]:
+        out = {}
+        if self.audio_ is not None:
+            out["audio"] = self.audio_.zscore(audio)
+        if self.embedding_ is not None:
+            out["embedding"] = self.embedding_.zscore(embeddings)
+        return out
+
+    def weights(self, audio: np.ndarray | None, embeddings: np.ndarray | None) -> np.ndarray:
+        """(M, ...) -> (M,) weights of new clips."""
+        z = self.zscores(audio, embeddings)
+        n = len(audio) if audio is not None else len(embeddings)
+        return self._combine(z.get("audio"), z.get("embedding"), n)
+
+
+# ---------------------------------------------------------------------------------------------
+# GenRep back end: MemMixup + separate memory banks + domain-wise normalisation (training stats)
+# ---------------------------------------------------------------------------------------------
+def memmixup(source: np.ndarray, target: np.ndarray, n_support: int, alpha: float = 0.9
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """MemMixup (GenRep): mix each target memory with its ``n_support`` nearest source memories.
+
+    source: (Ns, D); target: (Nt, D). For target clip ``t`` and each of its ``n_support`` nearest
+    source clips ``s`` (Euclidean), ``alpha * t + (1 - alpha) * s``. Returns ``(mixed (Nt *
+    n_support, D), parent (Nt * n_support,) int64)`` with rows grouped by target clip (the
+    nearest source first) and ``parent`` the index of the target clip each row comes from.
+    """
+    source = np.asarray(source, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    if n_support < 1 or len(target) == 0:
+        return np.zeros((0, source.shape[1] if source.ndim == 2 else 0)), np.zeros(0, dtype=np.int64)
+    k = min(int(n_support), len(source))
+    dist = _euclidean(target, source)
+    nearest = np.argsort(dist, axis=1, kind="stable")[:, :k]  # (Nt, k)
+    mixed = alpha * target[:, None, :] + (1.0 - alpha) * source[nearest]
+    parent = np.repeat(np.arange(len(target)), k)
+    return mixed.reshape(-1, target.shape[1]), parent
+
+
+def _euclidean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(M, D), (N, D) -> (M, N) Euclidean distances (float64, clipped at 0 before the root)."""
+    a = torch.as_tensor(np.asarray(a), dtype=torch.float64)
+    b = torch.as_tensor(np.asarray(b), dtype=torch.float64)
+    sq = (a * a).sum(1, keepdim=True) + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return sq.clamp_min(0.0).sqrt().numpy()
+
+
+def _knn_mean(dist: np.ndarray, k: int) -> np.ndarray:
+    k = max(1, min(k, dist.shape[1]))
+    return np.sort(dist, axis=1)[:, :k].mean(axis=1)
+
+
+class GenRepKNN:
+    """GenRep's kNN back end with training-statistics normalisation.
+
+    ``fit(embeddings, domains)`` builds a source memory bank and a target memory bank (the target
+    clips plus their MemMixup samples), and the leave-one-out distances of the training clips to
+    their own domain's bank (a target clip leaves out itself and its own MemMixup samples).
+    ``distances(embeddings) -> (M, 2)`` gives the mean distance to the ``k`` nearest memories of the
+    source and of the target bank. ``score`` standardises each column with the training clips of
+    that domain and takes the minimum (see :meth:`normalised_min`).
+    """
+
+    def __init__(self, *, k: int = 1, n_mix_support: int | None = 5, mix_alpha: float = 0.9):
+        self.k = int(k)
+        self.n_mix_support = n_mix_support
+        self.mix_alpha = float(mix_alpha)
+
+    def fit(self, embeddings: np.ndarray, domains: Sequence[str],
+            extra_source: np.ndarray | None = None) -> GenRepKNN:
+        """embeddings: (N, D); domains: (N,) 'source'/'target'; extra_source: (E, D) memories added
+        to the source bank only (never scored, e.g. supplemental clean clips)."""
+        X = np.asarray(embeddings, dtype=np.float64)
+        dom = np.asarray(domains, dtype=object)
+        is_target = dom == "target"
+        if not np.all(np.isin(dom, ["source", "target"])):
+            raise ValueError("GenRepKNN.fit: domains must be 'source' or 'target'")
+        src, tgt = X[~is_target], X[is_target]
+        if len(src) < 2:
+            raise ValueError(f"GenRepKNN.fit needs at least 2 source clips, got {len(src)}")
+        extra = np.zeros((0, X.shape[1])) if extra_source is None else np.asarray(extra_source, dtype=np.float64)
+        self.source_bank_ = np.concatenate([src, extra], axis=0)
+        if self.n_mix_support and len(tgt):
+            mixed, parent = memmixup(src, tgt, self.n_mix_support, self.mix_alpha)
+        else:
+            mixed, parent = np.zeros((0, X.shape[1])), np.zeros(0, dtype=np.int64)
+        self.target_bank_ = np.concatenate([tgt, mixed], axis=0)
+        self.target_owner_ = np.concatenate([np.arange(len(tgt)), parent])  # which target clip made each row
+        # leave-one-out distances of training clips to their own bank
+        d_src = _euclidean(src, self.source_bank_)
+        d_src[np.arange(len(src)), np.arange(len(src))] = np.inf
+        train_d = np.full(len(X), np.nan)
+        train_d[~is_target] = _knn_mean(d_src, self.k)
+        if len(tgt):
+            d_tgt = _euclidean(tgt, self.target_bank_)
+            d_tgt[self.target_owner_[None, :] == np.arange(len(tgt))[:, None]] = np.inf
+            if np.isfinite(d_tgt).any(axis=1).all():
+                train_d[is_target] = _knn_mean(d_tgt, self.k)
+            else:  # a single target clip: nothing left to compare with, use its source-bank distance
+                train_d[is_target] = _knn_mean(_euclidean(tgt, self.source_bank_), self.k)
+        self.train_domains_ = dom
+        self.train_distances_ = train_d
+        return self
+
+    def distances(self, embeddings: np.ndarray) -> np.ndarray:
+        """(M, D) -> (M, 2) kNN distance to the source bank and to the target bank."""
+        X = np.asarray(embeddings, dtype=np.float64)
+        d_s = _knn_mean(_euclidean(X, self.source_bank_), self.k)
+        if len(self.target_bank_):
+            d_t = _knn_mean(_euclidean(X, self.target_bank_), self.k)
+        else:
+            d_t = np.full(len(X), np.inf)
+        return np.stack([d_s, d_t], axis=1)
+
+    def normalised_min(self, test_distances: np.ndarray, test_weights: np.ndarray | None = None,
+                       train_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Domain-wise standardisation with training statistics, then the minimum over domains.
+
+        ``score(x) = min_dom (w(x) d_dom(x) - m_dom) / s_dom`` where ``m_dom, s_dom`` are the mean
+        and std of ``w(t) d_loo(t)`` over the training clips ``t`` of domain ``dom``. Returns
+        ``(test_scores (M,), train_scores (N,))``; a training clip's score uses its leave-one-out
+        distance in its own domain's column and its plain distance in the other.
+        """
+        n = len(self.train_distances_)
+        tw = np.ones(n) if train_weights is None else np.asarray(train_weights, dtype=np.float64)
+        M = len(test_distances)
+        w = np.ones(M) if test_weights is None else np.asarray(test_weights, dtype=np.float64)
+        weighted_train = tw * self.train_distances_
+        stats = {}
+        for dom in ("source", "target"):
+            vals = weighted_train[self.train_domains_ == dom]
+            if len(vals) >= 2 and np.std(vals) > 0:
+                stats[dom] = (float(np.mean(vals)), float(np.std(vals)))
+            elif len(vals):
+                stats[dom] = stats.get("source", (float(np.mean(vals)), 1.0))
+        cols = []
+        for j, dom in enumerate(("source", "target")):
+            if dom in stats:
+                m, s = stats[dom]
+                cols.append((w * test_distances[:, j] - m) / s)
+            else:
+                cols.append(np.full(M, np.inf))
+        test_scores = np.minimum(cols[0], cols[1])
+        # training scores: own domain leave-one-out, other domain plain distance
+        train_cols = self._train_distance_matrix()
+        tcols = []
+        for j, dom in enumerate(("source", "target")):
+            if dom in stats:
+                m, s = stats[dom]
+                tcols.append((tw * train_cols[:, j] - m) / s)
+            else:
+                tcols.append(np.full(n, np.inf))
+        train_scores = np.minimum(tcols[0], tcols[1])
+        self.domain_stats_ = stats
+        return test_scores, train_scores
+
+    def _train_distance_matrix(self) -> np.ndarray:
+        if getattr(self, "_train_matrix", None) is None:
+            raise RuntimeError("call set_train_embeddings first")
+        return self._train_matrix
+
+    def set_train_embeddings(self, embeddings: np.ndarray) -> None:
+        """Cache the (N, 2) training distance matrix (own domain: leave-one-out)."""
+        d = self.distances(embeddings)
+        own = np.where(self.train_domains_ == "target", 1, 0)
+        d[np.arange(len(d)), own] = self.train_distances_
+        self._train_matrix = d
+
+    def score(self, embeddings: np.ndarray) -> np.ndarray:
+        """(M, D) -> (M,) unweighted GenRep score (higher = more anomalous)."""
+        return self.normalised_min(self.distances(embeddings))[0]
+
+
+@dataclass
+class GISPSystem:
+    """System 1 / System 2 of one machine type and section: GenRep kNN x statistical weight.
+
+    ``fit(train_emb, train_domains, train_audio, extra_emb=None, extra_audio=None,
+    extra_in_bank=None)``: the GenRep banks come from the training clips (plus ``extra_in_bank``
+    rows of the extra clips, added to the source bank); the distribution distances are fitted on
+    training clips plus all extra clips (System 2's supplemental data).
+    ``score(test_emb, test_audio, weighted=True) -> (M,)``; ``train_scores_`` (N,) and
+    ``train_scores_unweighted_`` hold the matching training-clip scores (leave-one-out).
+    """
+
+    knn: dict = field(default_factory=dict)
+    weighting: dict = field(default_factory=dict)
+
+    def fit(self, train_emb: np.ndarray, train_domains: Sequence[str], train_audio: np.ndarray,
+            extra_emb: np.ndarray | None = None, extra_audio: np.ndarray | None = None,
+            extra_in_bank: np.ndarray | None = None) -> GISPSystem:
+        train_emb = np.asarray(train_emb, dtype=np.float64)
+        train_audio = np.asarray(train_audio, dtype=np.float64)
+        n = len(train_emb)
+        bank_extra = None
+        if extra_emb is not None and extra_in_bank is not None and np.any(extra_in_bank):
+            bank_extra = np.asarray(extra_emb, dtype=np.float64)[np.asarray(extra_in_bank, dtype=bool)]
+        self.knn_ = GenRepKNN(**self.knn).fit(train_emb, train_domains, extra_source=bank_extra)
+        self.knn_.set_train_embeddings(train_emb)
+        fit_emb, fit_audio = train_emb, train_audio
+        if extra_emb is not None and len(extra_emb):
+            fit_emb = np.concatenate([train_emb, np.asarray(extra_emb, dtype=np.float64)], axis=0)
+            fit_audio = np.concatenate([train_audio, np.asarray(extra_audio, dtype=np.float64)], axis=0)
+        self.weighting_ = StatisticalWeighting(**self.weighting).fit(fit_audio, fit_emb)
+        self.train_weights_ = self.weighting_.train_weights_[:n]
+        _, self.train_scores_ = self.knn_.normalised_min(np.zeros((0, 2)), None, self.train_weights_)
+        _, self.train_scores_unweighted_ = self.knn_.normalised_min(np.zeros((0, 2)))
+        return self
+
+    def weights(self, test_emb: np.ndarray, test_audio: np.ndarray) -> np.ndarray:
+        return self.weighting_.weights(np.asarray(test_audio, dtype=np.float64),
+                                       np.asarray(test_emb, dtype=np.float64))
+
+    def score(self, test_emb: np.ndarray, test_audio: np.ndarray | None = None, *,
+              weighted: bool = True) -> np.ndarray:
+        d = self.knn_.distances(test_emb)
+        if not weighted:
+            return self.knn_.normalised_min(d)[0]
+        return self.knn_.normalised_min(d, self.weights(test_emb, test_audio), self.train_weights_)[0]

@@ -1,0 +1,11 @@
+"""Embedding models trained from scratch (backbones with pretrained weights live in ``asd_utils.backbones``)."""
+
+from asd_utils.models.three_subnet import (
+    BasicBlock,
+    Conv1dBranch,
+    StftResNetBranch,
+    ThreeSubNetwork,
+    branch_sizes,
+)
+
+__all__ = ["BasicBlock", "Conv1dBranch", "StftResNetBranch", "ThreeSubNetwork", "branch_sizes"]

@@ -1,0 +1,193 @@
+"""The run context every notebook starts with.
+
+A notebook's ``parameters`` cell sets PROFILE, DATA_ROOT, DEVICE, SEED, OUTPUT_DIR (and its
+checkpoint paths); the next cell calls :func:`start`, which loads the notebook's config for the
+profile, resolves (or generates) the data, seeds everything, and says where results and figures
+go. The context then records result tables, figures and submission files in one place.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from asd_utils import paths
+from asd_utils.config import load_config
+from asd_utils.device import resolve_device
+
+SYNTHETIC_CAVEAT = (
+    "**Synthetic data.** These numbers come from the compendium's embedded synthetic DCASE-format "
+    "dataset, not from DCASE 2025 recordings. They show that the method runs end to end and how it "
+    "ranks on these synthetic machines; they are not the report's results and must not be quoted "
+    "as such."
+)
+UNTRAINED_CAVEAT = (
+    "**Untrained stand-in backbone.** No checkpoint was configured, so the pretrained model is a "
+    "small randomly initialised network of the same family. Its numbers say nothing about the "
+    "real pretrained model."
+)
+
+
+@dataclass
+class RunContext:
+    """Everything a notebook needs to know about this run (see :func:`start`)."""
+
+    notebook: str
+    profile: str
+    config: dict[str, Any]
+    data_root: Path
+    synthetic: bool
+    device: torch.device
+    seed: int
+    results_dir: Path
+    figures_dir: Path
+    cache_dir: Path
+    index: pd.DataFrame = field(repr=False)
+
+    # -- data -------------------------------------------------------------------------------
+    @property
+    def machines(self) -> list[str]:
+        """Machine types discovered under the data root, sorted."""
+        return sorted(self.index["machine"].unique())
+
+    def clips(self, machine: str | None = None, split: str | None = None, **equals) -> pd.DataFrame:
+        """Rows of the index for one machine/split (any extra column=value filters too)."""
+        rows = self.index
+        if machine is not None:
+            rows = rows[rows["machine"] == machine]
+        if split is not None:
+            rows = rows[rows["split"] == split]
+        for column, value in equals.items():
+            rows = rows[rows[column] == value]
+        return rows.reset_index(drop=True)
+
+    # -- outputs ----------------------------------------------------------------------------
+    def note(self, *, untrained_backbone: bool = False) -> str:
+        """Short provenance note stored with every result row."""
+        parts = ["synthetic data" if self.synthetic else f"data: {self.data_root.name}"]
+        if untrained_backbone:
+            parts.append("untrained stand-in backbone")
+        parts.append(f"profile {self.profile}")
+        return "; ".join(parts)
+
+    def caveat_markdown(self, *, untrained_backbone: bool = False) -> str:
+        """Markdown caveat to display above result tables."""
+        parts = []
+        if self.synthetic:
+            parts.append(SYNTHETIC_CAVEAT)
+        if untrained_backbone:
+            parts.append(UNTRAINED_CAVEAT)
+        return "\n\n".join(parts) or "Real data, configured checkpoints."
+
+    def record(self, system: str, table: pd.DataFrame, *, untrained_backbone: bool = False) -> Path:
+        """Write a per-machine result table (``metrics.evaluate`` output) for ``system``."""
+        from asd_utils.results import write_results
+
+        return write_results(
+            table,
+            notebook=self.notebook,
+            system=system,
+            profile=self.profile,
+            results_dir=self.results_dir,
+            note=self.note(untrained_backbone=untrained_backbone),
+        )
+
+    def submission_dir(self, system: str) -> Path:
+        """Folder for one system's DCASE submission CSVs."""
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in system)
+        path = self.results_dir / "submissions" / self.notebook / safe
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def save_figure(self, fig, name: str, *, dpi: int = 120) -> Path:
+        """Save a matplotlib figure as PNG under the run's figure folder and return the path."""
+        path = self.figures_dir / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from asd_utils.io_utils import atomic_path
+
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+        return path
+
+    def cache(self, *parts: str) -> Path:
+        """A cache sub-folder for this notebook (created)."""
+        path = self.cache_dir.joinpath(*parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def seed_all(seed: int) -> None:
+    """Seed python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def start(
+    notebook: str,
+    *,
+    config: str,
+    profile: str,
+    data_root: str | Path | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    output_dir: str | Path | None = None,
+    overrides: dict | None = None,
+) -> RunContext:
+    """Prepare a notebook run.
+
+    - ``config``: name of ``asd_utils/configs/<config>.yaml``; loaded for ``profile``.
+    - ``data_root``: a DCASE-layout root; ``None`` generates (once) and uses the embedded
+      synthetic dataset of the profile (``data/synth_<profile>``; ``paper`` refuses: it needs
+      the real data).
+    - ``output_dir``: ``None`` writes results under ``results/<profile>`` and figures under
+      ``figures/<profile>/<notebook>``; otherwise under ``output_dir/results`` and
+      ``output_dir/figures/<notebook>``.
+    """
+    from asd_utils.data import discover
+
+    paths.check_profile(profile)
+    cfg = load_config(config, profile, overrides)
+    if data_root in (None, ""):
+        if profile == "paper":
+            raise ValueError(
+                "the paper profile runs on the real DCASE 2025 Task 2 data: set DATA_ROOT to the folder "
+                "holding dev_data/raw/<machine>/ (see README, 'Running on the real DCASE data')"
+            )
+        from asd_utils.synth import ensure_dataset
+
+        root = ensure_dataset(profile, seed=int(cfg.get("synth_seed", 0)))
+        synthetic = True
+    else:
+        root = Path(data_root).expanduser().resolve()
+        synthetic = (root / "synth_manifest.json").exists()
+    seed_all(seed)
+    if output_dir in (None, ""):
+        results = paths.results_dir(profile)
+        figures = paths.figures_dir(profile, notebook)
+    else:
+        base = Path(output_dir).expanduser().resolve()
+        results = base / "results"
+        figures = base / "figures" / notebook
+        results.mkdir(parents=True, exist_ok=True)
+        figures.mkdir(parents=True, exist_ok=True)
+    index = discover(root)
+    return RunContext(
+        notebook=notebook,
+        profile=profile,
+        config=cfg,
+        data_root=root,
+        synthetic=synthetic,
+        device=resolve_device(device),
+        seed=seed,
+        results_dir=results,
+        figures_dir=figures,
+        cache_dir=paths.cache_dir(profile, notebook),
+        index=index,
+    )

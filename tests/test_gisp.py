@@ -1,0 +1,185 @@
+"""Tests of asd_utils.methods.gisp: TWFR, the statistical weighting, MemMixup, GenRep kNN scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asd_utils.methods import gisp
+
+
+# -- TWFR / audio statistics ------------------------------------------------------------------
+def test_gwrp_weights_limits():
+    np.testing.assert_allclose(gisp.gwrp_weights(4, 1.0), [0.25] * 4)
+    np.testing.assert_allclose(gisp.gwrp_weights(3, 0.0), [1.0, 0.0, 0.0])
+    w = gisp.gwrp_weights(3, 0.5)
+    np.testing.assert_allclose(w, np.array([1.0, 0.5, 0.25]) / 1.75)
+    with pytest.raises(ValueError):
+        gisp.gwrp_weights(3, 1.5)
+
+
+def test_twfr_hand_case():
+    # one band, frames [1, 3, 2] -> sorted [3, 2, 1]; r = 0.5 -> (3 + 1 + 0.25) / 1.75
+    logmel = np.array([[[1.0, 3.0, 2.0]], [[0.0, 0.0, 6.0]]])
+    out = gisp.twfr(logmel, 0.5)
+    assert out.shape == (2, 1)
+    np.testing.assert_allclose(out[0, 0], (3 * 1 + 2 * 0.5 + 1 * 0.25) / 1.75)
+    np.testing.assert_allclose(gisp.twfr(logmel, 1.0)[:, 0], [2.0, 2.0])  # mean
+    np.testing.assert_allclose(gisp.twfr(logmel, 0.0)[:, 0], [3.0, 6.0])  # max
+    np.testing.assert_allclose(gisp.twfr(logmel[0], 1.0), [2.0])  # 2-D input
+
+
+def test_temporal_energy_quantiles_db():
+    # two bands of equal power p per frame -> frame energy 10 log10(2 p)
+    frames_db = np.array([0.0, 10.0, 20.0])
+    logmel = np.stack([frames_db, frames_db])[None]
+    out = gisp.temporal_energy_quantiles(logmel, [0.0, 0.5, 1.0])
+    expected = frames_db + 10 * np.log10(2.0)
+    np.testing.assert_allclose(out[0, :3], [expected[0], expected[1], expected[2]], atol=1e-9)
+    np.testing.assert_allclose(out[0, 3], expected.std(), atol=1e-9)
+
+
+def test_audio_statistics_shape():
+    rng = np.random.default_rng(0)
+    waves = rng.normal(size=(2, 16000)).astype(np.float32)
+    out = gisp.audio_statistics(waves, n_fft=512, hop_length=256, n_mels=32, gwrp_decay=0.9,
+                                time_quantiles=(0.5,))
+    assert out.shape == (2, 32 + 2)
+    assert np.isfinite(out).all()
+
+
+# -- distribution distance and weight ---------------------------------------------------------
+def test_statistical_weight_monotone_and_bounded():
+    z = np.linspace(-10, 10, 201)
+    w = gisp.statistical_weight(z, alpha=0.5, clip=3.0)
+    assert np.all(np.diff(w) > 0)
+    assert gisp.statistical_weight(np.array(0.0), 0.5) == pytest.approx(1.0)
+    assert w.max() <= np.exp(1.5) + 1e-12 and w.min() >= np.exp(-1.5) - 1e-12
+    np.testing.assert_allclose(gisp.statistical_weight(z, 0.3, np.inf), np.exp(0.3 * z))
+    np.testing.assert_allclose(gisp.statistical_weight(z, 0.0), 1.0)
+
+
+def test_distribution_distance_monotone_in_distance():
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(300, 3))
+    dd = gisp.DistributionDistance(n_components=1, covariance_type="full", n_folds=5).fit(train)
+    direction = np.array([1.0, -1.0, 0.5]) / np.linalg.norm([1.0, -1.0, 0.5])
+    probes = np.outer(np.linspace(0.0, 6.0, 13), direction) + train.mean(axis=0)
+    z = dd.zscore(probes)
+    assert np.all(np.diff(z) > 0)
+    # out-of-fold training z-scores are standardised
+    assert abs(dd.train_z_.mean()) < 1e-9 and dd.train_z_.std() == pytest.approx(1.0)
+    # the weight is monotone in the distance too
+    sw = gisp.StatisticalWeighting(alpha_audio=0.5, alpha_embedding=0.0, clip=3.0,
+                                   audio={"n_components": 1, "n_folds": 5})
+    sw.fit(train, None)
+    w = sw.weights(probes, None)
+    assert np.all(np.diff(w) > 0)
+    assert sw.train_weights_.shape == (300,)
+
+
+def test_distribution_distance_small_sample_fallback():
+    rng = np.random.default_rng(1)
+    dd = gisp.DistributionDistance(n_components=2, pca_dim=None).fit(rng.normal(size=(6, 20)))
+    assert np.isfinite(dd.zscore(rng.normal(size=(3, 20)))).all()
+    with pytest.raises(ValueError):
+        gisp.DistributionDistance().fit(np.zeros((2, 3)))
+
+
+# -- MemMixup -----------------------------------------------------------------------------------
+def test_memmixup_sizes_and_values():
+    source = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [100.0, 100.0]])
+    target = np.array([[1.0, 0.0], [0.0, 9.0]])
+    mixed, parent = gisp.memmixup(source, target, n_support=2, alpha=0.9)
+    assert mixed.shape == (4, 2)
+    np.testing.assert_array_equal(parent, [0, 0, 1, 1])
+    # target 0's nearest sources: (0,0) then (10,0); target 1's: (0,10) then (0,0)
+    expected = np.array([
+        0.9 * target[0] + 0.1 * source[0],
+        0.9 * target[0] + 0.1 * source[1],
+        0.9 * target[1] + 0.1 * source[2],
+        0.9 * target[1] + 0.1 * source[0],
+    ])
+    np.testing.assert_allclose(mixed, expected)
+    # n_support larger than the source bank is capped
+    mixed, parent = gisp.memmixup(source, target, n_support=10)
+    assert mixed.shape == (8, 2) and parent.shape == (8,)
+
+
+# -- GenRep kNN and the weighted score ----------------------------------------------------------
+def test_weighted_score_equals_formula_hand_case():
+    # 1-D embeddings; source bank {0, 1, 3}, target bank {10} (no MemMixup), k = 1
+    emb = np.array([[0.0], [1.0], [3.0], [10.0], [12.0]])
+    dom = ["source", "source", "source", "target", "target"]
+    knn = gisp.GenRepKNN(k=1, n_mix_support=None).fit(emb, dom)
+    # leave-one-out distances: source 0->1, 1->1, 3->2 ; target 10->2, 12->2
+    np.testing.assert_allclose(knn.train_distances_, [1, 1, 2, 2, 2])
+    knn.set_train_embeddings(emb)
+    train_w = np.array([1.0, 2.0, 1.0, 1.0, 0.5])
+    test = np.array([[5.0]])
+    d = knn.distances(test)
+    np.testing.assert_allclose(d, [[2.0, 5.0]])
+    test_w = np.array([1.5])
+    scores, train_scores = knn.normalised_min(d, test_w, train_w)
+    # weighted LOO: source [1, 2, 2] -> mean 5/3, std sqrt(2/9); target [2, 1] -> mean 1.5, std 0.5
+    m_s, s_s = 5 / 3, np.sqrt(2 / 9)
+    m_t, s_t = 1.5, 0.5
+    expected = min((1.5 * 2.0 - m_s) / s_s, (1.5 * 5.0 - m_t) / s_t)
+    assert scores[0] == pytest.approx(expected)
+    # training clip 0 (source): own column LOO 1, target column |0 - 10| = 10 -> weights 1
+    expected_train0 = min((1.0 * 1 - m_s) / s_s, (1.0 * 10 - m_t) / s_t)
+    assert train_scores[0] == pytest.approx(expected_train0)
+
+
+def test_genrep_target_loo_excludes_own_mixups():
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(50, 4))
+    tgt = rng.normal(size=(3, 4)) + 5.0
+    emb = np.concatenate([src, tgt])
+    dom = ["source"] * 50 + ["target"] * 3
+    knn = gisp.GenRepKNN(k=1, n_mix_support=3, mix_alpha=0.9).fit(emb, dom)
+    assert knn.target_bank_.shape == (3 + 9, 4)
+    # own mix-ups lie at 0.1 * |t - s| from t; excluding them the LOO distance is larger
+    own_mix = np.linalg.norm(knn.target_bank_[3:6] - tgt[0], axis=1).min()
+    assert knn.train_distances_[50] > own_mix
+
+
+def test_gisp_system_separates_anomalies_and_is_per_clip():
+    rng = np.random.default_rng(0)
+    n_src, n_tgt, d = 120, 6, 8
+    train_emb = np.concatenate([rng.normal(size=(n_src, d)), rng.normal(size=(n_tgt, d)) + 3.0])
+    train_audio = np.concatenate([rng.normal(size=(n_src, 5)), rng.normal(size=(n_tgt, 5)) + 0.5])
+    dom = ["source"] * n_src + ["target"] * n_tgt
+    system = gisp.GISPSystem(
+        knn={"k": 1, "n_mix_support": 3, "mix_alpha": 0.9},
+        weighting={"alpha_audio": 0.5, "alpha_embedding": 0.5, "clip": 3.0,
+                   "audio": {"n_components": 1}, "embedding": {"n_components": 1, "pca_dim": 4}},
+    ).fit(train_emb, dom, train_audio)
+    normal_emb, normal_audio = rng.normal(size=(30, d)), rng.normal(size=(30, 5))
+    anom_emb, anom_audio = rng.normal(size=(30, d)) * 2.5, rng.normal(size=(30, 5)) * 2.5
+    test_emb = np.concatenate([normal_emb, anom_emb])
+    test_audio = np.concatenate([normal_audio, anom_audio])
+    s = system.score(test_emb, test_audio)
+    assert s[30:].mean() > s[:30].mean()
+    # first-shot rule: a clip's score does not depend on the other test clips
+    single = system.score(test_emb[:1], test_audio[:1])
+    assert single[0] == pytest.approx(s[0])
+    assert system.train_scores_.shape == (n_src + n_tgt,)
+    assert np.isfinite(system.train_scores_).all()
+    unweighted = system.score(test_emb, test_audio, weighted=False)
+    assert unweighted.shape == s.shape and not np.allclose(unweighted, s)
+
+
+def test_gisp_system_with_extra_clips():
+    rng = np.random.default_rng(2)
+    train_emb = rng.normal(size=(40, 4))
+    train_audio = rng.normal(size=(40, 3))
+    dom = ["source"] * 36 + ["target"] * 4
+    extra_emb, extra_audio = rng.normal(size=(10, 4)), rng.normal(size=(10, 3))
+    in_bank = np.array([True] * 5 + [False] * 5)
+    system = gisp.GISPSystem(knn={"k": 1, "n_mix_support": 2},
+                             weighting={"audio": {"n_components": 1}, "embedding": {"n_components": 1}})
+    system.fit(train_emb, dom, train_audio, extra_emb=extra_emb, extra_audio=extra_audio, extra_in_bank=in_bank)
+    assert system.knn_.source_bank_.shape == (36 + 5, 4)
+    assert system.train_weights_.shape == (40,)
+    assert len(system.weighting_.audio_.train_z_) == 50
