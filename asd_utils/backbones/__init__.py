@@ -1,0 +1,91 @@
+"""Pretrained audio encoders behind one interface (CONTRIBUTING.md, Backbone contract).
+
+``load_backbone(name, checkpoint=None, size="base", device="cpu")`` returns a ``Backbone`` whose
+``hidden_states(waves)`` gives ``[input, layer 1, ..., layer L]`` as (batch, tokens, dim) tensors.
+
+| name            | module            | checkpoint                                              |
+|-----------------|-------------------|---------------------------------------------------------|
+| ``beats``       | ``beats.py``      | official ``.pt`` (microsoft/unilm)                      |
+| ``eat``         | ``eat.py``        | HF folder / ``model.safetensors`` / fairseq ``.pt``      |
+| ``hubert``, ``wav2vec2``, ``wavlm``, ``unispeech_sat`` | ``hf_speech.py`` | ``save_pretrained`` folder or cached model id |
+
+With a checkpoint: exactly those weights or a ``CheckpointError``; never a silent fallback to
+random weights. Without one: a randomly initialised stand-in of the named size, seeded
+(``seed=0`` unless given) so that two runs build the same weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .base import Backbone
+from .errors import PUBLISHED_AT, CheckpointError, checkpoint_error
+
+__all__ = ["BACKBONE_NAMES", "Backbone", "CheckpointError", "load_backbone", "PUBLISHED_AT"]
+
+BACKBONE_NAMES: tuple[str, ...] = ("beats", "eat", "hubert", "wav2vec2", "wavlm", "unispeech_sat")
+_HF_NAMES = ("hubert", "wav2vec2", "wavlm", "unispeech_sat")
+
+
+def _check_checkpoint_path(name: str, checkpoint) -> None:
+    """A local path that does not exist is a ``CheckpointError`` (HF model ids are resolved later)."""
+    text = str(checkpoint)
+    path = Path(text).expanduser()
+    if path.exists():
+        return
+    looks_like_hf_id = name in _HF_NAMES and "/" in text and not text.startswith(("/", ".", "~"))
+    looks_like_hf_id = looks_like_hf_id and text.count("/") == 1 and not path.suffix
+    if not looks_like_hf_id:
+        raise checkpoint_error(name, path, "does not exist")
+
+
+def load_backbone(
+    name: str,
+    checkpoint: str | Path | None = None,
+    size: str = "base",
+    device: str | torch.device = "cpu",
+    *,
+    seed: int = 0,
+    **kwargs,
+) -> Backbone:
+    """Build backbone ``name`` (one of ``BACKBONE_NAMES``).
+
+    checkpoint: path (or, for the HF speech models, a cached model id); None for random weights.
+    size: ``"base"`` or ``"tiny"`` (``"large"`` also for EAT and the HF speech models).
+    device: ``"cpu"``, ``"cuda"``, ``"auto"`` or a ``torch.device``.
+    seed: seeds the random initialisation when ``checkpoint`` is None (recorded as ``init_seed``).
+    kwargs: family options (EAT: ``target_length``; HF: ``cache_dir``, ``do_normalize``).
+    Returns the model in eval mode. Raises ``ValueError`` for an unknown name and
+    ``CheckpointError`` for any checkpoint problem (missing file, wrong format, wrong size,
+    mismatched weights), naming the file and where the official weights are published.
+    """
+    from ..device import resolve_device
+
+    if name not in BACKBONE_NAMES:
+        raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONE_NAMES)}")
+    if checkpoint is not None and str(checkpoint).strip() == "":
+        checkpoint = None
+    device = resolve_device(device)
+    if checkpoint is not None:
+        _check_checkpoint_path(name, checkpoint)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if name == "beats":
+            from .beats import build_beats
+
+            model = build_beats(checkpoint, size=size, device=device, **kwargs)
+        elif name == "eat":
+            from .eat import build_eat
+
+            model = build_eat(checkpoint, size=size, device=device, seed=seed, **kwargs)
+        else:
+            from .hf_speech import build_hf_speech
+
+            model = build_hf_speech(name, checkpoint, size=size, device=device, **kwargs)
+    if checkpoint is None:
+        model.init_seed = seed
+    elif not model.pretrained:  # defensive: a checkpoint must never give random weights
+        raise checkpoint_error(name, checkpoint, "was given but the model reports random weights")
+    return model

@@ -1,0 +1,33 @@
+"""DCASE Task 2 data: layout discovery, file-name parsing, attribute CSVs, audio loading.
+
+``discover(root)`` indexes a DCASE tree as a DataFrame (one row per WAV; columns in
+CONTRIBUTING.md); ``load_audio``/``load_batch`` read clips as float32 at 16 kHz. Bad input
+raises :class:`DataError` (a ``ValueError``) naming the file or folder and what was expected.
+"""
+
+from .attributes import ground_truth_path, normalise_clip_name, read_attributes_csv, read_ground_truth
+from .audio import FIX_LENGTH_MODES, fix_length, load_audio, load_batch
+from .errors import DataError
+from .filenames import ClipName, parse_attributes, parse_filename
+from .index import INDEX_COLUMNS, SPLITS, discover, machine_types, select, summary_counts
+
+__all__ = [
+    "DataError",
+    "ClipName",
+    "parse_filename",
+    "parse_attributes",
+    "read_attributes_csv",
+    "read_ground_truth",
+    "ground_truth_path",
+    "normalise_clip_name",
+    "discover",
+    "machine_types",
+    "select",
+    "summary_counts",
+    "INDEX_COLUMNS",
+    "SPLITS",
+    "load_audio",
+    "load_batch",
+    "fix_length",
+    "FIX_LENGTH_MODES",
+]

@@ -1,0 +1,169 @@
+"""Load DCASE clips as mono float32 waveforms at a fixed sample rate."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+__all__ = ["load_audio", "fix_length", "load_batch", "FIX_LENGTH_MODES"]
+
+FIX_LENGTH_MODES = ("tile", "pad", "crop")
+
+
+def fix_length(wave: np.ndarray, n_samples: int, mode: str = "tile") -> np.ndarray:
+    """Bring a waveform to exactly ``n_samples`` samples.
+
+    Args:
+        wave: (samples,) waveform (any float dtype; the dtype is kept).
+        n_samples: target length in samples (> 0).
+        mode: what to do when ``wave`` is shorter: ``"tile"`` repeats it from the start,
+            ``"pad"`` appends zeros, ``"crop"`` refuses (DataError). A longer wave is always
+            cropped to its first ``n_samples`` samples.
+
+    Returns:
+        (n_samples,) array, a copy.
+    """
+    if mode not in FIX_LENGTH_MODES:
+        raise ValueError(f"mode {mode!r}: expected one of {FIX_LENGTH_MODES}")
+    n_samples = int(n_samples)
+    if n_samples <= 0:
+        raise ValueError(f"n_samples {n_samples}: expected a positive number of samples")
+    wave = np.asarray(wave)
+    if wave.ndim != 1:
+        raise ValueError(f"wave of shape {wave.shape}: expected a 1-D (samples,) array")
+    length = wave.shape[0]
+    if length >= n_samples:
+        return wave[:n_samples].copy()
+    if length == 0:
+        raise DataError(f"empty waveform (0 samples): cannot {mode} it to {n_samples} samples")
+    if mode == "crop":
+        raise DataError(f"waveform of {length} samples is shorter than {n_samples}; mode 'crop' "
+                        "expected at least n_samples (use mode 'tile' or 'pad')")
+    if mode == "pad":
+        out = np.zeros(n_samples, dtype=wave.dtype)
+        out[:length] = wave
+        return out
+    reps = -(-n_samples // length)
+    return np.tile(wave, reps)[:n_samples].copy()
+
+
+def load_audio(
+    path: str | Path,
+    *,
+    sample_rate: int = 16000,
+    n_samples: int | None = None,
+    mode: str = "tile",
+) -> np.ndarray:
+    """Read one audio file as a mono waveform.
+
+    Args:
+        path: a WAV (or any format libsndfile reads).
+        sample_rate: output rate in Hz. A file at another rate is resampled with librosa
+            (``soxr_hq``) and a ``UserWarning`` names the file and its original rate.
+        n_samples: when given, the output is brought to exactly this many samples with
+            :func:`fix_length` (``mode``: ``tile``, ``pad`` or ``crop``).
+
+    Returns:
+        (samples,) float32 at ``sample_rate``; a multichannel file is downmixed to the mean of
+        its channels.
+
+    Raises:
+        DataError: the file is missing, cannot be decoded, holds 0 samples or non-finite
+            values; the message names the file.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: audio file not found; expected an existing WAV file")
+    try:
+        data, orig_sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # libsndfile raises several types for undecodable input
+        raise DataError(f"{path}: cannot decode the audio ({exc}); expected a readable WAV file") from exc
+    if data.shape[0] == 0:
+        raise DataError(f"{path}: empty audio (0 samples); expected a non-empty WAV file")
+    wave = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    if not np.all(np.isfinite(wave)):
+        raise DataError(f"{path}: audio holds NaN or infinite samples; expected finite samples")
+    if int(orig_sr) != int(sample_rate):
+        import librosa
+
+        warnings.warn(
+            f"{path}: sample rate {orig_sr} Hz, resampling to {sample_rate} Hz",
+            UserWarning,
+            stacklevel=2,
+        )
+        wave = librosa.resample(wave, orig_sr=int(orig_sr), target_sr=int(sample_rate), res_type="soxr_hq")
+    wave = np.ascontiguousarray(wave, dtype=np.float32)
+    if n_samples is not None:
+        try:
+            wave = fix_length(wave, n_samples, mode)
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}") from exc
+    return wave
+
+
+def load_batch(
+    paths: Sequence[str | Path],
+    *,
+    sample_rate: int = 16000,
+    n_samples: int,
+    mode: str = "tile",
+    progress: bool = False,
+    num_workers: int = 0,
+) -> np.ndarray:
+    """Load many clips into one array, in the order given.
+
+    Args:
+        paths: clip paths.
+        sample_rate: output rate in Hz (see :func:`load_audio`).
+        n_samples: samples per clip; each clip goes through :func:`fix_length` with ``mode``.
+        progress: show a tqdm progress bar.
+        num_workers: threads reading in parallel (0 or 1: read in this thread). The row order
+            is always the order of ``paths``.
+
+    Returns:
+        (N, n_samples) float32, N = len(paths).
+
+    Raises:
+        DataError: from :func:`load_audio`, naming the failing file.
+    """
+    if n_samples is None or int(n_samples) <= 0:
+        raise ValueError(f"n_samples {n_samples!r}: expected a positive number of samples")
+    if mode not in FIX_LENGTH_MODES:
+        raise ValueError(f"mode {mode!r}: expected one of {FIX_LENGTH_MODES}")
+    paths = list(paths)
+    out = np.empty((len(paths), int(n_samples)), dtype=np.float32)
+    if not paths:
+        return out
+
+    def _load(p):
+        return load_audio(p, sample_rate=sample_rate, n_samples=n_samples, mode=mode)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(paths), desc="loading audio", unit="clip")
+    try:
+        if num_workers and num_workers > 1:
+            with ThreadPoolExecutor(max_workers=int(num_workers)) as pool:
+                for i, wave in enumerate(pool.map(_load, paths)):
+                    out[i] = wave
+                    if bar is not None:
+                        bar.update(1)
+        else:
+            for i, p in enumerate(paths):
+                out[i] = _load(p)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return out
