@@ -103,9 +103,7 @@ def section_metrics(is_anomaly, scores, domains, max_fpr: float = MAX_FPR, *, wh
     for domain in DOMAINS:
         normal = (d == domain) & (y == 0)
         if not normal.any():
-            raise ValueError(
-                f"{where}: no normal clips of the {domain} domain; AUC ({domain}) is undefined"
-            )
+            raise ValueError(f"{where}: no normal clips of the {domain} domain; AUC ({domain}) is undefined")
         keep = normal | (y == 1)
         out[f"auc_{domain}"] = float(roc_auc_score(y[keep], s[keep]))
     out["pauc"] = float(roc_auc_score(y, s, max_fpr=max_fpr))
@@ -156,7 +154,9 @@ def official_score(table: pd.DataFrame) -> float:
     return hmean(table[list(METRICS)].to_numpy(dtype=np.float64))
 
 
-def dcase_table(tidy: pd.DataFrame, systems: Sequence[str] | None = None, *, percent: bool = True) -> pd.DataFrame:
+def dcase_table(
+    tidy: pd.DataFrame, systems: Sequence[str] | None = None, *, percent: bool = True
+) -> pd.DataFrame:
     """Result table in the layout of the DCASE papers: one row per system.
 
     tidy: DataFrame with columns ``system, machine, section, auc_source, auc_target, pauc`` (the
@@ -177,7 +177,9 @@ def dcase_table(tidy: pd.DataFrame, systems: Sequence[str] | None = None, *, per
     else:
         unknown = [s for s in systems if s not in set(tidy["system"])]
         if unknown:
-            raise ValueError(f"systems {unknown} are not in the results; known: {sorted(set(tidy['system']))}")
+            raise ValueError(
+                f"systems {unknown} are not in the results; known: {sorted(set(tidy['system']))}"
+            )
     scale = 100.0 if percent else 1.0
     machines = sorted(tidy["machine"].unique())
     columns = pd.MultiIndex.from_tuples(

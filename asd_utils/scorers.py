@@ -112,6 +112,47 @@ def _torch_threads(n_threads: int | None) -> Iterator[None]:
 # --------------------------------------------------------------------------------------------------
 # k nearest neighbours
 # --------------------------------------------------------------------------------------------------
+def _as_float_2d(x, name: str = "embeddings") -> np.ndarray:
+    """Like :func:`_as_2d` but keeps float32 input as float32 (no copy of a large bank)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    if arr.dtype != np.float32:
+        arr = arr.astype(np.float64, copy=False)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (clips, dim); got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} holds NaN or inf values")
+    return arr
+
+
+class _Bank:
+    """A k-NN memory bank prepared for blocked search.
+
+    ``data``: (N, D) the bank as given (float32 or float64), used for the exact float64 distances of
+    the candidates; ``rank``: (N, D) float32 tensor used for ranking (L2-normalised for cosine);
+    ``norm64``: (N,) float64 row norms (cosine); ``sq32``: (N,) float32 squared norms (euclidean).
+    """
+
+    def __init__(self, data: np.ndarray, metric: str):
+        self.data = data
+        self.metric = metric
+        if metric == "cosine":
+            self.norm64 = np.linalg.norm(data.astype(np.float64, copy=False), axis=1)
+            inv = (1.0 / np.maximum(self.norm64, _TINY)).astype(np.float32)
+            self.rank = torch.from_numpy(data.astype(np.float32, copy=False)) * torch.from_numpy(inv)[:, None]
+            self.sq32 = None
+        else:
+            self.norm64 = None
+            self.rank = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+            self.sq32 = (self.rank * self.rank).sum(dim=1)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
 def knn_mean_distance(
     queries,
     bank,
@@ -119,105 +160,114 @@ def knn_mean_distance(
     *,
     metric: str = "cosine",
     exclude: np.ndarray | None = None,
-    batch_size: int = 1024,
-    max_block_bytes: int = 256 * 2**20,
+    batch_size: int = 256,
+    max_block_bytes: int = 128 * 2**20,
     margin: int = 8,
     n_threads: int | None = None,
 ) -> np.ndarray:
     """Mean distance of each query to its ``k`` nearest rows of ``bank``.
 
-    queries: (M, D); bank: (N, D) (float arrays; for ``metric='cosine'`` both are L2-normalised
-    here); k: neighbours, clipped to the number of candidate rows; metric: ``'cosine'``
-    (1 - cosine similarity) or ``'euclidean'``; exclude: optional (M,) int, the bank row that query
-    ``i`` must not match (its own row for leave-one-out), ``-1`` for none.
+    queries: (M, D); bank: (N, D) float arrays; k: neighbours, clipped to the number of candidate
+    rows; metric: ``'cosine'`` (1 - cosine similarity, zero vectors at distance 1) or
+    ``'euclidean'``; exclude: optional (M,) int, the bank row that query ``i`` must not match (its
+    own row for leave-one-out), ``-1`` for none; batch_size: queries per block (capped so that a
+    block's (queries x N) float32 score matrix stays under ``max_block_bytes``); margin: extra
+    candidates re-ranked exactly; n_threads: torch threads (``None``: torch's setting).
 
     Returns (M,) float64; ``inf`` for a query with no candidate row.
 
-    Method: queries are processed in blocks; a float32 matrix product ranks the whole bank (cosine:
-    ``q @ b.T``; euclidean: ``|b|^2 - 2 q @ b.T``) and ``torch.topk`` keeps ``k + margin``
-    candidates; their distances are then recomputed exactly in float64 (cosine: ``1 - q.b`` of the
-    float64-normalised vectors; euclidean: ``|q - b|``) and the ``k`` smallest averaged. So the
-    result equals a float64 brute-force search up to float64 rounding, while the O(M N D) work
-    runs in float32.
+    Method: a float32 matrix product ranks the whole bank for a block of queries (cosine:
+    ``q @ b.T`` of normalised rows; euclidean: ``|b|^2 - 2 q @ b.T``), ``torch.topk`` keeps
+    ``k + margin`` candidates, and their distances are recomputed exactly in float64 from the
+    given values (cosine: ``1 - q.b / (|q| |b|)``; euclidean: ``|q - b|``) before the ``k``
+    smallest are averaged. The result equals a float64 brute-force search up to float64 rounding
+    (a neighbour the float32 ranking misses can only be one whose distance is within float32
+    rounding, ~1e-6, of the k-th), while the O(M N D) work runs in float32.
     """
     if metric not in ("cosine", "euclidean"):
         raise ValueError(f"metric must be 'cosine' or 'euclidean'; got {metric!r}")
     if k < 1:
         raise ValueError(f"k must be >= 1; got {k}")
-    q64 = _as_2d(queries, "queries")
-    b64 = _as_2d(bank, "bank")
-    if q64.shape[1] != b64.shape[1]:
-        raise ValueError(f"queries have dim {q64.shape[1]} but the bank has dim {b64.shape[1]}")
-    if metric == "cosine":
-        q64, b64 = _l2_normalise(q64), _l2_normalise(b64)
-    return _knn_prepared(
-        q64, b64, torch.from_numpy(b64.astype(np.float32)), k, metric=metric, exclude=exclude,
-        batch_size=batch_size, max_block_bytes=max_block_bytes, margin=margin, n_threads=n_threads,
+    q = _as_float_2d(queries, "queries")
+    b = _as_float_2d(bank, "bank")
+    if q.shape[1] != b.shape[1]:
+        raise ValueError(f"queries have dim {q.shape[1]} but the bank has dim {b.shape[1]}")
+    return _knn_search(
+        q,
+        _Bank(b, metric),
+        k,
+        exclude=exclude,
+        batch_size=batch_size,
+        max_block_bytes=max_block_bytes,
+        margin=margin,
+        n_threads=n_threads,
     )
 
 
-def _knn_prepared(
-    q64: np.ndarray,
-    b64: np.ndarray,
-    b32: torch.Tensor,
+def _knn_search(
+    queries: np.ndarray,
+    bank: _Bank,
     k: int,
     *,
-    metric: str,
-    exclude: np.ndarray | None,
-    batch_size: int,
-    max_block_bytes: int,
-    margin: int,
-    n_threads: int | None,
-    b_sq32: torch.Tensor | None = None,
+    exclude: np.ndarray | None = None,
+    batch_size: int = 256,
+    max_block_bytes: int = 128 * 2**20,
+    margin: int = 8,
+    n_threads: int | None = None,
 ) -> np.ndarray:
-    m, n = len(q64), len(b64)
+    m, n = len(queries), len(bank)
     out = np.full(m, np.inf, dtype=np.float64)
     if exclude is not None:
         exclude = np.asarray(exclude, dtype=np.int64).ravel()
         if len(exclude) != m:
             raise ValueError(f"exclude has {len(exclude)} entries for {m} queries")
-    # Rows whose own index is excluded have n - 1 candidates, the others n; k is clipped per row.
-    if n == 0:
+    if n == 0 or m == 0:
         return out
+    cosine = bank.metric == "cosine"
     n_cand = min(n, k + margin + (1 if exclude is not None else 0))
-    block = max(1, min(int(batch_size), int(max_block_bytes // max(1, 4 * n))))
-    cosine = metric == "cosine"
-    if not cosine and b_sq32 is None:
-        b_sq32 = (b32 * b32).sum(dim=1)
+    block = max(1, min(int(batch_size), m, int(max_block_bytes // (4 * n))))
     with _torch_threads(n_threads), torch.inference_mode():
+        buf = torch.empty((block, n), dtype=torch.float32)  # reused: no page faults per block
+        bank_t = bank.rank.T
         for start in range(0, m, block):
             stop = min(m, start + block)
-            q_blk64 = q64[start:stop]
-            q_blk32 = torch.from_numpy(q_blk64.astype(np.float32))
+            rows = stop - start
+            q64 = queries[start:stop].astype(np.float64, copy=False)
+            q32 = torch.from_numpy(np.ascontiguousarray(q64, dtype=np.float32))
+            key = buf[:rows]
             if cosine:
-                key = q_blk32 @ b32.T  # larger = closer
+                q_norm = np.linalg.norm(q64, axis=1)
+                q32 = q32 * torch.from_numpy((1.0 / np.maximum(q_norm, _TINY)).astype(np.float32))[:, None]
+                torch.mm(q32, bank_t, out=key)  # larger = closer
             else:
-                key = torch.addmm(b_sq32.unsqueeze(0), q_blk32, b32.T, beta=1.0, alpha=-2.0)
-                key.neg_()  # larger = closer
-            if exclude is not None:
-                ex = exclude[start:stop]
-                rows = np.flatnonzero(ex >= 0)
-                if rows.size:
-                    key[torch.from_numpy(rows), torch.from_numpy(ex[rows])] = -torch.inf
+                torch.addmm(
+                    bank.sq32.unsqueeze(0), q32, bank_t, beta=-1.0, alpha=2.0, out=key
+                )  # larger = closer
+            ex = None if exclude is None else exclude[start:stop]
+            if ex is not None:
+                r = np.flatnonzero(ex >= 0)
+                if r.size:
+                    key[torch.from_numpy(r), torch.from_numpy(ex[r])] = -torch.inf
             idx = torch.topk(key, n_cand, dim=1, largest=True, sorted=False).indices.numpy()
-            cand = b64[idx]  # (B, n_cand, D) float64
+            cand = bank.data[idx].astype(np.float64, copy=False)  # (rows, n_cand, D)
             if cosine:
-                dist = 1.0 - np.einsum("bd,bcd->bc", q_blk64, cand)
-                dist = np.clip(dist, 0.0, 2.0)
+                dots = np.einsum("bd,bcd->bc", q64, cand)
+                denom = np.maximum(q_norm, _TINY)[:, None] * np.maximum(bank.norm64[idx], _TINY)
+                dist = np.clip(1.0 - dots / denom, 0.0, 2.0)
             else:
-                dist = np.sqrt(np.einsum("bcd,bcd->bc", cand - q_blk64[:, None, :], cand - q_blk64[:, None, :]))
-            if exclude is not None:
-                ex = exclude[start:stop]
+                diff = cand - q64[:, None, :]
+                dist = np.sqrt(np.einsum("bcd,bcd->bc", diff, diff))
+            if ex is not None:
                 dist[idx == ex[:, None]] = np.inf  # never count the excluded row
                 n_row = np.where(ex >= 0, n - 1, n)
             else:
-                n_row = np.full(stop - start, n)
+                n_row = np.full(rows, n)
             k_row = np.minimum(k, n_row)
             dist.sort(axis=1)
             csum = np.cumsum(np.where(np.isfinite(dist), dist, 0.0), axis=1)
-            res = np.full(stop - start, np.inf)
-            ok = k_row > 0
-            res[ok] = csum[np.flatnonzero(ok), k_row[ok] - 1] / k_row[ok]
+            res = np.full(rows, np.inf)
+            ok = np.flatnonzero(k_row > 0)
+            res[ok] = csum[ok, k_row[ok] - 1] / k_row[ok]
             out[start:stop] = res
     return out
 
@@ -225,13 +275,15 @@ def _knn_prepared(
 class KNNScorer(BaseEstimator):
     """k-nearest-neighbour distance to the training embeddings, with one memory bank per domain.
 
-    k: neighbours averaged (clipped to the bank size); metric: ``'cosine'`` or ``'euclidean'``;
-    separate_domains: one bank per domain (source, target) and the score is the minimum over banks
-    of the mean distance to the k nearest neighbours in that bank; batch_size: queries per block;
-    n_threads: torch threads while scoring (``None``: torch's current setting).
+    k: neighbours averaged (clipped to the bank size); metric: ``'cosine'`` (1 - cosine
+    similarity) or ``'euclidean'``; separate_domains: one bank per domain (source, target) and the
+    score is the minimum over banks of the mean distance to the k nearest neighbours in that bank;
+    batch_size: queries per block; n_threads: torch threads while scoring (``None``: torch's
+    current setting). The search is exact (see :func:`knn_mean_distance`).
 
-    Learned: ``banks_`` {domain: (N_d, D) float64, L2-normalised for cosine}, ``bank_index_``
-    {domain: (N_d,) row indices into the training set}, ``n_features_in_``.
+    Learned: ``banks_`` {domain: (N_d, D) training embeddings (float32 kept as float32, else
+    float64)}, ``bank_index_`` {domain: (N_d,) row indices into the training set},
+    ``n_features_in_``.
     """
 
     def __init__(
@@ -239,7 +291,7 @@ class KNNScorer(BaseEstimator):
         k: int = 1,
         metric: str = "cosine",
         separate_domains: bool = True,
-        batch_size: int = 1024,
+        batch_size: int = 256,
         n_threads: int | None = None,
     ):
         self.k = k
@@ -253,40 +305,41 @@ class KNNScorer(BaseEstimator):
             raise ValueError(f"metric must be 'cosine' or 'euclidean'; got {self.metric!r}")
         if self.k < 1:
             raise ValueError(f"k must be >= 1; got {self.k}")
-        x = _as_2d(embeddings)
+        x = _as_float_2d(embeddings)
         d = _as_domains(domains, len(x))
-        if self.metric == "cosine":
-            x = _l2_normalise(x)
         groups = _split_domains(x, d, self.separate_domains)
         self.bank_index_ = groups
-        self.banks_ = {name: x[idx] for name, idx in groups.items()}
+        self.banks_ = {name: (x if len(groups) == 1 else x[idx]) for name, idx in groups.items()}
         self.n_features_in_ = x.shape[1]
-        self._b32 = {name: torch.from_numpy(b.astype(np.float32)) for name, b in self.banks_.items()}
-        self._b_sq32 = {name: (b * b).sum(dim=1) for name, b in self._b32.items()}
+        self._prepared = {name: _Bank(b, self.metric) for name, b in self.banks_.items()}
         return self
 
-    def _prepared_queries(self, embeddings) -> np.ndarray:
-        _check_fitted(self, "banks_")
-        q = _as_2d(embeddings)
-        _check_dim(self, q)
-        return _l2_normalise(q) if self.metric == "cosine" else q
-
     def _bank_scores(self, q: np.ndarray, exclude: Mapping[str, np.ndarray] | None = None) -> dict:
-        if not hasattr(self, "_b32"):  # e.g. after unpickling an older object
-            self._b32 = {name: torch.from_numpy(b.astype(np.float32)) for name, b in self.banks_.items()}
-            self._b_sq32 = {name: (b * b).sum(dim=1) for name, b in self._b32.items()}
+        if getattr(self, "_prepared", None) is None:  # e.g. after unpickling
+            self._prepared = {name: _Bank(b, self.metric) for name, b in self.banks_.items()}
         return {
-            name: _knn_prepared(
-                q, bank, self._b32[name], self.k, metric=self.metric,
-                exclude=None if exclude is None else exclude[name], batch_size=self.batch_size,
-                max_block_bytes=256 * 2**20, margin=8, n_threads=self.n_threads, b_sq32=self._b_sq32[name],
+            name: _knn_search(
+                q,
+                bank,
+                self.k,
+                exclude=None if exclude is None else exclude[name],
+                batch_size=self.batch_size,
+                n_threads=self.n_threads,
             )
-            for name, bank in self.banks_.items()
+            for name, bank in self._prepared.items()
         }
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_prepared", None)  # derived from banks_; rebuilt on first use
+        return state
 
     def score_by_domain(self, embeddings) -> dict[str, np.ndarray]:
         """{domain: (M,) mean k-NN distance to that domain's bank}."""
-        return self._bank_scores(self._prepared_queries(embeddings))
+        _check_fitted(self, "banks_")
+        q = _as_float_2d(embeddings)
+        _check_dim(self, q)
+        return self._bank_scores(q)
 
     def score(self, embeddings) -> np.ndarray:
         """(M,) float64: minimum over banks of the mean distance to the k nearest neighbours."""
@@ -297,12 +350,14 @@ class KNNScorer(BaseEstimator):
 
         Each training clip is scored against every bank as a test clip would be, except that its
         own row is removed from its own bank (so with k neighbours it gets the k nearest *other*
-        clips; an exact duplicate elsewhere in the bank still counts, at distance 0).
+        clips; an exact duplicate elsewhere in the bank still counts, at distance 0). This equals
+        searching k + 1 neighbours and dropping the clip itself.
         Returns (N,) float64, or {domain: (N,)} when ``by_domain``.
         """
         _check_fitted(self, "banks_")
         n = sum(len(i) for i in self.bank_index_.values())
-        x = np.empty((n, self.n_features_in_))
+        first = next(iter(self.banks_.values()))
+        x = np.empty((n, self.n_features_in_), dtype=first.dtype)
         for name, idx in self.bank_index_.items():
             x[idx] = self.banks_[name]
         exclude = {}
@@ -448,7 +503,9 @@ class MahalanobisScorer(BaseEstimator):
     def _covariance(self, xc: np.ndarray) -> np.ndarray:
         if isinstance(self.shrinkage, str):
             if self.shrinkage != "ledoit_wolf":
-                raise ValueError(f"shrinkage must be 'ledoit_wolf', a float in [0, 1] or None; got {self.shrinkage!r}")
+                raise ValueError(
+                    f"shrinkage must be 'ledoit_wolf', a float in [0, 1] or None; got {self.shrinkage!r}"
+                )
             return ledoit_wolf(xc, assume_centered=True)[0]
         cov = xc.T @ xc / len(xc)
         if self.shrinkage is None:
@@ -563,9 +620,14 @@ class TrainStatNormalizer(BaseEstimator):
                 )
             unknown = [k for k in scores if k not in self.domain_mean_]
             if unknown:
-                raise ValueError(f"no training statistics for domains {unknown}; known: {sorted(self.domain_mean_)}")
+                raise ValueError(
+                    f"no training statistics for domains {unknown}; known: {sorted(self.domain_mean_)}"
+                )
             return _min_over(
-                {k: (np.asarray(v, np.float64) - self.domain_mean_[k]) / self.domain_std_[k] for k, v in scores.items()}
+                {
+                    k: (np.asarray(v, np.float64) - self.domain_mean_[k]) / self.domain_std_[k]
+                    for k, v in scores.items()
+                }
             )
         if isinstance(scores, Mapping):
             scores = _min_over({k: np.asarray(v, np.float64) for k, v in scores.items()})
@@ -585,7 +647,9 @@ def _fold_ids(domains: np.ndarray | None, n: int, n_splits: int, random_state: i
     """Fold of every clip, stratified by domain (each domain spread round-robin over folds)."""
     rng = np.random.default_rng(random_state)
     folds = np.empty(n, dtype=np.int64)
-    groups = {ALL: np.arange(n)} if domains is None else {d: np.flatnonzero(domains == d) for d in set(domains)}
+    groups = (
+        {ALL: np.arange(n)} if domains is None else {d: np.flatnonzero(domains == d) for d in set(domains)}
+    )
     offset = 0
     for name in sorted(groups):
         idx = rng.permutation(groups[name])
@@ -663,7 +727,9 @@ def weighted_ensemble(
     if len(test_scores) == 0:
         raise ValueError("weighted_ensemble needs at least one system")
     if len(train_scores) != len(test_scores):
-        raise ValueError(f"{len(test_scores)} test score arrays but {len(train_scores)} training score arrays")
+        raise ValueError(
+            f"{len(test_scores)} test score arrays but {len(train_scores)} training score arrays"
+        )
     w = np.ones(len(test_scores)) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
     if len(w) != len(test_scores):
         raise ValueError(f"{len(w)} weights for {len(test_scores)} systems")

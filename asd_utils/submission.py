@@ -42,7 +42,7 @@ def section_tag(section) -> str:
     """Two-digit section string: ``0`` / ``'0'`` / ``'00'`` / ``'section_00'`` -> ``'00'``."""
     text = str(section)
     if text.startswith("section_"):
-        text = text[len("section_"):]
+        text = text[len("section_") :]
     if not text.isdigit():
         raise ValueError(f"section must be a number such as '00'; got {section!r}")
     return f"{int(text):02d}"
@@ -64,8 +64,8 @@ def gamma_threshold(train_scores, quantile: float = 0.9) -> float:
     train_scores: (N,) anomaly scores of the normal *training* clips (never test clips).
     Fits ``scipy.stats.gamma.fit(train_scores)`` with shape, location and scale free, as the
     baseline does, and returns ``scipy.stats.gamma.ppf(quantile, shape, loc, scale)``.
-    With fewer than 3 scores or all scores equal, the empirical ``quantile`` is used; when the fit fails or gives a
-    non-finite threshold, the empirical ``quantile`` of the training scores is returned instead.
+    With fewer than 3 scores or all scores equal, or when the fit fails or gives a non-finite
+    threshold, the empirical ``quantile`` of the training scores is returned instead.
     """
     x = np.asarray(train_scores, dtype=np.float64).ravel()
     if x.size == 0:
@@ -143,8 +143,10 @@ def write_submissions(
 
     Returns ``{(machine, section): (score_path, decision_path)}``.
     """
-    for name, frame, cols in (("test_index", test_index, ("machine", "section", "file_name")),
-                              ("train_index", train_index, ("machine", "section"))):
+    for name, frame, cols in (
+        ("test_index", test_index, ("machine", "section", "file_name")),
+        ("train_index", train_index, ("machine", "section")),
+    ):
         missing = [c for c in cols if c not in frame.columns]
         if missing:
             raise ValueError(f"{name} lacks columns {missing}")
@@ -156,7 +158,10 @@ def write_submissions(
         raise ValueError(f"{len(t)} training scores for {len(train_index)} training clips")
     test_keys = list(zip(test_index["machine"].astype(str), test_index["section"].map(section_tag)))
     train_keys = np.array(
-        [f"{m}\0{sec}" for m, sec in zip(train_index["machine"].astype(str), train_index["section"].map(section_tag))]
+        [
+            f"{m}\0{sec}"
+            for m, sec in zip(train_index["machine"].astype(str), train_index["section"].map(section_tag))
+        ]
     )
     names = test_index["file_name"].to_numpy()
     written = {}
@@ -165,7 +170,9 @@ def write_submissions(
         rows = np.array([k == key for k in test_keys])
         train = t[train_keys == f"{machine}\0{section}"]
         if train.size == 0:
-            raise ValueError(f"no training scores for machine {machine!r} section {section}: cannot set a threshold")
+            raise ValueError(
+                f"no training scores for machine {machine!r} section {section}: cannot set a threshold"
+            )
         threshold = gamma_threshold(train, quantile)
         written[key] = write_submission(out_dir, machine, section, names[rows], s[rows], threshold)
     return written
@@ -192,5 +199,8 @@ def read_submission(path: str | os.PathLike) -> pd.DataFrame:
     if bad:
         raise ValueError(f"{path}: expected 2 columns (file_name,{column}) per row; row {bad[0] + 1} differs")
     return pd.DataFrame(
-        {"file_name": [r[0] for r in rows], column: np.array([r[1] for r in rows], dtype=np.float64).astype(dtype)}
+        {
+            "file_name": [r[0] for r in rows],
+            column: np.array([r[1] for r in rows], dtype=np.float64).astype(dtype),
+        }
     )

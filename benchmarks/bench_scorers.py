@@ -57,8 +57,14 @@ def bench_one(m: int, n: int, d: int, metric: str, k: int, repeats: int, seed: i
     t_sk, ref = _time(sk, repeats)
     t_ours, got = _time(ours, repeats)
     row = {
-        "queries": m, "bank": n, "dim": d, "metric": metric, "k": k,
-        "ours_s": t_ours, "sklearn_s": t_sk, "speedup": t_sk / t_ours,
+        "queries": m,
+        "bank": n,
+        "dim": d,
+        "metric": metric,
+        "k": k,
+        "ours_s": t_ours,
+        "sklearn_s": t_sk,
+        "speedup": t_sk / t_ours,
         "max_abs_diff_vs_sklearn_float32": float(np.max(np.abs(got - ref))),
     }
     if m * n <= 1e8:  # float64 reference where it is cheap
@@ -73,29 +79,47 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--quick", action="store_true", help="small sizes only")
     parser.add_argument("--metrics", default="cosine,euclidean")
     parser.add_argument("--k", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=2, help="best of this many runs (1 at the largest size)")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="best of this many runs (1 at the largest size)"
+    )
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     rows = []
-    header = f"{'M':>7} {'N':>8} {'D':>4} {'metric':>9} {'k':>2} {'ours s':>8} {'sklearn s':>9} {'speedup':>7} {'maxdiff':>9}"
-    print(f"torch {torch.__version__} threads={torch.get_num_threads()}  sklearn {sklearn.__version__}  "
-          f"cpus={os.cpu_count()}")
+    header = (
+        f"{'M':>7} {'N':>8} {'D':>4} {'metric':>9} {'k':>2} {'ours s':>8} {'sklearn s':>9} "
+        f"{'speedup':>7} {'maxdiff':>9}"
+    )
+    print(
+        f"torch {torch.__version__} threads={torch.get_num_threads()}  sklearn {sklearn.__version__}  "
+        f"cpus={os.cpu_count()}"
+    )
     print(header)
     for m, n, d in sizes:
         for metric in args.metrics.split(","):
             repeats = 1 if m * n >= 1e9 else args.repeats
             row = bench_one(m, n, d, metric, args.k, repeats)
             rows.append(row)
-            print(f"{m:>7} {n:>8} {d:>4} {metric:>9} {args.k:>2} {row['ours_s']:>8.3f} {row['sklearn_s']:>9.3f} "
-                  f"{row['speedup']:>7.2f} {row['max_abs_diff_vs_sklearn_float32']:>9.2e}", flush=True)
-    atomic_write_json(args.out, {
-        "benchmark": "KNNScorer vs sklearn NearestNeighbors(algorithm='brute'), float32 inputs",
-        "torch": torch.__version__, "sklearn": sklearn.__version__, "numpy": np.__version__,
-        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-        "machine": platform.machine(), "processor": platform.processor(),
-        "rows": rows,
-    })
+            print(
+                f"{m:>7} {n:>8} {d:>4} {metric:>9} {args.k:>2} {row['ours_s']:>8.3f} "
+                f"{row['sklearn_s']:>9.3f} "
+                f"{row['speedup']:>7.2f} {row['max_abs_diff_vs_sklearn_float32']:>9.2e}",
+                flush=True,
+            )
+    atomic_write_json(
+        args.out,
+        {
+            "benchmark": "KNNScorer vs sklearn NearestNeighbors(algorithm='brute'), float32 inputs",
+            "torch": torch.__version__,
+            "sklearn": sklearn.__version__,
+            "numpy": np.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+            "rows": rows,
+        },
+    )
     print(f"wrote {args.out}")
     return rows
 

@@ -3,7 +3,7 @@
 How the fixture was made (once; the output is committed, the official code is not):
 
     mkdir -p /tmp/beats_official
-    # from a checkout of https://github.com/microsoft/unilm: beats/BEATs.py, beats/backbone.py, beats/modules.py
+    # from a checkout of https://github.com/microsoft/unilm: beats/{BEATs,backbone,modules}.py
     cp unilm/beats/{BEATs,backbone,modules}.py /tmp/beats_official/
     python scripts/make_beats_golden.py --official-dir /tmp/beats_official
 

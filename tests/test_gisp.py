@@ -183,3 +183,51 @@ def test_gisp_system_with_extra_clips():
     assert system.knn_.source_bank_.shape == (36 + 5, 4)
     assert system.train_weights_.shape == (40,)
     assert len(system.weighting_.audio_.train_z_) == 50
+
+
+# -- notebook glue ---------------------------------------------------------------------------------
+def _toy_index(rng):
+    import pandas as pd
+
+    rows = []
+    for machine in ("fan", "valve"):
+        for i in range(30):
+            rows.append(dict(path=f"/{machine}/train_{i}.wav", machine=machine, section="00", split="train",
+                             domain="source" if i < 26 else "target", is_anomaly=0.0, supplemental_kind=None))
+        for i in range(16):
+            rows.append(dict(path=f"/{machine}/test_{i}.wav", machine=machine, section="00", split="test",
+                             domain="source" if i % 2 else "target", is_anomaly=float(i >= 8),
+                             supplemental_kind=None))
+        for i, kind in enumerate(("clean", "clean", "noise", "noise")):
+            rows.append(dict(path=f"/{machine}/supp_{i}.wav", machine=machine, section="00", split="supplemental",
+                             domain="source", is_anomaly=np.nan, supplemental_kind=kind))
+    index = pd.DataFrame(rows)
+    emb = rng.normal(size=(len(index), 6)) + np.where(index["is_anomaly"].fillna(0).to_numpy() > 0, 2.0, 0.0)[:, None]
+    audio = rng.normal(size=(len(index), 4))
+    return index, emb, audio
+
+
+def test_score_machines_and_ensemble():
+    rng = np.random.default_rng(0)
+    index, emb, audio = _toy_index(rng)
+    knn = {"k": 1, "n_mix_support": 2}
+    weighting = {"audio": {"n_components": 1}, "embedding": {"n_components": 1, "pca_dim": 3}}
+    s1 = gisp.score_machines(index, emb, audio, knn=knn, weighting=weighting, progress=False)
+    s2 = gisp.score_machines(index, emb, audio, knn=knn, weighting=weighting, supplemental_kinds=["clean", "noise"],
+                             memory_bank_kinds=["clean"], name="System-2", progress=False)
+    for res in (s1["weighted"], s1["unweighted"], s2["weighted"]):
+        assert len(res.test_scores) == 32 and np.isfinite(res.test_scores).all()
+        assert len(res.train_scores) == 60 and np.isfinite(res.train_scores).all()
+        assert (res.test_index["split"] == "test").all()
+    anomalous = s1["weighted"].test_index["is_anomaly"].to_numpy() > 0
+    assert s1["weighted"].test_scores[anomalous].mean() > s1["weighted"].test_scores[~anomalous].mean()
+    assert not np.allclose(s1["weighted"].test_scores, s2["weighted"].test_scores)
+    ens = gisp.ensemble_by_machine([s1["weighted"], s2["weighted"]], [1.0, 3.0])
+    # hand formula on one machine: weighted mean of the training-standardised scores
+    fan_te = (ens.test_index["machine"] == "fan").to_numpy()
+    fan_tr = (ens.train_index["machine"] == "fan").to_numpy()
+    parts = []
+    for res in (s1["weighted"], s2["weighted"]):
+        t = res.train_scores[fan_tr]
+        parts.append((res.test_scores[fan_te] - t.mean()) / t.std())
+    np.testing.assert_allclose(ens.test_scores[fan_te], (1.0 * parts[0] + 3.0 * parts[1]) / 4.0)

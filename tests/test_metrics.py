@@ -80,8 +80,13 @@ def test_hmean_floors_zero_at_eps():
 
 def test_official_score_hand_computed():
     table = pd.DataFrame(
-        {"machine": ["a", "b"], "section": ["00", "00"], "auc_source": [0.5, 1.0],
-         "auc_target": [1.0, 0.5], "pauc": [0.25, 0.5]}
+        {
+            "machine": ["a", "b"],
+            "section": ["00", "00"],
+            "auc_source": [0.5, 1.0],
+            "auc_target": [1.0, 0.5],
+            "pauc": [0.25, 0.5],
+        }
     )
     # 6 / (2 + 1 + 1 + 2 + 4 + 2) = 0.5
     assert official_score(table) == pytest.approx(0.5)
@@ -90,9 +95,14 @@ def test_official_score_hand_computed():
 def _test_index():
     rows = []
     for machine in ("fan", "ToyCar"):
-        rows += [(machine, "00", "source", 0.0), (machine, "00", "source", 0.0),
-                 (machine, "00", "target", 0.0), (machine, "00", "target", 0.0),
-                 (machine, "00", "source", 1.0), (machine, "00", "target", 1.0)]
+        rows += [
+            (machine, "00", "source", 0.0),
+            (machine, "00", "source", 0.0),
+            (machine, "00", "target", 0.0),
+            (machine, "00", "target", 0.0),
+            (machine, "00", "source", 1.0),
+            (machine, "00", "target", 1.0),
+        ]
     return pd.DataFrame(rows, columns=["machine", "section", "domain", "is_anomaly"])
 
 
@@ -138,9 +148,16 @@ def test_dcase_table_layout():
     out = dcase_table(tidy, systems=["B", "A"])
     assert out.index.tolist() == ["B", "A"]
     assert out.columns.tolist() == [
-        ("fan", "AUC-s"), ("fan", "AUC-t"), ("fan", "pAUC"),
-        ("valve", "AUC-s"), ("valve", "AUC-t"), ("valve", "pAUC"),
-        ("Total", "AUC-s"), ("Total", "AUC-t"), ("Total", "pAUC"), ("Total", "hmean"),
+        ("fan", "AUC-s"),
+        ("fan", "AUC-t"),
+        ("fan", "pAUC"),
+        ("valve", "AUC-s"),
+        ("valve", "AUC-t"),
+        ("valve", "pAUC"),
+        ("Total", "AUC-s"),
+        ("Total", "AUC-t"),
+        ("Total", "pAUC"),
+        ("Total", "hmean"),
     ]
     assert out.loc["A", ("fan", "AUC-s")] == pytest.approx(70.0)  # mean over sections, percent
     assert out.loc["A", ("fan", "pAUC")] == pytest.approx(60.0)

@@ -234,3 +234,17 @@ def test_fit_scores_from_training_by_domain_kfold():
     np.testing.assert_allclose(flat, np.minimum(by["source"], by["target"]))
     norm = TrainStatNormalizer(per_domain=True).fit(by, dom)
     assert set(norm.domain_mean_) == {"source", "target"}
+
+
+def test_knn_pickle_round_trip_and_float32_bank():
+    import pickle
+
+    rng = np.random.default_rng(6)
+    bank = rng.normal(size=(50, 8)).astype(np.float32)
+    knn = KNNScorer(k=2).fit(bank)
+    assert knn.banks_["all"].dtype == np.float32
+    q = rng.normal(size=(5, 8))
+    again = pickle.loads(pickle.dumps(knn))
+    np.testing.assert_array_equal(again.score(q), knn.score(q))
+    # Zero vectors are at cosine distance 1 from everything (as scikit-learn's cosine distance).
+    np.testing.assert_allclose(knn.score(np.zeros((1, 8))), [1.0])

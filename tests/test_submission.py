@@ -54,7 +54,9 @@ def test_write_submission_exact_files(tmp_path):
         "section_00_0000.wav,0.5\nsection_00_0001.wav,1.0\nsection_00_0002.wav,1.5\n"
     )
     # 1 iff score > threshold: a score equal to the threshold is normal.
-    assert decision_path.read_text() == "section_00_0000.wav,0\nsection_00_0001.wav,0\nsection_00_0002.wav,1\n"
+    assert (
+        decision_path.read_text() == "section_00_0000.wav,0\nsection_00_0001.wav,0\nsection_00_0002.wav,1\n"
+    )
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == [score_path.name, decision_path.name]
 
 
@@ -86,8 +88,11 @@ def test_write_submissions_per_section_threshold(tmp_path):
     train_index = pd.DataFrame({"machine": ["fan"] * 100 + ["valve"] * 100, "section": ["00"] * 200})
     train_scores = np.concatenate([rng.gamma(2.0, 1.0, 100), 10 + rng.gamma(2.0, 1.0, 100)])
     test_index = pd.DataFrame(
-        {"machine": ["valve", "fan", "fan", "valve"], "section": ["00"] * 4,
-         "file_name": ["v0.wav", "f0.wav", "f1.wav", "v1.wav"]}
+        {
+            "machine": ["valve", "fan", "fan", "valve"],
+            "section": ["00"] * 4,
+            "file_name": ["v0.wav", "f0.wav", "f1.wav", "v1.wav"],
+        }
     )
     test_scores = np.array([11.0, 0.5, 50.0, 40.0])
     written = write_submissions(tmp_path, test_index, test_scores, train_index, train_scores)

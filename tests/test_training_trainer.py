@@ -1,10 +1,11 @@
+import numpy as np
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from asd_utils.losses import AdaCos, SubClusterAdaCos
-from asd_utils.training import CHECKPOINT_NAME, Trainer, build_optimizer, seed_everything
+from asd_utils.training import CHECKPOINT_NAME, Trainer, build_optimizer, extract_embeddings, seed_everything
 
 N_CLASSES = 3
 
@@ -99,3 +100,20 @@ def test_forward_fn_optimizer_names_and_validation():
         build_optimizer(model.parameters(), "sgd")
     with pytest.raises(ValueError, match="epochs"):
         Trainer(model, AdaCos(N_CLASSES, 4), epochs=0)
+
+
+def test_extract_embeddings_from_array_and_loader_restores_mode():
+    seed_everything(0)
+    model = tiny_model()
+    model.train()
+    x = torch.randn(10, 8)
+    a = extract_embeddings(model, x.numpy(), batch_size=3)
+    b = extract_embeddings(model, DataLoader(TensorDataset(x, torch.zeros(10)), batch_size=4))
+    assert a.shape == (10, 4) and a.dtype == np.float32
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert model.training
+    trainer = Trainer(model, AdaCos(N_CLASSES, 4), epochs=1, ema_decay=0.5, progress=False)
+    trainer.fit(loader())
+    assert trainer.embed(x, use_ema=True).shape == (10, 4)
+    with pytest.raises(ValueError, match="no inputs"):
+        extract_embeddings(model, [])

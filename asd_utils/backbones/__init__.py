@@ -3,11 +3,11 @@
 ``load_backbone(name, checkpoint=None, size="base", device="cpu")`` returns a ``Backbone`` whose
 ``hidden_states(waves)`` gives ``[input, layer 1, ..., layer L]`` as (batch, tokens, dim) tensors.
 
-| name            | module            | checkpoint                                              |
-|-----------------|-------------------|---------------------------------------------------------|
-| ``beats``       | ``beats.py``      | official ``.pt`` (microsoft/unilm)                      |
-| ``eat``         | ``eat.py``        | HF folder / ``model.safetensors`` / fairseq ``.pt``      |
-| ``hubert``, ``wav2vec2``, ``wavlm``, ``unispeech_sat`` | ``hf_speech.py`` | ``save_pretrained`` folder or cached model id |
+- ``beats`` (``beats.py``): official ``.pt`` (microsoft/unilm);
+- ``eat`` (``eat.py``): Hugging Face folder / ``model.safetensors`` / ``pytorch_model.bin``, or
+  fairseq ``.pt``;
+- ``hubert``, ``wav2vec2``, ``wavlm``, ``unispeech_sat`` (``hf_speech.py``): a ``save_pretrained``
+  folder or a model id in the local Hugging Face cache.
 
 With a checkpoint: exactly those weights or a ``CheckpointError``; never a silent fallback to
 random weights. Without one: a randomly initialised stand-in of the named size, seeded

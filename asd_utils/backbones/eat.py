@@ -65,6 +65,7 @@ __all__ = [
     "safe_torch_load",
     "sincos_pos_embed_2d",
     "eat_preprocess",
+    "save_eat_hf",
 ]
 
 NORM_MEAN = -4.268

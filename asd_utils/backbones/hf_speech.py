@@ -57,10 +57,12 @@ _SIZES = {
     "tiny": dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=64),
 }
 _CONV = dict(
-    conv_dim=(512,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2), conv_bias=False
+    conv_dim=(512,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
+    conv_bias=False,
 )
 _TINY_CONV = dict(
-    conv_dim=(32,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2), conv_bias=False,
+    conv_dim=(32,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
+    conv_bias=False,
     num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
 )
 
@@ -118,13 +120,15 @@ def _resolve_folder(name: str, checkpoint: str | Path, cache_dir: str | Path | N
     if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", text):
         from huggingface_hub import try_to_load_from_cache
 
-        found = try_to_load_from_cache(text, "config.json", cache_dir=None if cache_dir is None else str(cache_dir))
+        cache = None if cache_dir is None else str(cache_dir)
+        found = try_to_load_from_cache(text, "config.json", cache_dir=cache)
         if isinstance(found, str):
             return Path(found).parent
         raise checkpoint_error(
             name,
             text,
-            "is neither a local folder nor a model id in the local Hugging Face cache (nothing is downloaded: "
+            "is neither a local folder nor a model id in the local Hugging Face cache (nothing is "
+            "downloaded: "
             "fetch it on a connected machine with `huggingface-cli download "
             f"{text}` or `save_pretrained` it to a folder and give that path)",
         )
@@ -250,7 +254,8 @@ def build_hf_speech(
         raise checkpoint_error(name, folder, f"could not be loaded by transformers ({exc})") from exc
     missing = sorted(info.get("missing_keys") or [])
     mismatched = list(info.get("mismatched_keys") or [])
-    unexpected = sorted(k for k in (info.get("unexpected_keys") or []) if not k.startswith(ALLOWED_EXTRA_PREFIXES))
+    extra = info.get("unexpected_keys") or []
+    unexpected = sorted(k for k in extra if not k.startswith(ALLOWED_EXTRA_PREFIXES))
     errors = list(info.get("error_msgs") or [])
     if missing or mismatched or unexpected or errors:
         parts = []

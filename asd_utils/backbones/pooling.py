@@ -45,9 +45,7 @@ def beats_patch_grid(h: torch.Tensor, n_freq_patches: int = 8) -> torch.Tensor:
     _check(h, "beats_patch_grid")
     b, n, d = h.shape
     if n % n_freq_patches:
-        raise ValueError(
-            f"beats_patch_grid: {n} tokens is not a multiple of n_freq_patches={n_freq_patches}"
-        )
+        raise ValueError(f"beats_patch_grid: {n} tokens is not a multiple of n_freq_patches={n_freq_patches}")
     return h.reshape(b, n // n_freq_patches, n_freq_patches, d)
 
 

@@ -24,7 +24,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["AttentiveStatsPool", "AnoPatchModel", "WaveDataset", "finetune", "embed_paths"]
+__all__ = ["AttentiveStatsPool", "AnoPatchModel", "WaveDataset", "finetune", "embed_paths", "build_model",
+           "train_and_embed", "score_machines"]
 
 
 class AttentiveStatsPool(nn.Module):
@@ -182,3 +183,117 @@ def embed_paths(model: AnoPatchModel, paths: Sequence[str], *, clip_samples: int
         waves = torch.from_numpy(load_batch(list(paths[start:start + batch_size]), n_samples=clip_samples))
         out.append(model(waves.to(device)).float().cpu().numpy().astype(np.float64))
     return np.concatenate(out, axis=0) if out else np.zeros((0, model.emb_dim))
+
+
+# ---------------------------------------------------------------------------------------------
+# notebook glue
+# ---------------------------------------------------------------------------------------------
+def _eat_frames(clip_samples: int) -> int:
+    """Kaldi fbank frames (25 ms window, 10 ms shift, snip_edges) of a clip at 16 kHz."""
+    return 1 + (int(clip_samples) - 400) // 160
+
+
+def build_model(cfg: dict, *, checkpoint: str | None, clip_samples: int, device="cpu", seed: int = 0
+                ) -> AnoPatchModel:
+    """The AnoPatch model of the ``anopatch`` config section (backbone from ``checkpoint`` or an
+    untrained stand-in of ``cfg['size']``). ``target_length: auto`` sizes an untrained EAT's input
+    to the clip (a multiple of 16 frames); with a checkpoint the checkpoint's own length is kept."""
+    from asd_utils.backbones import load_backbone
+
+    kwargs = {}
+    target_length = cfg.get("target_length")
+    if cfg["backbone"] == "eat" and target_length not in (None, "auto"):
+        kwargs["target_length"] = int(target_length)
+    elif cfg["backbone"] == "eat" and target_length == "auto" and checkpoint is None:
+        kwargs["target_length"] = max(16, _eat_frames(clip_samples) // 16 * 16)
+    backbone = load_backbone(cfg["backbone"], checkpoint=checkpoint, size=cfg["size"], device=device,
+                             seed=seed, **kwargs)
+    torch.manual_seed(seed)
+    return AnoPatchModel(backbone, emb_dim=int(cfg["emb_dim"]), attention_dim=int(cfg["attention_dim"]),
+                         layer=int(cfg.get("layer", -1))).to(device)
+
+
+def train_and_embed(cfg: dict, train_index, embed_index, *, checkpoint: str | None, clip_samples: int,
+                    extra_train_index=None, device="cpu", seed: int = 0, cache_dir: str | Path | None = None,
+                    progress: bool = True) -> tuple[np.ndarray, AnoPatchModel, list[dict]]:
+    """Fine-tune AnoPatch on ``train_index`` (+ ``extra_train_index``, e.g. other DCASE years) and
+    embed every clip of ``embed_index``.
+
+    Classes are the distinct ``cfg['class_keys']`` combinations of the training clips
+    (``asd_utils.training.build_class_labels``). With ``cache_dir``, fine-tuning checkpoints to a
+    folder keyed by the config, the training files and the backbone checkpoint, so a second run
+    resumes the finished run (no training) and reuses cached embeddings.
+    Returns ``(embeddings (len(embed_index), emb_dim), model, history)``.
+    """
+    import pandas as pd
+
+    from asd_utils.io_utils import atomic_save_npz, stable_hash
+    from asd_utils.losses import ArcFace
+    from asd_utils.training import build_class_labels, seed_everything
+
+    frames = [train_index] + ([extra_train_index] if extra_train_index is not None and len(extra_train_index) else [])
+    fit_index = pd.concat(frames, ignore_index=True)
+    labels, classes = build_class_labels(fit_index, cfg["class_keys"])
+    paths = fit_index["path"].astype(str).tolist()
+    key = stable_hash({"cfg": cfg, "paths": paths, "checkpoint": None if checkpoint is None else str(checkpoint),
+                       "clip_samples": clip_samples, "seed": seed, "classes": classes})
+    run_dir = None if cache_dir is None else Path(cache_dir) / f"anopatch_{key}"
+    seed_everything(seed)
+    model = build_model(cfg, checkpoint=checkpoint, clip_samples=clip_samples, device=device, seed=seed)
+    loss = ArcFace(len(classes), model.emb_dim, scale=float(cfg["arcface"]["scale"]),
+                   margin=float(cfg["arcface"]["margin"]))
+    history = finetune(model, loss, paths, labels, clip_samples=clip_samples, epochs=int(cfg["epochs"]),
+                       batch_size=int(cfg["batch_size"]), optimizer=dict(cfg["optimizer"]),
+                       scheduler=dict(cfg.get("scheduler") or {}), device=device, seed=seed,
+                       checkpoint_dir=run_dir, mixup_alpha=cfg.get("mixup_alpha"),
+                       max_grad_norm=cfg.get("max_grad_norm"), progress=progress,
+                       config={"anopatch": cfg, "classes": classes})
+    embed_paths_list = embed_index["path"].astype(str).tolist()
+    emb_file = None
+    if run_dir is not None:
+        emb_file = run_dir / f"embeddings_{stable_hash(embed_paths_list)}.npz"
+        if emb_file.exists():
+            with np.load(emb_file) as data:
+                return data["embeddings"], model, history
+    emb = embed_paths(model, embed_paths_list, clip_samples=clip_samples,
+                      batch_size=int(cfg.get("embed_batch_size", 16)), device=device, progress=progress,
+                      desc="AnoPatch embeddings")
+    if emb_file is not None:
+        atomic_save_npz(emb_file, embeddings=emb)
+    return emb, model, history
+
+
+def score_machines(index, embeddings: np.ndarray, *, knn: dict, progress: bool = True):
+    """kNN (``asd_utils.scorers.KNNScorer``) per machine type / section on AnoPatch embeddings.
+
+    index: data index aligned with ``embeddings`` (N, D), holding train and test rows.
+    Returns ``(test_index, test_scores, train_index, train_scores)``; training scores are
+    leave-one-out (``asd_utils.scorers.fit_scores_from_training``).
+    """
+    from asd_utils.scorers import KNNScorer, fit_scores_from_training
+
+    index = index.reset_index(drop=True)
+    is_test = (index["split"] == "test").to_numpy()
+    is_train = (index["split"] == "train").to_numpy()
+    test_pos, train_pos = np.flatnonzero(is_test), np.flatnonzero(is_train)
+    test_scores = np.full(len(test_pos), np.nan)
+    train_scores = np.full(len(train_pos), np.nan)
+    test_rank = {p: i for i, p in enumerate(test_pos)}
+    train_rank = {p: i for i, p in enumerate(train_pos)}
+    machine = index["machine"].astype(str).to_numpy()
+    section = index["section"].astype(str).to_numpy()
+    groups = sorted(set(zip(machine[is_train], section[is_train])))
+    if progress:
+        from tqdm.auto import tqdm
+
+        groups = tqdm(groups, desc="AnoPatch kNN", leave=False)
+    for m, s in groups:
+        same = (machine == m) & (section == s)
+        tr, te = np.flatnonzero(same & is_train), np.flatnonzero(same & is_test)
+        domains = index["domain"].iloc[tr].to_numpy()
+        scorer = KNNScorer(**knn).fit(embeddings[tr], domains)
+        if len(te):
+            test_scores[[test_rank[p] for p in te]] = scorer.score(embeddings[te])
+        train_scores[[train_rank[p] for p in tr]] = fit_scores_from_training(scorer, embeddings[tr], domains)
+    return (index.iloc[test_pos].reset_index(drop=True), test_scores,
+            index.iloc[train_pos].reset_index(drop=True), train_scores)

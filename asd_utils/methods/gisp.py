@@ -532,3 +532,154 @@ class GISPSystem:
         if not weighted:
             return self.knn_.normalised_min(d)[0]
         return self.knn_.normalised_min(d, self.weights(test_emb, test_audio), self.train_weights_)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# notebook glue: front end over a data index, per-machine scoring of Systems 1 and 2
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class SystemScores:
+    """Scores of one system: ``test_scores`` aligned with ``test_index`` rows, ``train_scores``
+    (leave-one-out / out-of-fold) aligned with ``train_index`` rows; ``extras`` for diagnostics."""
+
+    name: str
+    test_index: object
+    test_scores: np.ndarray
+    train_index: object
+    train_scores: np.ndarray
+    extras: dict = field(default_factory=dict)
+
+
+def extract_frontend(backbone, index, *, layer: int, clip_samples: int, audio_features: dict,
+                     batch_size: int = 8, cache_dir: str | Path | None = None, device="cpu",
+                     progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """GenRep embeddings and audio statistics of every clip of ``index`` (rows in order).
+
+    backbone: a BEATs ``Backbone``; layer: hidden-state index (0 = input, 1 = first layer);
+    clip_samples: samples per clip. Returns ``(embeddings (N, 8 * dim), audio (N, F))`` float64.
+    Both are cached under ``cache_dir`` (keyed by files, model and options).
+    """
+    from asd_utils.embeddings import extract_layer_embeddings
+
+    paths = index["path"].astype(str).tolist()
+    emb = extract_layer_embeddings(backbone, paths, layers=[int(layer)], pooling="genrep",
+                                   batch_size=batch_size, clip_samples=clip_samples,
+                                   cache_dir=None if cache_dir is None else Path(cache_dir) / "genrep",
+                                   device=device, progress=progress)
+    emb = np.asarray(next(iter(emb.values())), dtype=np.float64)
+    audio = extract_audio_statistics(paths, clip_samples=clip_samples,
+                                     cache_dir=None if cache_dir is None else Path(cache_dir) / "audio",
+                                     progress=progress, **audio_features)
+    return emb, audio
+
+
+def _group_keys(index) -> list[tuple[str, str]]:
+    rows = index[index["split"] == "train"]
+    return sorted(set(zip(rows["machine"].astype(str), rows["section"].astype(str))))
+
+
+def score_machines(index, embeddings: np.ndarray, audio: np.ndarray, *, knn: dict, weighting: dict,
+                   supplemental_kinds: Sequence[str] = (), memory_bank_kinds: Sequence[str] = (),
+                   name: str = "System-1", progress: bool = True) -> dict[str, SystemScores]:
+    """Fit :class:`GISPSystem` per machine type / section and score its test clips.
+
+    index: data index (``asd_utils.data.discover`` columns) aligned with ``embeddings`` (N, D)
+    and ``audio`` (N, F). Training rows (``split == 'train'``) build the memory banks and the
+    distributions; supplemental rows whose ``supplemental_kind`` is in ``supplemental_kinds`` are
+    added to the distribution fits (those in ``memory_bank_kinds`` also to the source bank);
+    test rows are scored. Returns ``{"weighted": SystemScores, "unweighted": SystemScores}``
+    (the second is the ablation without the statistical weight, from the same fit).
+    """
+    index = index.reset_index(drop=True)
+    is_test = (index["split"] == "test").to_numpy()
+    is_train = (index["split"] == "train").to_numpy()
+    test_pos = np.flatnonzero(is_test)
+    train_pos = np.flatnonzero(is_train)
+    test_rank = {p: i for i, p in enumerate(test_pos)}
+    train_rank = {p: i for i, p in enumerate(train_pos)}
+    out = {key: (np.full(len(test_pos), np.nan), np.full(len(train_pos), np.nan))
+           for key in ("weighted", "unweighted")}
+    test_weights = np.full(len(test_pos), np.nan)
+    kind = index["supplemental_kind"].astype(object) if "supplemental_kind" in index else None
+    groups = _group_keys(index)
+    if progress:
+        from tqdm.auto import tqdm
+
+        groups = tqdm(groups, desc=name, leave=False)
+    machine = index["machine"].astype(str).to_numpy()
+    section = index["section"].astype(str).to_numpy()
+    for m, s in groups:
+        same = (machine == m) & (section == s)
+        tr = np.flatnonzero(same & is_train)
+        te = np.flatnonzero(same & is_test)
+        extra = np.zeros(0, dtype=np.int64)
+        in_bank = np.zeros(0, dtype=bool)
+        if supplemental_kinds and kind is not None:
+            supp = (index["split"] == "supplemental").to_numpy() & (machine == m)
+            # supplemental clips may carry no section of their own: match the machine type
+            supp &= (section == s) | ~np.isin(section, list({*section[tr]}))
+            supp &= kind.isin(list(supplemental_kinds)).to_numpy()
+            extra = np.flatnonzero(supp)
+            in_bank = kind.iloc[extra].isin(list(memory_bank_kinds)).to_numpy()
+        system = GISPSystem(knn=dict(knn), weighting=dict(weighting)).fit(
+            embeddings[tr], index["domain"].iloc[tr].tolist(), audio[tr],
+            extra_emb=embeddings[extra] if len(extra) else None,
+            extra_audio=audio[extra] if len(extra) else None,
+            extra_in_bank=in_bank if len(extra) else None)
+        t_idx = [test_rank[p] for p in te]
+        r_idx = [train_rank[p] for p in tr]
+        if len(te):
+            out["weighted"][0][t_idx] = system.score(embeddings[te], audio[te], weighted=True)
+            out["unweighted"][0][t_idx] = system.score(embeddings[te], audio[te], weighted=False)
+            test_weights[t_idx] = system.weights(embeddings[te], audio[te])
+        out["weighted"][1][r_idx] = system.train_scores_
+        out["unweighted"][1][r_idx] = system.train_scores_unweighted_
+    test_index = index.iloc[test_pos].reset_index(drop=True)
+    train_index = index.iloc[train_pos].reset_index(drop=True)
+    return {
+        "weighted": SystemScores(name, test_index, out["weighted"][0], train_index, out["weighted"][1],
+                                 {"test_weights": test_weights}),
+        "unweighted": SystemScores(f"{name} w/o weighting", test_index, out["unweighted"][0], train_index,
+                                   out["unweighted"][1]),
+    }
+
+
+def ensemble_by_machine(systems: Sequence[SystemScores], weights: Sequence[float], *,
+                        name: str = "System-4") -> SystemScores:
+    """System 4: ``asd_utils.scorers.weighted_ensemble`` of several systems, per machine type and
+    section, each system z-normalised by its own training scores of that machine type / section;
+    the same ``weights`` for every machine type.
+
+    All systems must share the same test and training rows (same order; checked on ``path``).
+    """
+    from asd_utils.scorers import weighted_ensemble
+
+    first = systems[0]
+    for other in systems[1:]:
+        if (other.test_index["path"].tolist() != first.test_index["path"].tolist()
+                or other.train_index["path"].tolist() != first.train_index["path"].tolist()):
+            raise ValueError(f"{other.name} and {first.name} do not score the same clips in the same order")
+    test_key = first.test_index["machine"].astype(str) + "|" + first.test_index["section"].astype(str)
+    train_key = first.train_index["machine"].astype(str) + "|" + first.train_index["section"].astype(str)
+    test_scores = np.full(len(test_key), np.nan)
+    train_scores = np.full(len(train_key), np.nan)
+    for key in sorted(set(train_key)):
+        te = (test_key == key).to_numpy()
+        tr = (train_key == key).to_numpy()
+        trains = [s.train_scores[tr] for s in systems]
+        if te.any():
+            test_scores[te] = weighted_ensemble([s.test_scores[te] for s in systems], trains, weights)
+        train_scores[tr] = weighted_ensemble(trains, trains, weights)
+    return SystemScores(name, first.test_index, test_scores, first.train_index, train_scores)
+
+
+def clip_samples_of(index, seconds: float | None, sample_rate: int = 16000) -> int:
+    """Samples per clip: ``seconds * sample_rate`` when given, else the length of the first
+    training clip of ``index`` (DCASE clips of one dataset share their length)."""
+    if seconds:
+        return int(round(float(seconds) * sample_rate))
+    import soundfile as sf
+
+    first = index[index["split"] == "train"]["path"].iloc[0]
+    info = sf.info(str(first))
+    return int(round(info.frames * sample_rate / info.samplerate))

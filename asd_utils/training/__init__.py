@@ -8,7 +8,14 @@ from asd_utils.training.labels import build_class_labels
 from asd_utils.training.mixup import mixup, one_hot
 from asd_utils.training.schedulers import SCHEDULES, build_scheduler, lr_multiplier
 from asd_utils.training.seed import get_rng_states, seed_everything, set_rng_states
-from asd_utils.training.trainer import CHECKPOINT_NAME, OPTIMIZERS, Trainer, TrainState, build_optimizer
+from asd_utils.training.trainer import (
+    CHECKPOINT_NAME,
+    OPTIMIZERS,
+    Trainer,
+    TrainState,
+    build_optimizer,
+    extract_embeddings,
+)
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -20,6 +27,7 @@ __all__ = [
     "build_class_labels",
     "build_optimizer",
     "build_scheduler",
+    "extract_embeddings",
     "get_rng_states",
     "lr_multiplier",
     "mixup",

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -42,6 +43,40 @@ def build_optimizer(params: Iterable[nn.Parameter], name: str = "adam", lr: floa
     if key not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
     return OPTIMIZERS[key](params, lr=lr, weight_decay=weight_decay, **kwargs)
+
+
+@torch.inference_mode()
+def extract_embeddings(model: nn.Module, inputs: Any, *, batch_size: int = 64,
+                       device: str | torch.device = "cpu",
+                       forward_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+                       amp: bool = False) -> np.ndarray:
+    """Run ``model`` in eval mode over ``inputs`` and return ``(N, D)`` float32 embeddings.
+
+    ``inputs``: an ``(N, ...)`` array/tensor (batched here, e.g. waveforms ``(N, samples)``) or an
+    iterable of batches (tensors or ``(inputs, labels)`` tuples, e.g. a non-shuffling DataLoader).
+    The model's train/eval mode is restored afterwards.
+    """
+    device = resolve_device(device)
+    was_training = model.training
+    model.eval()
+    if isinstance(inputs, (np.ndarray, torch.Tensor)):
+        tensor = torch.as_tensor(inputs)
+        batches: Iterable = (tensor[i: i + batch_size] for i in range(0, len(tensor), batch_size))
+    else:
+        batches = inputs
+    out = []
+    try:
+        for batch in batches:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            x = x.to(device)
+            with autocast_context(device, amp):
+                emb = forward_fn(model, x) if forward_fn is not None else model(x)
+            out.append(emb.float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    if not out:
+        raise ValueError("extract_embeddings got no inputs")
+    return np.concatenate(out, axis=0)
 
 
 @dataclass
@@ -108,10 +143,10 @@ class Trainer:
         self.config = dict(config or {})
         self.generator = torch.Generator().manual_seed(int(seed))
         self.ema = EMA(self.model, ema_decay) if ema_decay is not None else None
-        self.parameters = [p for p in list(self.model.parameters()) + list(self.loss_fn.parameters())
+        self.params = [p for p in list(self.model.parameters()) + list(self.loss_fn.parameters())
                            if p.requires_grad]
         cfg = dict(self.optimizer_cfg)
-        self.optimizer = build_optimizer(self.parameters, cfg.pop("name"), **cfg)
+        self.optimizer = build_optimizer(self.params, cfg.pop("name"), **cfg)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
         self.steps_per_epoch: int | None = None
@@ -171,6 +206,12 @@ class Trainer:
                 self.save_checkpoint(self.checkpoint_dir / CHECKPOINT_NAME, loader=train_loader)
         return self.state.history
 
+    def embed(self, inputs: Any, *, batch_size: int = 64, use_ema: bool = False) -> np.ndarray:
+        """Embeddings of ``inputs`` with the trained (or EMA-averaged) model; see :func:`extract_embeddings`."""
+        model = self.ema.averaged_model(self.model) if use_ema and self.ema is not None else self.model
+        return extract_embeddings(model, inputs, batch_size=batch_size, device=self.device,
+                                  forward_fn=self.forward_fn)
+
     def _run_epoch(self, loader: Any, n_batches: int) -> dict[str, float]:
         self.model.train()
         self.loss_fn.train()
@@ -207,7 +248,7 @@ class Trainer:
     def _optimizer_step(self) -> None:
         if self.max_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -250,7 +291,7 @@ class Trainer:
         """
         path = Path(path)
         try:
-            ckpt = torch.load(path, map_location=self.device, weights_only=True)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)  # RNG states must stay on CPU
         except Exception as exc:  # noqa: BLE001 - re-raised with the file named
             raise ValueError(f"cannot load trainer checkpoint {path}: {exc}") from exc
         if not isinstance(ckpt, dict) or ckpt.get("format") != "asd_utils.trainer/1":

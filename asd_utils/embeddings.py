@@ -1,0 +1,320 @@
+"""Batched, cached extraction of pooled per-layer embeddings from a backbone.
+
+``extract_layer_embeddings(backbone, clips, layers=[...], pooling="mean", ...)`` runs the backbone
+once per batch of clips (``torch.inference_mode``, fp16 autocast on CUDA), pools each requested
+hidden state into one vector per clip, and returns ``{layer: (N, D) float32 array}``.
+
+The on-disk cache (one ``.npz`` per call signature, written atomically) is keyed by everything
+that changes the numbers:
+
+- backbone name and size; the weights' identity: the checkpoint's sha256, or
+  ``random-init-seed-<seed>`` for untrained stand-ins, plus always a hash of the current state
+  dict (so two different random initialisations, or a LoRA-adapted model, never share an entry);
+- the requested layers, the pooling's name, the backbone's preprocessing options, ``clip_samples``,
+  the length-fixing mode and the sample rate;
+- the clips: for paths, each resolved path with its size and modification time (touching a file
+  invalidates); for in-memory waveforms, the sha256 of their bytes.
+
+A rerun with the same key loads the ``.npz`` and does not call the backbone at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .backbones.pooling import cls_pool, genrep_pool, max_pool, mean_pool
+from .device import autocast_context, resolve_device
+from .io_utils import atomic_save_npz, stable_hash
+
+__all__ = [
+    "extract_layer_embeddings",
+    "resolve_pooling",
+    "backbone_identity",
+    "state_dict_hash",
+    "embedding_cache_path",
+    "POOLING_NAMES",
+]
+
+POOLING_NAMES = ("mean", "max", "cls", "genrep")
+CACHE_VERSION = 1
+
+
+def _drop_cls(backbone, hidden: torch.Tensor) -> torch.Tensor:
+    return hidden[:, 1:] if getattr(backbone, "has_cls_token", False) else hidden
+
+
+PoolFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def resolve_pooling(pooling: str | Callable, backbone=None) -> tuple[PoolFn, str]:
+    """Turn a pooling name or callable into ``(fn, cache_name)``.
+
+    Names: ``"mean"`` / ``"max"``: over the content tokens (EAT's CLS token excluded);
+    ``"cls"``: the CLS token (EAT only); ``"genrep"``: GenRep's per-frequency-patch time means,
+    concatenated (patch-grid backbones: BEATs, EAT; CLS excluded), giving 8 x dim.
+    A callable maps (batch, tokens, dim) -> (batch, D) and must carry a string attribute
+    ``cache_name`` that identifies it in cache keys.
+    """
+    name_of = getattr(backbone, "name", "")
+    if isinstance(pooling, str):
+        if pooling == "mean":
+            return (lambda h: mean_pool(_drop_cls(backbone, h))), "mean"
+        if pooling == "max":
+            return (lambda h: max_pool(_drop_cls(backbone, h))), "max"
+        if pooling == "cls":
+            if backbone is not None and not getattr(backbone, "has_cls_token", False):
+                raise ValueError(f"pooling 'cls': backbone {name_of!r} has no CLS token; use 'mean'")
+            return cls_pool, "cls"
+        if pooling == "genrep":
+            if backbone is not None and name_of not in ("beats", "eat"):
+                raise ValueError(f"pooling 'genrep' needs a patch-grid backbone (beats, eat): {name_of!r}")
+            return (lambda h: genrep_pool(_drop_cls(backbone, h))), "genrep"
+        raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLING_NAMES} or a callable")
+    if callable(pooling):
+        cache_name = getattr(pooling, "cache_name", None)
+        if not isinstance(cache_name, str) or not cache_name:
+            raise ValueError(
+                "a pooling callable needs a string attribute 'cache_name' naming it in cache keys "
+                "(e.g. fn.cache_name = 'attentive-v1')"
+            )
+        return pooling, f"callable:{cache_name}"
+    raise TypeError(f"pooling must be a name {POOLING_NAMES} or a callable, got {type(pooling).__name__}")
+
+
+def state_dict_hash(module: torch.nn.Module) -> str:
+    """sha256 over every parameter and buffer (names, shapes, dtypes, bytes).
+
+    Memoised on the module by the tensors' identities and in-place version counters, so repeated
+    calls on an unchanged model are cheap and an optimizer step invalidates the memo.
+    """
+    state = module.state_dict(keep_vars=True)
+    stamp = tuple((k, v.data_ptr(), v._version, tuple(v.shape)) for k, v in state.items())
+    memo = getattr(module, "_asd_state_hash_memo", None)
+    if memo is not None and memo[0] == stamp:
+        return memo[1]
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().to("cpu").contiguous()
+        digest.update(f"{key}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
+        if tensor.numel():
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
+    value = digest.hexdigest()
+    object.__setattr__(module, "_asd_state_hash_memo", (stamp, value))
+    return value
+
+
+def backbone_identity(backbone) -> dict[str, Any]:
+    """What identifies a backbone's function for cache keys (see the module docstring)."""
+    sha = getattr(backbone, "checkpoint_sha256", None)
+    if sha:
+        weights = f"sha256-{sha}"
+    else:
+        weights = f"random-init-seed-{getattr(backbone, 'init_seed', None)}"
+    options = backbone.preprocessing_options() if hasattr(backbone, "preprocessing_options") else {}
+    return {
+        "name": getattr(backbone, "name", type(backbone).__name__),
+        "size": getattr(backbone, "size", None),
+        "weights": weights,
+        "state": state_dict_hash(backbone),
+        "preprocessing": options,
+    }
+
+
+def _clip_identity(clips) -> tuple[str, list[dict] | str]:
+    if isinstance(clips, (np.ndarray, torch.Tensor)):
+        array = clips.detach().cpu().numpy() if isinstance(clips, torch.Tensor) else clips
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        return "waves", f"{array.shape}:{hashlib.sha256(array.data).hexdigest()}"
+    items = list(clips)
+    if items and all(isinstance(c, (str, os.PathLike)) for c in items):
+        out = []
+        for c in items:
+            path = Path(c).expanduser().resolve()
+            try:
+                st = path.stat()
+            except FileNotFoundError as exc:
+                raise FileNotFoundError(f"extract_layer_embeddings: clip {path} does not exist") from exc
+            out.append({"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
+        return "paths", out
+    digest = hashlib.sha256()
+    for c in items:
+        a = c.detach().cpu().numpy() if isinstance(c, torch.Tensor) else c
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        digest.update(f"{a.shape}".encode())
+        digest.update(a.data)
+    return "waves", f"list{len(items)}:{digest.hexdigest()}"
+
+
+def embedding_cache_path(cache_dir: str | Path, backbone, key: str) -> Path:
+    """``<cache_dir>/<name>-<size>-<key>.npz``."""
+    name = getattr(backbone, "name", "backbone")
+    size = getattr(backbone, "size", "na")
+    return Path(cache_dir) / f"{name}-{size}-{key}.npz"
+
+
+def _normalise_layers(layers: Sequence[int] | int, num_layers: int) -> list[int]:
+    if isinstance(layers, (int, np.integer)):
+        layers = [int(layers)]
+    out = []
+    for layer in layers:
+        layer = int(layer)
+        if layer < 0:
+            layer = num_layers + 1 + layer
+        if not 0 <= layer <= num_layers:
+            raise ValueError(f"layer {layer} is out of range: hidden states are 0..{num_layers}")
+        if layer not in out:
+            out.append(layer)
+    if not out:
+        raise ValueError("layers is empty: give at least one hidden-state index")
+    return out
+
+
+def _batches(kind: str, clips, batch_size: int, clip_samples: int | None, fix_mode: str, sample_rate: int):
+    """Yield (batch, samples) float32 numpy arrays."""
+    from .data import fix_length, load_audio, load_batch
+
+    if kind == "paths":
+        paths = list(clips)
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start : start + batch_size]
+            if clip_samples is not None:
+                yield load_batch(chunk, sample_rate=sample_rate, n_samples=clip_samples, mode=fix_mode)
+            else:
+                waves = [load_audio(p, sample_rate=sample_rate) for p in chunk]
+                lengths = {w.shape[0] for w in waves}
+                if len(lengths) > 1:
+                    raise ValueError(
+                        f"clips {chunk[0]} ... have different lengths {sorted(lengths)}; pass clip_samples "
+                        "to crop/tile them to one length"
+                    )
+                yield np.stack(waves).astype(np.float32)
+        return
+    if isinstance(clips, (np.ndarray, torch.Tensor)):
+        array = clips.detach().cpu().numpy() if isinstance(clips, torch.Tensor) else np.asarray(clips)
+        if array.ndim != 2:
+            raise ValueError(f"waves must be (N, samples), got shape {array.shape}")
+        rows = list(array)
+    else:
+        rows = [c.detach().cpu().numpy() if isinstance(c, torch.Tensor) else np.asarray(c) for c in clips]
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        if clip_samples is not None:
+            chunk = [fix_length(np.asarray(w, dtype=np.float32), clip_samples, fix_mode) for w in chunk]
+        lengths = {len(w) for w in chunk}
+        if len(lengths) > 1:
+            raise ValueError(f"waveforms have different lengths {sorted(lengths)}; pass clip_samples")
+        yield np.stack(chunk).astype(np.float32)
+
+
+def _n_clips(clips) -> int:
+    if isinstance(clips, (np.ndarray, torch.Tensor)):
+        return int(clips.shape[0])
+    return len(clips)
+
+
+def extract_layer_embeddings(
+    backbone,
+    paths_or_waves,
+    *,
+    layers: Sequence[int] | int,
+    pooling: str | Callable = "mean",
+    batch_size: int = 8,
+    clip_samples: int | None = None,
+    cache_dir: str | Path | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    amp: bool = True,
+    fix_mode: str = "tile",
+    sample_rate: int = 16000,
+) -> dict[int, np.ndarray]:
+    """Pooled embeddings of the chosen hidden states for every clip.
+
+    backbone: a ``Backbone`` (``hidden_states(waves) -> [input, layer 1..L]``).
+    paths_or_waves: audio paths (read at ``sample_rate``), an (N, samples) array / tensor, or a
+        list of 1-D waveforms (float, 16 kHz, [-1, 1]).
+    layers: hidden-state indices (0 = input, L = last; negative counts from the end).
+    pooling: ``"mean"``, ``"max"``, ``"cls"``, ``"genrep"`` or a callable with ``cache_name``
+        (see ``resolve_pooling``).
+    batch_size: clips per forward pass. clip_samples: crop/tile (``fix_mode``) every clip to this
+        many samples; None requires equal lengths.
+    cache_dir: folder for the ``.npz`` cache; None disables caching.
+    device: where to run (``"cpu"``, ``"cuda"``, ``"auto"``); None keeps the backbone's device.
+        The backbone is moved there and runs in eval mode (its train/eval mode is restored).
+    progress: tqdm progress bar over batches. amp: fp16 autocast on CUDA (no effect on CPU).
+
+    Returns ``{layer: (N, D) float32}`` with ``layer`` normalised to 0..L, in the order given.
+    """
+    if int(batch_size) <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    layer_list = _normalise_layers(layers, int(backbone.num_layers))
+    pool_fn, pool_name = resolve_pooling(pooling, backbone)
+    n = _n_clips(paths_or_waves)
+    if n == 0:
+        raise ValueError("no clips given")
+
+    cache_file = None
+    if cache_dir is not None:
+        kind, clip_id = _clip_identity(paths_or_waves)
+        key_obj = {
+            "version": CACHE_VERSION,
+            "backbone": backbone_identity(backbone),
+            "layers": layer_list,
+            "pooling": pool_name,
+            "clip_samples": clip_samples,
+            "fix_mode": fix_mode,
+            "sample_rate": sample_rate,
+            "clips": {"kind": kind, "items": clip_id},
+        }
+        cache_file = embedding_cache_path(cache_dir, backbone, stable_hash(key_obj, length=24))
+        if cache_file.is_file():
+            try:
+                with np.load(cache_file, allow_pickle=False) as data:
+                    cached = {layer: data[f"layer_{layer}"] for layer in layer_list}
+                if all(v.shape[0] == n for v in cached.values()):
+                    return cached
+            except (KeyError, ValueError, OSError):
+                pass  # unreadable or incomplete: recompute and overwrite
+    else:
+        kind = "paths" if (not isinstance(paths_or_waves, (np.ndarray, torch.Tensor))
+                           and all(isinstance(c, (str, os.PathLike)) for c in paths_or_waves)) else "waves"
+
+    params = list(backbone.parameters())
+    if device is not None:
+        run_device = resolve_device(device)
+    else:
+        run_device = params[0].device if params else torch.device("cpu")
+    backbone.to(run_device)
+    was_training = backbone.training
+    backbone.eval()
+    outputs: dict[int, list[np.ndarray]] = {layer: [] for layer in layer_list}
+    from tqdm.auto import tqdm
+
+    n_batches = -(-n // int(batch_size))
+    bar = tqdm(total=n_batches, desc=f"{getattr(backbone, 'name', 'backbone')} embeddings", unit="batch",
+               disable=not progress)
+    try:
+        with torch.inference_mode():
+            for batch in _batches(kind, paths_or_waves, int(batch_size), clip_samples, fix_mode, sample_rate):
+                waves = torch.from_numpy(batch).to(run_device)
+                with autocast_context(run_device, enabled=amp):
+                    states = backbone.hidden_states(waves)
+                    for layer in layer_list:
+                        pooled = pool_fn(states[layer])
+                        outputs[layer].append(pooled.float().cpu().numpy())
+                bar.update(1)
+    finally:
+        bar.close()
+        backbone.train(was_training)
+    result = {layer: np.concatenate(parts, axis=0).astype(np.float32) for layer, parts in outputs.items()}
+    if cache_file is not None:
+        meta = json.dumps({"layers": layer_list, "pooling": pool_name, "n": n})
+        atomic_save_npz(cache_file, meta=np.array(meta), **{f"layer_{k}": v for k, v in result.items()})
+    return result

@@ -1,0 +1,372 @@
+"""IOA-CAS (DCASE 2024 Task 2, report 004): three subnetworks, pretrained models and ensembles 1-4.
+
+Wu, Wen, Yan and Cheng, "Anomalous sound detection with three-subnetworks and pre-trained models",
+DCASE 2024 Challenge technical report. The system, as this module writes it down (derivation and
+deviations in ``papers/004_ioa_cas.md``):
+
+1. **Auxiliary classes** (:func:`class_labels`): every training clip is labelled with the
+   combination of machine type, section, attribute string and domain
+   (``asd_utils.training.build_class_labels``). Machines with hidden attributes get one class
+   per machine/section/domain.
+2. **Three-subnetwork embedding** (:func:`train_three_subnet`): one
+   :class:`asd_utils.models.ThreeSubNetwork` (raw waveform, amplitude spectrum, STFT-ResNet
+   branches; 128 + 128 + 256 = 512-d) trained on *all* machine types together with sub-cluster
+   AdaCos and mixup (``asd_utils.training.Trainer``), Adam, learning rate 1e-3, batch 64 in the
+   report.
+3. **Scoring per machine type and section** (:func:`score_sections`): a scorer fitted on the
+   training embeddings of that machine/section -- a Gaussian mixture (negative log-likelihood) or
+   K-Means (cosine distance to the nearest centre). The K-Means scorer follows the DCASE
+   convention of :class:`asd_utils.scorers.KMeansScorer`: ``n_clusters`` centres on the source
+   clips plus every target clip as its own centre (the report only says "K-Means"). Training
+   scores come from K-fold cross-fitting (:func:`asd_utils.scorers.fit_scores_from_training`),
+   never from a clip scored by a model that saw it; they set the normalisation of the ensembles
+   and the decision thresholds.
+4. **Ensembles** (:func:`ensemble_weights`, :func:`combine`): the mean of z-normalised scores
+   (mean and standard deviation of each member's cross-fitted *training* scores of the same
+   machine/section) with fixed proportions from the config. Ensemble-1 = the three-subnetwork
+   GMM and K-Means scorers; Ensemble-2 = Ensemble-1 + the five fine-tuned pretrained models;
+   Ensemble-3 = Ensemble-1 + HuBERT; Ensemble-4 = Ensemble-1 + the pretrained models that pass
+   an accuracy filter computed on held-out *training* clips (:func:`accuracy_filter`).
+
+The pretrained models themselves are fine-tuned in :mod:`asd_utils.methods.finetune`.
+First-shot rule: no test label and no test-set statistic enters any fit, normalisation, threshold
+or choice here; test labels are used only by ``asd_utils.metrics.evaluate`` afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import clone
+from tqdm.auto import tqdm
+
+__all__ = [
+    "CLASS_KEYS",
+    "SCORERS",
+    "SectionScores",
+    "ThreeSubnetResult",
+    "accuracy_filter",
+    "class_labels",
+    "classification_accuracy",
+    "combine",
+    "embed",
+    "ensemble_weights",
+    "load_waves",
+    "make_loader",
+    "make_scorer",
+    "score_sections",
+    "split_index",
+    "train_three_subnet",
+]
+
+CLASS_KEYS = ("machine", "section", "attributes", "domain")
+SCORERS = ("gmm", "kmeans")
+
+
+# --------------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------------
+def split_index(index: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(train_index, test_index)``: the training clips and the *labelled* test clips, each with a
+    fresh 0..N-1 index (rows keep the index's order). Unlabelled (blinded) test clips are left out
+    of ``test_index`` because they cannot be evaluated."""
+    train = index[index["split"] == "train"].reset_index(drop=True)
+    test = index[(index["split"] == "test") & index["is_anomaly"].notna() & index["domain"].notna()]
+    return train, test.reset_index(drop=True)
+
+
+def class_labels(train_index: pd.DataFrame, keys: Sequence[str] = CLASS_KEYS) -> tuple[np.ndarray, list[str]]:
+    """Auxiliary-task labels: ``(labels (N,) int64, class names)``, one class per distinct
+    combination of ``keys`` (see ``asd_utils.training.build_class_labels``)."""
+    from asd_utils.training import build_class_labels
+
+    return build_class_labels(train_index, keys)
+
+
+def load_waves(index: pd.DataFrame, *, clip_seconds: float, sample_rate: int = 16000,
+               progress: bool = False) -> np.ndarray:
+    """``(N, round(clip_seconds * sample_rate))`` float32 waveforms of the index's clips, in row
+    order; shorter clips are tiled, longer ones cropped to their start (``asd_utils.data.load_batch``)."""
+    from asd_utils.data import load_batch
+
+    n_samples = int(round(float(clip_seconds) * sample_rate))
+    return load_batch(index["path"].tolist(), sample_rate=sample_rate, n_samples=n_samples, mode="tile",
+                      progress=progress)
+
+
+def make_loader(waves: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, *, batch_size: int,
+                seed: int, shuffle: bool = True, drop_last: bool = False) -> torch.utils.data.DataLoader:
+    """A deterministic single-process loader of ``(waves (B, T) float32, labels (B,) int64)``.
+
+    The shuffling order comes from a ``torch.Generator`` seeded with ``seed`` (the trainer also
+    checkpoints its state), so two runs with the same seed see the same batches.
+    """
+    x = torch.as_tensor(np.asarray(waves, dtype=np.float32))
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} waveforms but {len(y)} labels")
+    if len(x) == 0:
+        raise ValueError("no training clips")
+    batch_size = max(1, min(int(batch_size), len(x)))
+    # BatchNorm needs two clips per batch in training mode: never leave a final batch of one
+    drop_last = drop_last or (len(x) % batch_size == 1 and len(x) > 1)
+    generator = torch.Generator().manual_seed(int(seed))
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch_size,
+                                       shuffle=shuffle, drop_last=drop_last, num_workers=0,
+                                       generator=generator)
+
+
+# --------------------------------------------------------------------------------------------------
+# three-subnetwork training and embeddings
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class ThreeSubnetResult:
+    """A trained three-subnetwork model: ``model`` (eval mode), its ``loss`` (class centres),
+    ``classes`` (names), the trainer ``history`` (one dict per epoch) and the config used."""
+
+    model: torch.nn.Module
+    loss: torch.nn.Module
+    classes: list[str]
+    history: list[dict] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+
+
+def train_three_subnet(waves: np.ndarray, labels: np.ndarray, n_classes: int, cfg: Mapping, *, seed: int = 0,
+                       device: str | torch.device = "cpu", classes: Sequence[str] | None = None,
+                       progress: bool = True, checkpoint_dir=None) -> ThreeSubnetResult:
+    """Train a :class:`~asd_utils.models.ThreeSubNetwork` with sub-cluster AdaCos (+ mixup).
+
+    waves: (N, samples) float32 at ``cfg['sample_rate']`` (default 16 kHz) with
+    ``samples = round(sample_rate * cfg['clip_seconds'])``; labels: (N,) int64 in [0, n_classes).
+    cfg keys (``asd_utils/configs/06_ioa.yaml``, section ``three_subnet``): ``clip_seconds``,
+    ``width``, ``n_fft``, ``hop_length``, ``n_subclusters``, ``optimizer`` ({name, lr, ...}),
+    ``scheduler`` (optional), ``batch_size``, ``epochs``, ``mixup_alpha`` (None: off),
+    ``mixup_prob``, ``ema_decay`` (optional), ``max_grad_norm`` (optional).
+    The model is initialised from ``seed``; the batches and mixup draws from ``seed`` too.
+    """
+    from asd_utils.models import ThreeSubNetwork
+    from asd_utils.training import Trainer, seed_everything
+
+    sample_rate = int(cfg.get("sample_rate", 16000))
+    seed_everything(seed)
+    model = ThreeSubNetwork(n_classes, sample_rate, float(cfg["clip_seconds"]), width=float(cfg["width"]),
+                            n_fft=int(cfg.get("n_fft", 1024)), hop_length=int(cfg.get("hop_length", 512)))
+    if waves.shape[1] != model.n_samples:
+        raise ValueError(f"waves have {waves.shape[1]} samples; the model expects {model.n_samples} "
+                         f"({cfg['clip_seconds']} s at {sample_rate} Hz)")
+    loss = model.default_loss(n_subclusters=int(cfg.get("n_subclusters", 16)))
+    trainer = Trainer(model, loss, dict(cfg.get("optimizer") or {"name": "adam", "lr": 1e-3}),
+                      dict(cfg.get("scheduler") or {"name": "constant"}), int(cfg["epochs"]), device=device,
+                      mixup_alpha=cfg.get("mixup_alpha"), mixup_prob=float(cfg.get("mixup_prob", 1.0)),
+                      ema_decay=cfg.get("ema_decay"), max_grad_norm=cfg.get("max_grad_norm"), seed=seed,
+                      progress=progress, checkpoint_dir=checkpoint_dir, config={"system": "three_subnet"})
+    loader = make_loader(waves, labels, batch_size=int(cfg["batch_size"]), seed=seed)
+    history = trainer.fit(loader, resume=checkpoint_dir is not None)
+    if trainer.ema is not None:
+        trainer.ema.copy_to(model)
+    model.eval()
+    loss.eval()
+    return ThreeSubnetResult(model=model, loss=loss, classes=list(classes) if classes is not None else [],
+                             history=list(history), config=dict(cfg))
+
+
+@torch.inference_mode()
+def embed(embed_fn, waves: np.ndarray | torch.Tensor, *, batch_size: int = 32, device: str | torch.device = "cpu",
+          progress: bool = False, desc: str = "embedding") -> np.ndarray:
+    """Apply ``embed_fn((B, T) float32 tensor on device) -> (B, D)`` batch by batch.
+
+    Returns ``(N, D)`` float32 (numpy, CPU). Modules are used as they are (call ``.eval()`` first).
+    """
+    x = torch.as_tensor(np.asarray(waves, dtype=np.float32))
+    device = torch.device(device)
+    parts = []
+    starts = range(0, len(x), max(1, int(batch_size)))
+    for start in tqdm(starts, desc=desc, disable=not progress, leave=False):
+        out = embed_fn(x[start:start + int(batch_size)].to(device))
+        parts.append(out.float().cpu().numpy())
+    if not parts:
+        raise ValueError("no clips to embed")
+    return np.concatenate(parts, axis=0)
+
+
+@torch.inference_mode()
+def classification_accuracy(embeddings: np.ndarray, labels: np.ndarray, loss: torch.nn.Module) -> float:
+    """Share of clips whose highest class logit (``loss.logits``) is their own class."""
+    if len(embeddings) == 0:
+        return float("nan")
+    logits = loss.logits(torch.as_tensor(np.asarray(embeddings, dtype=np.float32)).to(_module_device(loss)))
+    pred = logits.argmax(dim=1).cpu().numpy()
+    return float(np.mean(pred == np.asarray(labels)))
+
+
+def _module_device(module: torch.nn.Module) -> torch.device:
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+# --------------------------------------------------------------------------------------------------
+# scoring per machine type and section
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class SectionScores:
+    """Anomaly scores of one system: ``test`` (M,) aligned with the test index by position and
+    ``train`` (N,) cross-fitted scores of the training clips aligned with the train index."""
+
+    test: np.ndarray
+    train: np.ndarray
+
+
+def make_scorer(name: str, params: Mapping | None = None, *, seed: int = 0):
+    """``'gmm'`` -> :class:`asd_utils.scorers.GMMScorer`, ``'kmeans'`` ->
+    :class:`asd_utils.scorers.KMeansScorer`, with ``params`` as keyword arguments and
+    ``random_state=seed``."""
+    from asd_utils import scorers
+
+    params = dict(params or {})
+    if name == "gmm":
+        return scorers.GMMScorer(**params, random_state=seed)
+    if name == "kmeans":
+        return scorers.KMeansScorer(**params, random_state=seed)
+    raise ValueError(f"unknown scorer {name!r}; expected one of {SCORERS}")
+
+
+def _keys(index: pd.DataFrame) -> np.ndarray:
+    return (index["machine"].astype(str) + "\0" + index["section"].astype(str)).to_numpy()
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def score_sections(scorer, train_index: pd.DataFrame, train_emb: np.ndarray, test_index: pd.DataFrame,
+                   test_emb: np.ndarray, *, n_splits: int = 5, seed: int = 0, l2_normalise: bool = True,
+                   progress: bool = False, desc: str = "scoring") -> SectionScores:
+    """Fit a clone of ``scorer`` per machine type and section on that section's training
+    embeddings (with their domains) and score the section's test clips.
+
+    train_emb: (N, D) aligned with ``train_index`` (columns ``machine, section, domain``) by
+    position; test_emb: (M, D) aligned with ``test_index``. ``l2_normalise``: project embeddings
+    onto the unit sphere first (the angular losses train directions, not lengths).
+    Training scores: :func:`asd_utils.scorers.fit_scores_from_training` with ``n_splits`` folds
+    (stratified by domain), so no clip is scored by a model fitted on it.
+    Returns :class:`SectionScores`.
+    """
+    from asd_utils.scorers import fit_scores_from_training
+
+    train_emb = np.asarray(train_emb)
+    test_emb = np.asarray(test_emb)
+    if len(train_emb) != len(train_index) or len(test_emb) != len(test_index):
+        raise ValueError(f"embeddings ({len(train_emb)}, {len(test_emb)}) do not align with the indices "
+                         f"({len(train_index)} training, {len(test_index)} test clips)")
+    if l2_normalise:
+        train_emb, test_emb = _l2(train_emb), _l2(test_emb)
+    train_keys, test_keys = _keys(train_index), _keys(test_index)
+    domains = train_index["domain"].to_numpy(dtype=object)
+    test_scores = np.full(len(test_index), np.nan)
+    train_scores = np.full(len(train_index), np.nan)
+    for key in tqdm(sorted(set(test_keys) | set(train_keys)), desc=desc, disable=not progress, leave=False):
+        tr, te = train_keys == key, test_keys == key
+        if not tr.any():
+            machine, section = key.split("\0")
+            raise ValueError(f"machine {machine!r} section {section}: test clips but no training clips to fit on")
+        d = domains[tr]
+        model = clone(scorer).fit(train_emb[tr], d)
+        if te.any():
+            test_scores[te] = model.score(test_emb[te])
+        train_scores[tr] = fit_scores_from_training(scorer, train_emb[tr], d, n_splits=n_splits,
+                                                    random_state=seed)
+    return SectionScores(test=test_scores, train=train_scores)
+
+
+# --------------------------------------------------------------------------------------------------
+# ensembles
+# --------------------------------------------------------------------------------------------------
+def accuracy_filter(accuracies: Mapping[str, float], *, min_relative: float = 0.9,
+                    min_absolute: float = 0.0) -> list[str]:
+    """Names of the models whose accuracy passes: ``acc >= min_absolute`` and
+    ``acc >= min_relative * max(acc)``. At least the most accurate model is always kept.
+
+    accuracies: {model name: classification accuracy in [0, 1]} measured on held-out *training*
+    clips (never on test clips). Order of the result follows ``accuracies``.
+    """
+    if not accuracies:
+        return []
+    values = {k: float(v) for k, v in accuracies.items() if np.isfinite(v)}
+    if not values:
+        return []
+    best = max(values.values())
+    kept = [k for k, v in values.items() if v >= min_absolute and v >= min_relative * best - 1e-12]
+    if not kept:
+        kept = [max(values, key=values.get)]
+    return [k for k in accuracies if k in kept]
+
+
+def ensemble_weights(definition: Mapping, *, three_subnet_split: Mapping[str, float],
+                     pretrained: Sequence[str], kept: Sequence[str] | None = None) -> dict[str, float]:
+    """Member weights of one ensemble, summing to 1.
+
+    definition: ``{"three_subnet": share, "pretrained": "all" | "filtered" | [names] | []}`` where
+    ``share`` in [0, 1] is the proportion of the three-subnetwork scorers (split among them by
+    ``three_subnet_split``, {system: proportion}) and ``1 - share`` goes in equal parts to the
+    selected pretrained systems. pretrained: all pretrained system names (in order); kept: the
+    names that passed :func:`accuracy_filter` (for ``"filtered"``).
+    """
+    share = float(definition.get("three_subnet", 1.0))
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"three_subnet share must be in [0, 1], got {share}")
+    choice = definition.get("pretrained", [])
+    if choice == "all":
+        chosen = list(pretrained)
+    elif choice == "filtered":
+        if kept is None:
+            raise ValueError("a 'filtered' ensemble needs the models kept by accuracy_filter")
+        chosen = [p for p in pretrained if p in set(kept)]
+    elif isinstance(choice, str):
+        raise ValueError(f"pretrained must be 'all', 'filtered' or a list of names, got {choice!r}")
+    else:
+        chosen = list(choice or [])
+        unknown = [c for c in chosen if c not in set(pretrained)]
+        if unknown:
+            raise ValueError(f"unknown pretrained systems {unknown}; known: {list(pretrained)}")
+    split_total = float(sum(three_subnet_split.values()))
+    if split_total <= 0:
+        raise ValueError("three_subnet_split needs a positive total")
+    if not chosen:
+        share = 1.0
+    weights = {name: share * float(w) / split_total for name, w in three_subnet_split.items()}
+    for name in chosen:
+        weights[name] = (1.0 - share) / len(chosen)
+    return {k: v for k, v in weights.items() if v > 0}
+
+
+def combine(weights: Mapping[str, float], systems: Mapping[str, SectionScores], train_index: pd.DataFrame,
+            test_index: pd.DataFrame) -> SectionScores:
+    """Weighted mean of z-normalised member scores, per machine type and section.
+
+    Each member's scores of a section are standardised with the mean and standard deviation of
+    its cross-fitted *training* scores of the same section (``asd_utils.scorers.weighted_ensemble``);
+    the ensemble's own training scores are the same combination of the members' training scores.
+    """
+    from asd_utils.scorers import weighted_ensemble
+
+    names = [n for n in weights if weights[n] > 0]
+    missing = [n for n in names if n not in systems]
+    if missing:
+        raise ValueError(f"ensemble members without scores: {missing}; available: {sorted(systems)}")
+    w = [float(weights[n]) for n in names]
+    train_keys, test_keys = _keys(train_index), _keys(test_index)
+    test = np.full(len(test_index), np.nan)
+    train = np.full(len(train_index), np.nan)
+    for key in sorted(set(train_keys)):
+        tr, te = train_keys == key, test_keys == key
+        train_parts = [systems[n].train[tr] for n in names]
+        train[tr] = weighted_ensemble(train_parts, train_parts, w)
+        if te.any():
+            test[te] = weighted_ensemble([systems[n].test[te] for n in names], train_parts, w)
+    return SectionScores(test=test, train=train)
