@@ -153,8 +153,9 @@ def finetune(model: AnoPatchModel, loss_fn: nn.Module, paths: Sequence[str], lab
                       progress=progress, config=config)
     if backbone_lr is not None and not freeze_backbone:
         backbone_ids = {id(p) for p in model.backbone.parameters()}
-        head = [p for p in trainer.parameters if id(p) not in backbone_ids]
-        body = [p for p in trainer.parameters if id(p) in backbone_ids]
+        trainable = [p for p in list(model.parameters()) + list(loss_fn.parameters()) if p.requires_grad]
+        head = [p for p in trainable if id(p) not in backbone_ids]
+        body = [p for p in trainable if id(p) in backbone_ids]
         groups = [{"params": head, "lr": opt.get("lr", 1e-3)}, {"params": body, "lr": float(backbone_lr)}]
         from asd_utils.training import build_optimizer
 

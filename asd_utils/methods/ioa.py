@@ -236,7 +236,7 @@ def make_scorer(name: str, params: Mapping | None = None, *, seed: int = 0):
 
 
 def _keys(index: pd.DataFrame) -> np.ndarray:
-    return (index["machine"].astype(str) + "\0" + index["section"].astype(str)).to_numpy()
+    return (index["machine"].astype(str) + "\t" + index["section"].astype(str)).to_numpy()
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
@@ -273,7 +273,7 @@ def score_sections(scorer, train_index: pd.DataFrame, train_emb: np.ndarray, tes
     for key in tqdm(sorted(set(test_keys) | set(train_keys)), desc=desc, disable=not progress, leave=False):
         tr, te = train_keys == key, test_keys == key
         if not tr.any():
-            machine, section = key.split("\0")
+            machine, section = key.split("\t")
             raise ValueError(f"machine {machine!r} section {section}: test clips but no training clips to fit on")
         d = domains[tr]
         model = clone(scorer).fit(train_emb[tr], d)

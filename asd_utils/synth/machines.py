@@ -23,8 +23,8 @@ from . import sound_models as sm
 HALLS: dict[str, dict] = {
     "A": {"brown": 0.25, "hum_hz": 50.0, "hum": 0.15, "machine_hz": (18.0, 40.0), "machine": 0.25,
           "clank_rate": 0.15, "clank": 0.6, "tilt": 0.0, "babble": 0.0},
-    "B": {"brown": 0.6, "hum_hz": 60.0, "hum": 0.3, "machine_hz": (40.0, 90.0), "machine": 0.45,
-          "clank_rate": 0.5, "clank": 1.0, "tilt": -1.0, "babble": 0.35},
+    "B": {"brown": 0.4, "hum_hz": 60.0, "hum": 0.2, "machine_hz": (30.0, 60.0), "machine": 0.3,
+          "clank_rate": 0.3, "clank": 0.8, "tilt": -0.5, "babble": 0.12},
 }
 
 
@@ -97,10 +97,10 @@ def _mic(x: np.ndarray, sr: int, mic: str) -> np.ndarray:
     """Microphone position: position 2 is farther, with a floor reflection and duller highs."""
     if mic == "1":
         return x
-    delay = int(0.0023 * sr)
+    delay = int(0.0011 * sr)
     y = x.copy()
-    y[delay:] += 0.6 * x[:-delay]
-    return sm.spectral_tilt(y, sr, -2.5)
+    y[delay:] += 0.2 * x[:-delay]
+    return sm.spectral_tilt(y, sr, -1.0)
 
 
 # --------------------------------------------------------------------------- ToyCar
@@ -113,7 +113,7 @@ class ToyCar(MachineModel):
         "target": {"car": ["A1", "A2", "B1"], "spd": [28, 31, 34], "mic": [2]},
     })
     halls: dict = field(default_factory=lambda: {"source": "A", "target": "B"})
-    snr_db: dict = field(default_factory=lambda: {"source": (4.0, 12.0), "target": (2.0, 10.0)})
+    snr_db: dict = field(default_factory=lambda: {"source": (2.0, 10.0), "target": (2.0, 10.0)})
     shift: str = "microphone moved from position 1 to 2 (reflection, duller highs) and another factory hall"
     description: str = ("toy car on a roller: DC-motor whine (harmonics of the rotor rate, 7 Hz per volt),"
                         " gear mesh tone with sidebands, tyre rolling noise modulated at the wheel rate")
@@ -155,7 +155,7 @@ class ToyCar(MachineModel):
             times = sm.poisson_times(duration, 400.0, rng)
             crackle = sm.bandpass(sm.impulses(n, sr, times, rng.standard_normal(len(times))), sr, 3000, 7500)
             gate = np.clip(sm.slow_fluctuation(n, sr, rng, rate_hz=3.0), 0.0, None)
-            x = _add(x, crackle * gate, _sev_db(severity, g, -24.0, -12.0))
+            x = _add(x, crackle * gate, _sev_db(severity, g, -28.0, -16.0))
         elif anomaly == "tire_damage":
             times = sm.periodic_times(duration, f_w, rng, jitter=0.01)
             thumps = sm.ring(sm.impulses(n, sr, times), sr, [180.0, 420.0], [0.02, 0.012])
@@ -171,11 +171,11 @@ class ToyTrain(MachineModel):
     anomalies: tuple[str, ...] = ("wheel_flat", "rail_squeal", "motor_looseness")
     attribute_values: dict = field(default_factory=lambda: {
         "source": {"train": ["A", "B"], "spd": [5, 6, 7], "mic": [1]},
-        "target": {"train": ["A", "B"], "spd": [9], "mic": [1]},
+        "target": {"train": ["A", "B"], "spd": [8], "mic": [1]},
     })
     halls: dict = field(default_factory=lambda: {"source": "A", "target": "B"})
-    snr_db: dict = field(default_factory=lambda: {"source": (4.0, 12.0), "target": (2.0, 10.0)})
-    shift: str = "faster train (speed level 9 vs 5-7) in another factory hall; attributes hidden"
+    snr_db: dict = field(default_factory=lambda: {"source": (2.0, 10.0), "target": (2.0, 10.0)})
+    shift: str = "faster train (speed level 8 vs 5-7) in another factory hall; attributes hidden"
     description: str = ("toy train on a track: motor whine proportional to speed, wheel rolling noise,"
                         " and click bursts when the axles cross rail joints (rate set by speed)")
     attribute_notes: dict = field(default_factory=lambda: {
@@ -205,18 +205,18 @@ class ToyTrain(MachineModel):
         if anomaly == "wheel_flat":
             times = sm.periodic_times(duration, v / (np.pi * 0.02), rng, jitter=0.005)
             thumps = sm.ring(sm.impulses(n, sr, times), sr, [350.0, 800.0], [0.015, 0.01])
-            x = _add(x, thumps, _sev_db(severity, g, -20.0, -8.0))
+            x = _add(x, thumps, _sev_db(severity, g, -23.0, -11.0))
         elif anomaly == "rail_squeal":
             f0 = rng.uniform(2500.0, 4500.0)
             f = f0 * (1.0 + 0.01 * sm.slow_fluctuation(n, sr, rng, rate_hz=2.0))
             gate = np.clip(sm.slow_fluctuation(n, sr, rng, rate_hz=1.0) + 0.3, 0.0, None)
             squeal = np.sin(sm.phase_from_freq(f, sr)) * gate
-            x = _add(x, squeal, _sev_db(severity, g, -26.0, -14.0))
+            x = _add(x, squeal, _sev_db(severity, g, -29.0, -17.0))
         elif anomaly == "motor_looseness":
             times = sm.periodic_times(duration, float(np.mean(f_m)) / 2.0, rng, jitter=0.03)
             hits = sm.impulses(n, sr, times, rng.uniform(0.0, 1.0, size=len(times)) ** 2)
             rattle = sm.bandpass(sm.ring(hits, sr, [900.0, 1700.0], [0.004, 0.003]), sr, 600, 2500)
-            x = _add(x, rattle, _sev_db(severity, g, -22.0, -10.0))
+            x = _add(x, rattle, _sev_db(severity, g, -25.0, -13.0))
         return _mic(x, sr, attrs["mic"])
 
 
@@ -241,10 +241,10 @@ class Bearing(MachineModel):
     anomalies: tuple[str, ...] = ("outer_race", "inner_race", "ball_defect")
     attribute_values: dict = field(default_factory=lambda: {
         "source": {"vel": [6, 10, 14], "loc": ["A", "B"]},
-        "target": {"vel": [18], "loc": ["A", "B"]},
+        "target": {"vel": [16], "loc": ["A", "B"]},
     })
     snr_db: dict = field(default_factory=lambda: {"source": (3.0, 11.0), "target": (3.0, 11.0)})
-    shift: str = "higher rotation velocity (vel 18 vs 6-14); same hall; attributes hidden"
+    shift: str = "higher rotation velocity (vel 16 vs 6-14); same hall; attributes hidden"
     description: str = ("rolling bearing on a driven shaft (2 Hz per vel step): shaft harmonics, drive hum,"
                         " and random rolling-contact impacts that ring the housing resonance"
                         " (3.0 kHz at location A, 4.4 kHz at B)")
@@ -288,9 +288,9 @@ class Bearing(MachineModel):
                 times = sm.periodic_times(duration, 2.0 * fr["BSF"], rng, jitter=0.006)
                 phase0 = rng.uniform(0, 2 * np.pi)
                 amps = 0.3 + 0.7 * (0.5 + 0.5 * np.cos(2 * np.pi * fr["FTF"] * times + phase0))
-            spall = sm.ring(sm.impulses(n, sr, times, amps), sr, [res, 1.9 * res], [0.003, 0.0015], [1.0, 0.3])
+            spall = sm.ring(sm.impulses(n, sr, times, amps), sr, [res, 1.5 * res], [0.005, 0.003], [1.0, 0.6])
             del t
-            x = _add(x, spall, _sev_db(severity, g, -22.0, -10.0))
+            x = _add(x, spall, _sev_db(severity, g, -16.0, -4.0))
         return x
 
 
@@ -301,11 +301,11 @@ class Fan(MachineModel):
     anomalies: tuple[str, ...] = ("imbalance", "blade_damage", "bearing_wear")
     attribute_values: dict = field(default_factory=lambda: {
         "source": {"mdl": ["A", "B"], "spd": [1500, 1650, 1800]},
-        "target": {"mdl": ["A", "B"], "spd": [2000]},
+        "target": {"mdl": ["A", "B"], "spd": [1950]},
     })
     halls: dict = field(default_factory=lambda: {"source": "A", "target": "B"})
-    snr_db: dict = field(default_factory=lambda: {"source": (2.0, 10.0), "target": (0.0, 8.0)})
-    shift: str = "higher fan speed (2000 rpm vs 1500-1800) in another factory hall"
+    snr_db: dict = field(default_factory=lambda: {"source": (2.0, 10.0), "target": (2.0, 10.0)})
+    shift: str = "higher fan speed (1950 rpm vs 1500-1800) in another factory hall"
     description: str = ("axial fan: blade-pass tone (blades x rpm/60) with harmonics, broadband flow noise"
                         " slightly modulated at the blade-pass rate, and motor hum")
     attribute_notes: dict = field(default_factory=lambda: {
@@ -325,7 +325,7 @@ class Fan(MachineModel):
         bpf = sm.harmonic_sum(ph * blades, [1.0, 0.45, 0.25, 0.15, 0.08, 0.05], rng)
         flow = sm.band_noise(n, sr, rng, 150.0, 6000.0, exponent=1.0)
         flow *= 1.0 + 0.15 * np.sin(ph * blades + rng.uniform(0, 6.28))
-        level = (float(attrs["spd"]) / 1500.0) ** 2
+        level = float(attrs["spd"]) / 1500.0
         x = 0.8 * bpf + 0.9 * level * flow
         x += 0.2 * sm.harmonic_sum(sm.phase_from_freq(np.full(n, 100.0), sr), [1.0, 0.4], rng)
         x += 0.03 * np.sin(ph)
@@ -333,11 +333,11 @@ class Fan(MachineModel):
         if anomaly == "imbalance":
             depth = (0.05 + 0.2 * severity) * g
             x = x * (1.0 + depth * np.sin(ph + 1.0))
-            x = _add(x, sm.harmonic_sum(ph, [1.0, 0.3], rng), _sev_db(severity, g, -22.0, -12.0))
+            x = _add(x, sm.harmonic_sum(ph, [1.0, 0.6, 0.4], rng), _sev_db(severity, g, -16.0, -6.0))
         elif anomaly == "blade_damage":
             pulse = np.exp(-0.5 * (np.angle(np.exp(1j * (ph - rng.uniform(0, 6.28)))) / 0.15) ** 2)
             part = sm.bandpass(pulse * sm.band_noise(n, sr, rng, 100.0, 3000.0) + pulse, sr, 80.0, 3000.0)
-            x = _add(x, part, _sev_db(severity, g, -22.0, -10.0))
+            x = _add(x, part, _sev_db(severity, g, -18.0, -6.0))
         elif anomaly == "bearing_wear":
             times = sm.poisson_times(duration, 60.0, rng)
             hits = sm.ring(sm.impulses(n, sr, times, rng.exponential(1.0, len(times))), sr, [3500.0], [0.003])
@@ -354,10 +354,10 @@ class Gearbox(MachineModel):
     anomalies: tuple[str, ...] = ("tooth_damage", "misalignment", "wear")
     attribute_values: dict = field(default_factory=lambda: {
         "source": {"volt": ["1.0", "1.3", "1.6"], "wt": [0, 30, 80]},
-        "target": {"volt": ["1.0", "1.3", "1.6"], "wt": [150, 230]},
+        "target": {"volt": ["1.0", "1.3", "1.6"], "wt": [150]},
     })
     snr_db: dict = field(default_factory=lambda: {"source": (2.0, 10.0), "target": (2.0, 10.0)})
-    shift: str = "heavier load weight (150-230 g vs 0-80 g): louder mesh, more housing noise, speed droop"
+    shift: str = "heavier load weight (150 g vs 0-80 g): louder mesh, more housing noise, speed droop"
     description: str = ("DC motor driving a 19-tooth pinion: shaft harmonics, gear-mesh harmonics with"
                         " shaft-rate sidebands, motor hum, mesh-modulated noise ringing two housing modes")
     attribute_notes: dict = field(default_factory=lambda: {
@@ -372,7 +372,7 @@ class Gearbox(MachineModel):
     def render_clean(self, attrs, anomaly, severity, n, sr, rng):
         duration = n / sr
         wt = float(attrs["wt"])
-        load = 1.0 + wt / 200.0
+        load = 1.0 + wt / 400.0
         f_s = sm.speed_curve(n, sr, rng, 15.0 * float(attrs["volt"]) * (1.0 - wt / 2500.0),
                              jitter=0.006, rate_hz=0.5)
         ph = sm.phase_from_freq(f_s, sr)
@@ -391,11 +391,11 @@ class Gearbox(MachineModel):
         elif anomaly == "misalignment":
             depth = (0.08 + 0.25 * severity) * g
             x = x + 0.7 * mesh * depth * np.sin(2 * ph + rng.uniform(0, 6.28))
-            x = _add(x, np.sin(2 * ph), _sev_db(severity, g, -22.0, -12.0))
+            x = _add(x, np.sin(2 * ph), _sev_db(severity, g, -19.0, -9.0))
         elif anomaly == "wear":
             noisy = sm.band_noise(n, sr, rng, 400.0, 4000.0) * (1.0 + np.sin(mesh_ph)) ** 2
             high = sm.harmonic_sum(mesh_ph, [0.0, 0.0, 0.5, 0.5, 0.4, 0.3], rng)
-            x = _add(x, sm.normalize_rms(noisy) + 0.5 * sm.normalize_rms(high), _sev_db(severity, g, -24.0, -12.0))
+            x = _add(x, sm.normalize_rms(noisy) + 0.5 * sm.normalize_rms(high), _sev_db(severity, g, -21.0, -9.0))
         return x
 
 
@@ -406,11 +406,11 @@ class Slider(MachineModel):
     hidden: bool = True
     anomalies: tuple[str, ...] = ("rail_friction", "looseness", "timing_fault")
     attribute_values: dict = field(default_factory=lambda: {
-        "source": {"vel": [300, 450, 600], "ac": [1, 2]},
-        "target": {"vel": [800], "ac": [1, 2]},
+        "source": {"vel": [300, 400, 600], "ac": [1, 2]},
+        "target": {"vel": [500], "ac": [1, 2]},
     })
     snr_db: dict = field(default_factory=lambda: {"source": (3.0, 11.0), "target": (3.0, 11.0)})
-    shift: str = "faster strokes (800 mm/s vs 300-600 mm/s); same hall; attributes hidden"
+    shift: str = "an unseen stroke velocity (500 mm/s; source 300, 400, 600); same hall; attributes hidden"
     description: str = ("linear slide: back-and-forth strokes of 0.25 m with servo whine proportional to the"
                         " velocity, rail friction noise while moving, and an end-stop clank at each stop")
     attribute_notes: dict = field(default_factory=lambda: {
@@ -469,7 +469,7 @@ class Slider(MachineModel):
             times = (stops[:, None] + np.cumsum(rng.uniform(0.02, 0.06, size=(len(stops), 4)), axis=1)).ravel()
             hits = sm.impulses(n, sr, times, rng.uniform(0.3, 1.0, len(times)))
             rattle = sm.ring(hits, sr, [650.0, 1500.0, 3300.0], [0.01, 0.006, 0.003])
-            x = _add(x, rattle, _sev_db(severity, g, -18.0, -6.0))
+            x = _add(x, rattle, _sev_db(severity, g, -26.0, -14.0))
         return x
 
 
@@ -483,7 +483,7 @@ class Valve(MachineModel):
         "target": {"pat": ["00", "01", "02"], "panel": ["closed"]},
     })
     halls: dict = field(default_factory=lambda: {"source": "A", "target": "B"})
-    snr_db: dict = field(default_factory=lambda: {"source": (3.0, 11.0), "target": (1.0, 9.0)})
+    snr_db: dict = field(default_factory=lambda: {"source": (3.0, 11.0), "target": (3.0, 11.0)})
     shift: str = "enclosure panel closed (muffled, a boxy resonance) in another factory hall"
     description: str = ("solenoid valve switched in a repeating pattern: an opening click, flow hiss while"
                         " open, a closing clack and an exhaust puff")
@@ -544,7 +544,7 @@ class Valve(MachineModel):
         if panel == "half":
             x = sm.lowpass(x, sr, 5000.0) + 0.3 * sm.resonator(x, sr, 900.0, 4.0)
         elif panel == "closed":
-            x = sm.lowpass(x, sr, 2500.0) + 0.6 * sm.resonator(x, sr, 650.0, 5.0)
+            x = sm.lowpass(x, sr, 5500.0) + 0.3 * sm.resonator(x, sr, 700.0, 5.0)
         return x
 
 

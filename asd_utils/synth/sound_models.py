@@ -58,14 +58,12 @@ def band_noise(n: int, sr: int, rng: np.random.Generator, low: float, high: floa
 
 def slow_fluctuation(n: int, sr: int, rng: np.random.Generator, *, rate_hz: float = 0.5) -> np.ndarray:
     """Smooth zero-mean random curve, unit RMS, changing on a time scale of ``1 / rate_hz`` s."""
-    n_ctrl = max(int(np.ceil(n / sr * rate_hz)) + 3, 4)
+    n_ctrl = max(int(np.ceil(n / sr * rate_hz)) + 2, 3)
     ctrl = rng.standard_normal(n_ctrl)
-    x_ctrl = np.linspace(0.0, n - 1.0, n_ctrl)
-    curve = np.interp(np.arange(n), x_ctrl, ctrl)
-    # Smooth the piecewise-linear curve with a short moving average to remove corners.
-    width = max(int(sr / rate_hz / 4), 1)
-    kernel = np.ones(width) / width
-    curve = np.convolve(np.pad(curve, (width, width), mode="edge"), kernel, mode="same")[width:-width]
+    pos = np.arange(n) * ((n_ctrl - 1) / max(n - 1, 1))
+    i = np.minimum(pos.astype(np.int64), n_ctrl - 2)
+    w = 0.5 - 0.5 * np.cos(np.pi * (pos - i))  # raised-cosine interpolation: smooth, no corners
+    curve = ctrl[i] * (1.0 - w) + ctrl[i + 1] * w
     curve -= curve.mean()
     return curve / (np.std(curve) + EPS)
 
