@@ -246,7 +246,7 @@ def _l2(x: np.ndarray) -> np.ndarray:
 
 def score_sections(scorer, train_index: pd.DataFrame, train_emb: np.ndarray, test_index: pd.DataFrame,
                    test_emb: np.ndarray, *, n_splits: int = 5, seed: int = 0, l2_normalise: bool = True,
-                   progress: bool = False, desc: str = "scoring") -> SectionScores:
+                   blas_threads: int | None = 1, progress: bool = False, desc: str = "scoring") -> SectionScores:
     """Fit a clone of ``scorer`` per machine type and section on that section's training
     embeddings (with their domains) and score the section's test clips.
 
@@ -255,8 +255,13 @@ def score_sections(scorer, train_index: pd.DataFrame, train_emb: np.ndarray, tes
     onto the unit sphere first (the angular losses train directions, not lengths).
     Training scores: :func:`asd_utils.scorers.fit_scores_from_training` with ``n_splits`` folds
     (stratified by domain), so no clip is scored by a model fitted on it.
+    ``blas_threads``: BLAS threads while fitting (None: the library default). The matrices are
+    small (a D x D covariance per section), and one thread avoids oversubscribing the cores that
+    torch also uses; on a busy 2-core machine it made the GMM eight times faster.
     Returns :class:`SectionScores`.
     """
+    from threadpoolctl import threadpool_limits
+
     from asd_utils.scorers import fit_scores_from_training
 
     train_emb = np.asarray(train_emb)
@@ -270,17 +275,18 @@ def score_sections(scorer, train_index: pd.DataFrame, train_emb: np.ndarray, tes
     domains = train_index["domain"].to_numpy(dtype=object)
     test_scores = np.full(len(test_index), np.nan)
     train_scores = np.full(len(train_index), np.nan)
-    for key in tqdm(sorted(set(test_keys) | set(train_keys)), desc=desc, disable=not progress, leave=False):
-        tr, te = train_keys == key, test_keys == key
-        if not tr.any():
-            machine, section = key.split("\t")
-            raise ValueError(f"machine {machine!r} section {section}: test clips but no training clips to fit on")
-        d = domains[tr]
-        model = clone(scorer).fit(train_emb[tr], d)
-        if te.any():
-            test_scores[te] = model.score(test_emb[te])
-        train_scores[tr] = fit_scores_from_training(scorer, train_emb[tr], d, n_splits=n_splits,
-                                                    random_state=seed)
+    for key in sorted(set(test_keys) - set(train_keys)):
+        machine, section = key.split("\t")
+        raise ValueError(f"machine {machine!r} section {section}: test clips but no training clips to fit on")
+    with threadpool_limits(limits=blas_threads, user_api="blas"):
+        for key in tqdm(sorted(set(train_keys)), desc=desc, disable=not progress, leave=False):
+            tr, te = train_keys == key, test_keys == key
+            d = domains[tr]
+            model = clone(scorer).fit(train_emb[tr], d)
+            if te.any():
+                test_scores[te] = model.score(test_emb[te])
+            train_scores[tr] = fit_scores_from_training(scorer, train_emb[tr], d, n_splits=n_splits,
+                                                        random_state=seed)
     return SectionScores(test=test_scores, train=train_scores)
 
 
