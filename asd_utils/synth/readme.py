@@ -55,7 +55,7 @@ def dataset_readme(manifest: dict) -> str:
     for key, name in manifest["names"].items():
         model = get_machine(key)
         title = f"### {name}" + (f" (generated as `{key}`)" if name != key else "")
-        lines += [title, "", model.description + ".", ""]
+        lines += [title, "", model.description[:1].upper() + model.description[1:] + ".", ""]
         lines.append("- Attributes" + (" (hidden: written `noAttribute`)" if model.hidden else "") + ":")
         for attr, note in model.attribute_notes.items():
             src = ", ".join(map(str, model.attribute_values["source"][attr]))
