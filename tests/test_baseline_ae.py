@@ -103,8 +103,8 @@ def test_run_on_an_index_aligns_rows_and_reuses_the_cache(tmp_path):
     assert len(list(cache.glob("ae_*.pt"))) == 2
 
 
-def test_run_requires_labelled_test_clips():
+def test_run_requires_train_and_test_clips():
     index = pd.DataFrame(dict(path=["a"], machine=["m"], section=["00"], split=["train"], domain=["source"],
                               is_anomaly=[0.0]))
-    with pytest.raises(ValueError, match="no labelled test clips"):
+    with pytest.raises(ValueError, match="needs train and test clips; got 1 train, 0 test"):
         run_autoencoder_baseline(index, AEConfig(epochs=1), progress=False)
