@@ -259,8 +259,8 @@ def run_autoencoder_baseline(
     """Both baseline systems on every machine type of a data index (one AE per machine type).
 
     index: the data index (``asd_utils.data.discover``); train = normal ``train`` clips,
-    test = every ``test`` clip, labelled or blinded (metrics need labels; submissions do not). clip_seconds: crop/tile length (None: each machine
-    type's own clip length).
+    test = every ``test`` clip, labelled or blinded (metrics need labels; submissions do not).
+    clip_seconds: crop/tile length (None: each machine type's own clip length).
     Returns ``{"test_index", "train_index", "scores": {system: (test clips,)},
     "train_scores": {system: (train clips,)}, "loss_history": {machine: [...]}}`` with rows
     aligned to the returned ``test_index`` / ``train_index``.

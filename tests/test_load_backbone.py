@@ -81,3 +81,12 @@ def test_unavailable_cuda_is_reported():
         pytest.skip("a GPU is present")
     with pytest.raises(RuntimeError, match="no CUDA device"):
         load_backbone("eat", size="tiny", device="cuda")
+
+
+def test_configured_size_and_layer_prefers_the_checkpoint_architecture():
+    from asd_utils.backbones import configured_size_and_layer
+
+    section = {"size": "tiny", "layer": 1, "checkpoint_size": "base", "checkpoint_layer": 5}
+    assert configured_size_and_layer(section, None) == ("tiny", 1)
+    assert configured_size_and_layer(section, "/ckpt/BEATs_iter3_plus_AS2M.pt") == ("base", 5)
+    assert configured_size_and_layer({"size": "tiny", "layer": -1}, "x.pt") == ("base", -1)

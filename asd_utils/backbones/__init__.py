@@ -23,7 +23,9 @@ import torch
 from .base import Backbone
 from .errors import PUBLISHED_AT, CheckpointError, checkpoint_error
 
-__all__ = ["BACKBONE_NAMES", "Backbone", "CheckpointError", "load_backbone", "PUBLISHED_AT"]
+__all__ = [
+    "BACKBONE_NAMES", "Backbone", "CheckpointError", "configured_size_and_layer", "load_backbone", "PUBLISHED_AT",
+]
 
 BACKBONE_NAMES: tuple[str, ...] = ("beats", "eat", "hubert", "wav2vec2", "wavlm", "unispeech_sat")
 _HF_NAMES = ("hubert", "wav2vec2", "wavlm", "unispeech_sat")
@@ -89,3 +91,17 @@ def load_backbone(
     elif not model.pretrained:  # defensive: a checkpoint must never give random weights
         raise checkpoint_error(name, checkpoint, "was given but the model reports random weights")
     return model
+
+
+def configured_size_and_layer(section: dict, checkpoint) -> tuple[str, int]:
+    """(size, layer) a notebook config section asks for.
+
+    Without a checkpoint: the stand-in keys ``size`` and ``layer``. With one: ``checkpoint_size``
+    (default ``"base"``, the published architecture) and ``checkpoint_layer`` (default ``layer``),
+    so that a profile sized for CPU stand-ins (``size: tiny``) still loads a real base checkpoint
+    when one is configured, at the layer chosen for that architecture.
+    """
+    if checkpoint:
+        layer = section.get("checkpoint_layer", section.get("layer", -1))
+        return str(section.get("checkpoint_size", "base")), int(layer)
+    return str(section["size"]), int(section.get("layer", -1))

@@ -196,22 +196,23 @@ def _eat_frames(clip_samples: int) -> int:
 
 def build_model(cfg: dict, *, checkpoint: str | None, clip_samples: int, device="cpu", seed: int = 0
                 ) -> AnoPatchModel:
-    """The AnoPatch model of the ``anopatch`` config section (backbone from ``checkpoint`` or an
-    untrained stand-in of ``cfg['size']``). ``target_length: auto`` sizes an untrained EAT's input
+    """The AnoPatch model of the ``anopatch`` config section (backbone from ``checkpoint`` at
+    ``checkpoint_size`` (default base) or an untrained stand-in of ``cfg['size']``).
+    ``target_length: auto`` sizes an untrained EAT's input
     to the clip (a multiple of 16 frames); with a checkpoint the checkpoint's own length is kept."""
-    from asd_utils.backbones import load_backbone
+    from asd_utils.backbones import configured_size_and_layer, load_backbone
 
+    size, layer = configured_size_and_layer(cfg, checkpoint)
     kwargs = {}
     target_length = cfg.get("target_length")
     if cfg["backbone"] == "eat" and target_length not in (None, "auto"):
         kwargs["target_length"] = int(target_length)
     elif cfg["backbone"] == "eat" and target_length == "auto" and checkpoint is None:
         kwargs["target_length"] = max(16, _eat_frames(clip_samples) // 16 * 16)
-    backbone = load_backbone(cfg["backbone"], checkpoint=checkpoint, size=cfg["size"], device=device,
-                             seed=seed, **kwargs)
+    backbone = load_backbone(cfg["backbone"], checkpoint=checkpoint, size=size, device=device, seed=seed, **kwargs)
     torch.manual_seed(seed)
     return AnoPatchModel(backbone, emb_dim=int(cfg["emb_dim"]), attention_dim=int(cfg["attention_dim"]),
-                         layer=int(cfg.get("layer", -1))).to(device)
+                         layer=layer).to(device)
 
 
 def train_and_embed(cfg: dict, train_index, embed_index, *, checkpoint: str | None, clip_samples: int,
