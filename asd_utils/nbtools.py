@@ -105,8 +105,21 @@ class RunContext:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def save_figure(self, fig, name: str, *, dpi: int = 120) -> Path:
-        """Save a matplotlib figure as PNG under the run's figure folder and return the path."""
+    def save_figure(self, fig, name: str, *, dpi: int = 120, untrained_backbone: bool = False) -> Path:
+        """Save a matplotlib figure as PNG under the run's figure folder and return the path.
+
+        On synthetic data (or with untrained stand-in backbones) a grey footer says so, so that a
+        figure seen on its own is never mistaken for a report's result.
+        """
+        caveats = []
+        if self.synthetic:
+            caveats.append("synthetic data")
+        if untrained_backbone:
+            caveats.append("untrained stand-in backbones")
+        if caveats and not getattr(fig, "_asd_caveat", False):
+            fig.text(0.01, -0.01, " · ".join(caveats) + " — not the reports' results", fontsize=7, color="grey",
+                     ha="left", va="top")
+            fig._asd_caveat = True
         path = self.figures_dir / f"{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         from asd_utils.io_utils import atomic_path
