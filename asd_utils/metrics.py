@@ -119,7 +119,8 @@ def evaluate(test_index: pd.DataFrame, scores, *, max_fpr: float = MAX_FPR) -> p
 
     Returns a DataFrame with columns ``machine, section, auc_source, auc_target, pauc, hmean``
     (``hmean``: harmonic mean of the three metrics of the row, each floored at epsilon), one row
-    per machine/section, sorted by machine then section.
+    per machine/section, sorted by machine then section. Clips without ground truth (``is_anomaly``
+    or ``domain`` missing, e.g. blinded evaluation clips) are left out of the metrics.
     """
     missing = [c for c in ("machine", "section", "domain", "is_anomaly") if c not in test_index.columns]
     if missing:
@@ -129,6 +130,15 @@ def evaluate(test_index: pd.DataFrame, scores, *, max_fpr: float = MAX_FPR) -> p
         raise ValueError(f"got {len(s)} scores for {len(test_index)} test clips; they must align by position")
     frame = test_index[["machine", "section", "domain", "is_anomaly"]].reset_index(drop=True).copy()
     frame["score"] = s
+    # Blinded evaluation clips whose ground truth is not available cannot be scored by any metric;
+    # they still get submission files. Metrics use every clip that has a label and a domain.
+    labelled = frame["is_anomaly"].notna() & frame["domain"].notna()
+    if not labelled.any():
+        raise ValueError(
+            "no test clip has ground truth (label and domain): metrics need the evaluation ground-truth CSVs "
+            "(ground_truth_data/, ground_truth_domain/) under the data root"
+        )
+    frame = frame[labelled.to_numpy()]
     rows = []
     for (machine, section), group in frame.groupby(["machine", "section"], sort=True):
         m = section_metrics(

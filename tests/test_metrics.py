@@ -166,3 +166,24 @@ def test_dcase_table_layout():
     assert out.loc["A", ("Total", "hmean")] == pytest.approx(100 * official_score(tidy[tidy.system == "A"]))
     with pytest.raises(ValueError, match="not in the results"):
         dcase_table(tidy, systems=["C"])
+
+
+def test_evaluate_leaves_out_clips_without_ground_truth():
+    import pandas as pd
+
+    from asd_utils.metrics import evaluate
+
+    rng = np.random.default_rng(0)
+    labelled = pd.DataFrame({
+        "machine": ["m"] * 8, "section": ["00"] * 8,
+        "domain": ["source", "source", "target", "target"] * 2, "is_anomaly": [0, 0, 0, 0, 1, 1, 1, 1],
+    })
+    scores = rng.normal(size=8)
+    blinded = pd.DataFrame({"machine": ["m"] * 3, "section": ["00"] * 3, "domain": [None] * 3,
+                            "is_anomaly": [np.nan] * 3})
+    both = pd.concat([blinded, labelled], ignore_index=True)
+    expected = evaluate(labelled, scores)
+    got = evaluate(both, np.concatenate([[99.0, -99.0, 0.0], scores]))
+    pd.testing.assert_frame_equal(got, expected)
+    with pytest.raises(ValueError, match="no test clip has ground truth"):
+        evaluate(blinded, np.zeros(3))

@@ -71,11 +71,11 @@ SCORERS = ("gmm", "kmeans")
 # data
 # --------------------------------------------------------------------------------------------------
 def split_index(index: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(train_index, test_index)``: the training clips and the *labelled* test clips, each with a
-    fresh 0..N-1 index (rows keep the index's order). Unlabelled (blinded) test clips are left out
-    of ``test_index`` because they cannot be evaluated."""
+    """``(train_index, test_index)``: the training clips and every test clip, each with a fresh
+    0..N-1 index (rows keep the index's order). Blinded test clips without ground truth are kept:
+    they are scored and get submission files; ``metrics.evaluate`` leaves them out of the metrics."""
     train = index[index["split"] == "train"].reset_index(drop=True)
-    test = index[(index["split"] == "test") & index["is_anomaly"].notna() & index["domain"].notna()]
+    test = index[index["split"] == "test"]
     return train, test.reset_index(drop=True)
 
 

@@ -55,3 +55,26 @@ def test_baseline_runs_on_machine_types_never_seen(tmp_path):
     _run(runner.select_notebooks(NOTEBOOKS, ["01"])[0], tmp_path / "out", DATA_ROOT=str(root))
     tidy = pd.read_csv(tmp_path / "out" / "results" / "01_baseline_autoencoder.csv")
     assert sorted(tidy["machine"].unique()) == sorted(names)
+
+
+def test_blinded_test_clips_get_submissions_and_stay_out_of_the_metrics(tmp_path):
+    """Evaluation-style data: two test clips per machine renamed to blinded names without ground
+    truth. Every notebook must still run, score them, and write them into its submission files."""
+    from asd_utils.synth import generate_dataset
+
+    root = tmp_path / "blind"
+    generate_dataset(root, "smoke", seed=11, progress=False)
+    (root / "synth_manifest.json").unlink()
+    for machine_dir in sorted((root / "dev_data" / "raw").iterdir()):
+        for i, clip in enumerate(sorted((machine_dir / "test").glob("*.wav"))[:2]):
+            clip.rename(clip.with_name(f"section_00_{i:04d}.wav"))
+    out = tmp_path / "out"
+    assert runner.main(["--profile", "smoke", "--data-root", str(root), "--output-dir", str(out)]) == 0
+    for notebook in NOTEBOOKS[1:]:
+        files = list((out / "results" / "submissions" / notebook.stem).rglob("anomaly_score_*_test.csv"))
+        assert files, notebook.stem
+        for path in files:
+            names = [line.split(",")[0] for line in path.read_text().splitlines()]
+            assert "section_00_0000.wav" in names and "section_00_0001.wav" in names, path
+    tidy = pd.read_csv(out / "results" / "summary.csv")
+    assert tidy[["auc_source", "auc_target", "pauc"]].notna().all().all()
