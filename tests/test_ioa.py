@@ -200,3 +200,37 @@ def test_config_profiles_load():
     assert paper["three_subnet"]["clip_seconds"] == 12.0 and paper["three_subnet"]["batch_size"] == 64
     assert paper["three_subnet"]["optimizer"] == {"name": "adam", "lr": 0.001}
     assert paper["three_subnet"]["mixup_alpha"] is not None and paper["pretrained"]["require_checkpoints"]
+
+
+def test_training_run_dir_caches_a_finished_run_and_changes_with_its_inputs(tmp_path, monkeypatch):
+    train, _ = ioa.split_index(_index(n_source=6, n_target=2, n_test=8))
+    labels, classes = ioa.class_labels(train)
+    waves = np.random.default_rng(0).normal(scale=0.1, size=(len(train), 4000)).astype(np.float32)
+    run_dir = ioa.training_run_dir(tmp_path, "three_subnet", cfg=TINY, seed=0, classes=classes, waves=waves,
+                                   labels=labels)
+    assert run_dir.parent == tmp_path and run_dir.name.startswith("three_subnet_")
+    assert ioa.training_run_dir(None, "x", cfg=TINY, seed=0, classes=classes, waves=waves, labels=labels) is None
+    changed = waves.copy()
+    changed[0, 0] += 1e-3
+    for other in (
+        ioa.training_run_dir(tmp_path, "three_subnet", cfg=TINY, seed=1, classes=classes, waves=waves, labels=labels),
+        ioa.training_run_dir(tmp_path, "three_subnet", cfg=TINY, seed=0, classes=classes, waves=changed,
+                             labels=labels),
+        ioa.training_run_dir(tmp_path, "three_subnet", cfg={**TINY, "epochs": 2}, seed=0, classes=classes,
+                             waves=waves, labels=labels),
+    ):
+        assert other != run_dir
+    first = ioa.train_three_subnet(waves, labels, len(classes), TINY, seed=0, classes=classes, progress=False,
+                                   checkpoint_dir=run_dir)
+    assert (run_dir / "last.pt").exists()
+
+    from asd_utils.training import Trainer
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished cached run must not train again")
+
+    monkeypatch.setattr(Trainer, "_run_epoch", no_training)
+    second = ioa.train_three_subnet(waves, labels, len(classes), TINY, seed=0, classes=classes, progress=False,
+                                    checkpoint_dir=run_dir)
+    np.testing.assert_array_equal(ioa.embed(first.model, waves), ioa.embed(second.model, waves))
+    assert second.history == first.history

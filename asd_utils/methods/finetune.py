@@ -134,7 +134,8 @@ class FineTuneResult:
 
 def finetune(backbone: nn.Module, waves: np.ndarray, labels: np.ndarray, n_classes: int, cfg: Mapping, *,
              seed: int = 0, device: str | torch.device = "cpu", heldout_waves: np.ndarray | None = None,
-             heldout_labels: np.ndarray | None = None, progress: bool = True) -> FineTuneResult:
+             heldout_labels: np.ndarray | None = None, progress: bool = True,
+             checkpoint_dir=None) -> FineTuneResult:
     """Fine-tune ``backbone`` + head on ``(waves (N, T) float32 16 kHz, labels (N,) int64)``.
 
     cfg keys (``asd_utils/configs/06_ioa.yaml``, section ``pretrained``): ``layer`` (-1),
@@ -142,7 +143,8 @@ def finetune(backbone: nn.Module, waves: np.ndarray, labels: np.ndarray, n_class
     ``scheduler`` (optional), ``batch_size``, ``epochs``, ``mixup_alpha`` (None: off),
     ``mixup_prob``, ``max_grad_norm`` (optional). ``heldout_*``: training clips kept out of the
     fit; their accuracy is returned. Deterministic for a given ``seed`` (head initialisation,
-    batch order, mixup draws).
+    batch order, mixup draws). ``checkpoint_dir`` (e.g. ``ioa.training_run_dir(...)``): save
+    checkpoints there and resume from them; a finished run is restored without training.
     """
     from asd_utils.methods.ioa import classification_accuracy, embed, make_loader
     from asd_utils.training import Trainer, seed_everything
@@ -155,8 +157,10 @@ def finetune(backbone: nn.Module, waves: np.ndarray, labels: np.ndarray, n_class
                       dict(cfg.get("scheduler") or {"name": "constant"}), int(cfg["epochs"]), device=device,
                       mixup_alpha=cfg.get("mixup_alpha"), mixup_prob=float(cfg.get("mixup_prob", 1.0)),
                       max_grad_norm=cfg.get("max_grad_norm"), seed=seed, progress=progress,
+                      checkpoint_dir=checkpoint_dir,
                       config={"system": f"finetune_{getattr(backbone, 'name', 'backbone')}"})
-    history = trainer.fit(make_loader(waves, labels, batch_size=int(cfg["batch_size"]), seed=seed))
+    history = trainer.fit(make_loader(waves, labels, batch_size=int(cfg["batch_size"]), seed=seed),
+                          resume=checkpoint_dir is not None)
     model.eval()
     head.eval()
     accuracy, n_heldout = float("nan"), 0

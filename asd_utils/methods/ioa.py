@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -61,6 +62,7 @@ __all__ = [
     "score_sections",
     "split_index",
     "train_three_subnet",
+    "training_run_dir",
 ]
 
 CLASS_KEYS = ("machine", "section", "attributes", "domain")
@@ -172,6 +174,40 @@ def train_three_subnet(waves: np.ndarray, labels: np.ndarray, n_classes: int, cf
     loss.eval()
     return ThreeSubnetResult(model=model, loss=loss, classes=list(classes) if classes is not None else [],
                              history=list(history), config=dict(cfg))
+
+
+def training_run_dir(cache_root, system: str, *, cfg: Mapping, seed: int, classes: Sequence[str],
+                     waves: np.ndarray, labels: np.ndarray, backbone=None) -> Path | None:
+    """Checkpoint folder of one training run, keyed by everything that determines its result.
+
+    The key hashes the system name, the config section, the seed, the class list, the training
+    waveforms (shape + bytes) and labels, and, for a pretrained model, the backbone's identity
+    (checkpoint sha256 or stand-in seed + state hash; ``asd_utils.embeddings.backbone_identity``).
+    ``Trainer.fit(resume=True)`` on a finished run in this folder trains nothing and restores the
+    final weights, so a rerun reuses the trained model; any change of input gives a new folder.
+    Returns None when ``cache_root`` is None (no caching).
+    """
+    import hashlib
+
+    from asd_utils.io_utils import stable_hash
+
+    if cache_root is None:
+        return None
+    waves = np.ascontiguousarray(waves, dtype=np.float32)
+    identity = {
+        "system": system,
+        "cfg": dict(cfg),
+        "seed": int(seed),
+        "classes": list(classes),
+        "waves": f"{waves.shape}:{hashlib.sha256(waves.data).hexdigest()}",
+        "labels": hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).data).hexdigest(),
+    }
+    if backbone is not None:
+        from asd_utils.embeddings import backbone_identity
+
+        identity["backbone"] = backbone_identity(backbone)
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in system)
+    return Path(cache_root) / f"{safe}_{stable_hash(identity)}"
 
 
 @torch.inference_mode()
