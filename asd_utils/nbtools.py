@@ -8,18 +8,17 @@ go. The context then records result tables, figures and submission files in one 
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
 from asd_utils import paths
 from asd_utils.config import load_config
 from asd_utils.device import resolve_device
+from asd_utils.training import seed_everything
 
 SYNTHETIC_CAVEAT = (
     "**Synthetic data.** These numbers come from the compendium's embedded synthetic DCASE-format "
@@ -135,13 +134,6 @@ class RunContext:
         return path
 
 
-def seed_all(seed: int) -> None:
-    """Seed python, numpy and torch."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def start(
     notebook: str,
     *,
@@ -180,7 +172,7 @@ def start(
     else:
         root = Path(data_root).expanduser().resolve()
         synthetic = (root / "synth_manifest.json").exists()
-    seed_all(seed)
+    seed_everything(seed, deterministic=False)  # training code switches determinism on itself
     if output_dir in (None, ""):
         results = paths.results_dir(profile)
         figures = paths.figures_dir(profile, notebook)
