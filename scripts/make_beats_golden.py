@@ -2,10 +2,10 @@
 
 How the fixture was made (once; the output is committed, the official code is not):
 
-    mkdir -p /tmp/beats_official
+    mkdir -p path/to/beats_official
     # from a checkout of https://github.com/microsoft/unilm: beats/{BEATs,backbone,modules}.py
-    cp unilm/beats/{BEATs,backbone,modules}.py /tmp/beats_official/
-    python scripts/make_beats_golden.py --official-dir /tmp/beats_official
+    cp unilm/beats/{BEATs,backbone,modules}.py path/to/beats_official/
+    python scripts/make_beats_golden.py --official-dir path/to/beats_official
 
 It builds the official ``BEATs`` with a tiny configuration (the ``tiny`` preset of
 ``asd_utils.backbones.beats``, fine-tuned head with 5 classes, DeepNorm, gated relative position
