@@ -81,6 +81,12 @@ def _l2_normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, _TINY)
 
 
+def _check_metric(metric: str) -> None:
+    """Raise ``ValueError`` unless ``metric`` is one the distance scorers support."""
+    if metric not in ("cosine", "euclidean"):
+        raise ValueError(f"metric must be 'cosine' or 'euclidean'; got {metric!r}")
+
+
 def _check_fitted(est, attr: str) -> None:
     if not hasattr(est, attr):
         raise RuntimeError(f"{type(est).__name__} is not fitted yet; call fit(embeddings, domains) first")
@@ -184,8 +190,7 @@ def knn_mean_distance(
     (a neighbour the float32 ranking misses can only be one whose distance is within float32
     rounding, ~1e-6, of the k-th), while the O(M N D) work runs in float32.
     """
-    if metric not in ("cosine", "euclidean"):
-        raise ValueError(f"metric must be 'cosine' or 'euclidean'; got {metric!r}")
+    _check_metric(metric)
     if k < 1:
         raise ValueError(f"k must be >= 1; got {k}")
     q = _as_float_2d(queries, "queries")
@@ -301,8 +306,7 @@ class KNNScorer(BaseEstimator):
         self.n_threads = n_threads
 
     def fit(self, embeddings, domains=None) -> KNNScorer:
-        if self.metric not in ("cosine", "euclidean"):
-            raise ValueError(f"metric must be 'cosine' or 'euclidean'; got {self.metric!r}")
+        _check_metric(self.metric)
         if self.k < 1:
             raise ValueError(f"k must be >= 1; got {self.k}")
         x = _as_float_2d(embeddings)
@@ -391,8 +395,7 @@ class KMeansScorer(BaseEstimator):
         self.random_state = random_state
 
     def fit(self, embeddings, domains=None) -> KMeansScorer:
-        if self.metric not in ("cosine", "euclidean"):
-            raise ValueError(f"metric must be 'cosine' or 'euclidean'; got {self.metric!r}")
+        _check_metric(self.metric)
         x = _as_2d(embeddings)
         d = _as_domains(domains, len(x))
         if self.metric == "cosine":
