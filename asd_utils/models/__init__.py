@@ -1,5 +1,7 @@
 """Embedding models trained from scratch (backbones with pretrained weights live in ``asd_utils.backbones``)."""
 
+from asd_utils.models.blocks import SameConv1d, SqueezeExcitation
+from asd_utils.models.fft_branch import FFTBranch
 from asd_utils.models.three_subnet import (
     BasicBlock,
     Conv1dBranch,
@@ -8,4 +10,13 @@ from asd_utils.models.three_subnet import (
     branch_sizes,
 )
 
-__all__ = ["BasicBlock", "Conv1dBranch", "StftResNetBranch", "ThreeSubNetwork", "branch_sizes"]
+__all__ = [
+    "BasicBlock",
+    "Conv1dBranch",
+    "FFTBranch",
+    "SameConv1d",
+    "SqueezeExcitation",
+    "StftResNetBranch",
+    "ThreeSubNetwork",
+    "branch_sizes",
+]

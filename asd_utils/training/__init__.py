@@ -6,6 +6,7 @@
 from asd_utils.training.ema import EMA
 from asd_utils.training.labels import build_class_labels
 from asd_utils.training.mixup import mixup, one_hot
+from asd_utils.training.noise_mix import NoiseMixer, mix_at_snr
 from asd_utils.training.schedulers import SCHEDULES, build_scheduler, lr_multiplier
 from asd_utils.training.seed import get_rng_states, seed_everything, set_rng_states
 from asd_utils.training.trainer import (
@@ -20,6 +21,7 @@ from asd_utils.training.trainer import (
 __all__ = [
     "CHECKPOINT_NAME",
     "EMA",
+    "NoiseMixer",
     "OPTIMIZERS",
     "SCHEDULES",
     "TrainState",
@@ -30,6 +32,7 @@ __all__ = [
     "extract_embeddings",
     "get_rng_states",
     "lr_multiplier",
+    "mix_at_snr",
     "mixup",
     "one_hot",
     "seed_everything",
