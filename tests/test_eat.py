@@ -1,8 +1,10 @@
-"""EAT encoder: front end, architecture, both released checkpoint formats, error cases."""
+"""EAT encoder: official-forward golden values, front end, architecture, both released checkpoint
+formats, error cases."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pickle
 import sys
 import types
@@ -12,8 +14,10 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from asd_utils.backbones import CheckpointError, load_backbone
+from asd_utils.backbones import eat as eat_module
 from asd_utils.backbones.eat import (
     DROP_RULES,
     EAT_SIZES,
@@ -23,8 +27,12 @@ from asd_utils.backbones.eat import (
     save_eat_hf,
     sincos_pos_embed_2d,
 )
+from asd_utils.io_utils import file_sha256
 
 FIXTURES = Path(__file__).parent / "fixtures"
+GOLDEN_PT = FIXTURES / "eat_tiny_official.pt"
+GOLDEN_NPZ = FIXTURES / "eat_tiny_official.npz"
+GOLDEN_ATOL = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +55,174 @@ def _assert_same(a, b, atol=0.0):
     assert len(a) == len(b)
     for x, y in zip(a, b):
         torch.testing.assert_close(x, y, atol=atol, rtol=0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# the official forward pass (tests/fixtures/eat_tiny_official.*, made by scripts/make_eat_golden.py
+# running the official EAT code vendored in ASDKit on a random tiny checkpoint in the fairseq format)
+
+
+@pytest.fixture(scope="module")
+def golden():
+    with np.load(GOLDEN_NPZ) as data:
+        return {key: data[key] for key in data.files}
+
+
+def _golden_model(golden, checkpoint=GOLDEN_PT):
+    return load_backbone("eat", checkpoint, size="tiny", target_length=int(golden["target_length"]))
+
+
+def _max_error_per_layer(model, golden) -> list[float]:
+    states = _outputs(model, torch.from_numpy(golden["waves"]))
+    return [float(np.abs(s.numpy() - golden[f"hidden_{i}"]).max()) for i, s in enumerate(states)]
+
+
+def test_matches_official_forward_on_every_layer(golden):
+    """From the waveform: ASDKit's front end (mean removal, fbank, zero padding to
+    ceil(frames / 32) * 32 = 128 frames, (x + 4.268) / (2 * 4.569)), then the encoder, every layer."""
+    model = _golden_model(golden)
+    waves = torch.from_numpy(golden["waves"])
+    assert waves.shape == (2, 16000) and int(golden["target_length"]) == 128
+    with torch.inference_mode():
+        image = model.preprocess(waves)
+        states = model.hidden_states(waves)
+    np.testing.assert_allclose(image.numpy(), golden["image"], atol=1e-6, rtol=0)
+    assert len(states) == model.num_layers + 1 == 3
+    for i, state in enumerate(states):
+        reference = golden[f"hidden_{i}"]
+        assert state.shape == reference.shape == (2, 1 + 8 * 8, 64)
+        np.testing.assert_allclose(state.numpy(), reference, atol=GOLDEN_ATOL, rtol=0, err_msg=f"hidden state {i}")
+    # the reference is not degenerate: clips, tokens and layers all differ by far more than the tolerance
+    last = golden["hidden_2"]
+    assert np.abs(last[0] - last[1]).max() > 0.5 and last.std(axis=1).min() > 0.1
+    assert min(np.abs(golden["hidden_1"] - golden[f"hidden_{i}"]).max() for i in (0, 2)) > 0.5
+
+
+def test_golden_checkpoint_is_in_the_released_fairseq_format(golden):
+    payload_globals = torch.serialization.get_unsafe_globals_in_checkpoint(GOLDEN_PT)
+    # fairseq pickles cfg with OmegaConf.to_container, which keeps EAT's config enums
+    assert sorted(payload_globals) == ["EAT.models.EAT_pretraining.Modality", "EAT.models.images.Modality"]
+    with pytest.raises(pickle.UnpicklingError):  # so plain weights_only=True refuses it
+        torch.load(GOLDEN_PT, weights_only=True)
+    payload = eat_module.safe_torch_load(GOLDEN_PT)
+    assert {"args", "cfg", "model", "optimizer_history", "extra_state"} <= set(payload)
+    assert payload["cfg"]["model"]["_name"] == "data2vec_multi"
+    assert payload["cfg"]["model"]["layer_norm_first"] is False
+    state = payload["model"]
+    assert state["modality_encoders.IMAGE.fixed_positional_encoder.positions"].shape == (1, 16 * 8, 64)
+    assert "modality_encoders.IMAGE.decoder.proj.weight" in state  # pre-training decoder, dropped by rule
+    model = _golden_model(golden)
+    assert model.pretrained and model.checkpoint_sha256 == file_sha256(GOLDEN_PT)
+    # 4 heads come from cfg (without it the loader would assume 64-d heads, i.e. 1 head here)
+    assert (model.config.num_heads, model.num_layers, model.dim) == (4, 2, 64)
+
+
+def test_official_position_table_equals_ours():
+    """The released fixed sin-cos table (official get_2d_sincos_pos_embed_flexible) is what
+    sincos_pos_embed_2d computes for random-init models and HF exports."""
+    state = eat_module.safe_torch_load(GOLDEN_PT)["model"]
+    official = state["modality_encoders.IMAGE.fixed_positional_encoder.positions"][0]
+    torch.testing.assert_close(official, sincos_pos_embed_2d(64, (16, 8)), atol=1e-6, rtol=0)
+
+
+def test_golden_weights_in_hf_and_finetuned_layouts(golden, tmp_path):
+    """The same official weights under the Hugging Face port's names (``modality_encoders.IMAGE.X``
+    -> ``model.X``, ``context_encoder.norm`` -> ``model.pre_norm``, ``blocks`` -> ``model.blocks``)
+    and as a fairseq fine-tuned checkpoint (``model.`` prefix + classifier) give the official
+    outputs too."""
+    payload = eat_module.safe_torch_load(GOLDEN_PT)
+    official = {k: v for k, v in payload["model"].items() if ".decoder." not in k}
+    hf = {}
+    for key, value in official.items():
+        key = key.replace("modality_encoders.IMAGE.context_encoder.norm.", "pre_norm.")
+        key = key.replace("modality_encoders.IMAGE.", "")
+        hf["model." + key] = value.contiguous()
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    save_file(hf, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text('{"model_type": "eat", "num_heads": 4, "layer_norm_first": false}')
+    finetuned = {"model." + k: v for k, v in official.items()}
+    finetuned.update({"fc_norm.weight": torch.ones(64), "fc_norm.bias": torch.zeros(64)})
+    finetuned.update({"head.weight": torch.zeros(527, 64), "head.bias": torch.zeros(527)})
+    ft_cfg = {"model": {"_name": "mae_image_classification", "pretrained_model_args": {"model": {"num_heads": 4}}}}
+    torch.save({"args": None, "cfg": ft_cfg, "model": finetuned}, tmp_path / "EAT-tiny_finetuned.pt")
+    for checkpoint in (folder, tmp_path / "EAT-tiny_finetuned.pt"):
+        errors = _max_error_per_layer(_golden_model(golden, checkpoint), golden)
+        assert max(errors) < GOLDEN_ATOL, (checkpoint, errors)
+
+
+def _pre_norm_blocks(model):
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+    for block in model.blocks:
+        block.forward = forward.__get__(block)
+
+
+def _no_positions(model):
+    model.pos_embed.zero_()
+
+
+def _time_frequency_halves_swapped(model):
+    half = model.dim // 2
+    model.pos_embed.copy_(torch.cat([model.pos_embed[..., half:], model.pos_embed[..., :half]], dim=-1))
+
+
+def _frequency_major_tokens(model):
+    def embed(image):
+        x = model.patch_embed(image).transpose(2, 3).flatten(2).transpose(1, 2)
+        x = x + model.pos_embed[:, : x.shape[1]]
+        return model.embed_norm(torch.cat([model.cls_token.expand(x.shape[0], -1, -1), x], dim=1))
+
+    model.embed = embed
+
+
+def _no_input_norm(model):
+    model.embed_norm = nn.Identity()
+
+
+def _one_head(model):
+    for block in model.blocks:
+        block.attn.num_heads = 1
+
+
+def _normalised_by_std_not_two_std(model):
+    model.config = dataclasses.replace(model.config, norm_std=model.config.norm_std / 2)
+
+
+@pytest.mark.parametrize(
+    "perturb",
+    [
+        _pre_norm_blocks,
+        _no_positions,
+        _time_frequency_halves_swapped,
+        _frequency_major_tokens,
+        _no_input_norm,
+        _one_head,
+        _normalised_by_std_not_two_std,
+    ],
+)
+def test_golden_is_sensitive_to_each_structural_choice(golden, perturb):
+    """Changing one choice of the architecture or front end moves the output by far more than the
+    1e-4 tolerance, so the golden match above pins each of them down."""
+    model = _golden_model(golden)
+    assert max(_max_error_per_layer(model, golden)) < GOLDEN_ATOL
+    with torch.no_grad():
+        perturb(model)
+    assert max(_max_error_per_layer(model, golden)) > 100 * GOLDEN_ATOL
+
+
+def test_only_eat_config_enums_are_inert():
+    pattern = eat_module._EAT_CONFIG_ENUMS
+    for name in (
+        "EAT.models.EAT_pretraining.Modality",
+        "x.EAT.models.images.Modality",
+        "EAT-main.models.EAT_audio_classification.PredictionMode",
+    ):
+        assert pattern.search(name), name
+    for name in ("EAT.models.EAT_pretraining.Data2VecMultiModel", "os.system", "EAT.models.utils.Modality"):
+        assert not pattern.search(name), name
 
 
 # ----------------------------------------------------------------------------------------------

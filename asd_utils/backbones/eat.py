@@ -22,6 +22,10 @@ Architecture, as in the release (``layer_norm_first = False`` in every released 
 entry 0 is the tensor entering block 1, i.e. ``embed_norm(cat(cls_token, patch_embed(x) + pos))``
 (after the input LayerNorm); entry i is the output of block i. Token 0 is CLS.
 
+Every entry equals the official code's (``Data2VecMultiModel.extract_features`` as ASDKit calls
+it, from the waveform) to about 1e-6 on a random checkpoint in the fairseq format:
+``tests/fixtures/eat_tiny_official.*``, made by ``scripts/make_eat_golden.py``.
+
 Checkpoints (``load_eat_state``):
 
 * Hugging Face (``worstchan/EAT-*``): a folder or file with ``model.safetensors`` or
@@ -29,8 +33,10 @@ Checkpoints (``load_eat_state``):
 * fairseq ``.pt`` (``EAT-base_epoch30_pretrain.pt`` ...): ``{"model": state_dict, "cfg": ...}``
   with ``modality_encoders.IMAGE.*`` and ``blocks.N.*`` keys, plus ``model.`` for fine-tuned
   checkpoints. Loaded with ``torch.load(weights_only=True)``; the pickled config objects
-  (argparse / omegaconf / fairseq classes) are allowed only as inert stand-ins that never run any
-  code (see ``safe_torch_load``); any other pickled global is refused.
+  (argparse / omegaconf / fairseq classes, the EAT config enums such as
+  ``EAT.models.EAT_pretraining.Modality`` that fairseq's trainer pickles in ``cfg``) are allowed
+  only as inert stand-ins that never run any code (see ``safe_torch_load``); any other pickled
+  global is refused.
 
 Both are remapped to this module's names, teacher/decoder/classifier keys are dropped by explicit
 rule (``DROP_RULES``), and the rest must match the model exactly.
@@ -296,6 +302,14 @@ class _Inert:
 # Pickled globals that are replaced by inert stand-ins: the config objects fairseq, hydra and
 # omegaconf put next to the weights. None of their code runs.
 _INERT_PREFIXES = ("fairseq.", "omegaconf.", "hydra.", "fairseq_cli.")
+# The enum members of EAT's own configuration classes. fairseq's trainer saves
+# ``OmegaConf.to_container(cfg)`` without ``enum_to_str``, so ``model.supported_modality`` and
+# ``model.modalities.image.type`` (and a fine-tuned model's ``prediction_mode``) are pickled as
+# members of the EAT user directory's enums, e.g. ``EAT.models.EAT_pretraining.Modality``; the
+# package prefix is whatever the training run named its user directory.
+_EAT_CONFIG_ENUMS = re.compile(
+    r"(^|\.)models\.(EAT_pretraining|EAT_audio_classification|images|base)\.(Modality|PredictionMode)$"
+)
 
 
 def _real_safe_globals() -> dict[str, Any]:
@@ -339,8 +353,10 @@ def safe_torch_load(path: str | Path, *, name: str = "eat") -> Any:
     fairseq dataclasses) next to the weights, which plain ``weights_only=True`` refuses. This lists
     the pickled globals first (``torch.serialization.get_unsafe_globals_in_checkpoint``) and allows,
     for this one call only: plain containers / numpy scalars as themselves, and names under
-    ``fairseq.``, ``omegaconf.``, ``hydra.`` as inert stand-ins (``_Inert``) that run no code.
-    Any other global raises ``CheckpointError`` naming it. ``weights_only=False`` is never used.
+    ``fairseq.``, ``omegaconf.``, ``hydra.`` and the EAT configuration enums
+    (``<user dir>.models.EAT_pretraining.Modality`` ..., ``_EAT_CONFIG_ENUMS``) as inert stand-ins
+    (``_Inert``) that run no code. Any other global raises ``CheckpointError`` naming it.
+    ``weights_only=False`` is never used.
     """
     path = Path(path)
     try:
@@ -362,7 +378,7 @@ def safe_torch_load(path: str | Path, *, name: str = "eat") -> Any:
     for qualified in unsafe:
         if qualified in real:
             allow.append((real[qualified], qualified))
-        elif qualified.startswith(_INERT_PREFIXES):
+        elif qualified.startswith(_INERT_PREFIXES) or _EAT_CONFIG_ENUMS.search(qualified):
             stub = type(qualified.rsplit(".", 1)[-1], (_Inert,), {"_qualified": qualified})
             allow.append((stub, qualified))
         else:
