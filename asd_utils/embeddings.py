@@ -251,6 +251,9 @@ def extract_layer_embeddings(
     progress: tqdm progress bar over batches. amp: fp16 autocast on CUDA (no effect on CPU).
 
     Returns ``{layer: (N, D) float32}`` with ``layer`` normalised to 0..L, in the order given.
+
+    Under torchrun (:mod:`asd_utils.training.distributed`) each process embeds a contiguous shard of
+    the clips, every process gets all rows back in clip order, and only rank 0 writes the cache.
     """
     if int(batch_size) <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -297,12 +300,17 @@ def extract_layer_embeddings(
     outputs: dict[int, list[np.ndarray]] = {layer: [] for layer in layer_list}
     from tqdm.auto import tqdm
 
-    n_batches = -(-n // int(batch_size))
+    from .training import distributed as dist_utils
+
+    local_clips = paths_or_waves
+    if dist_utils.is_distributed():
+        local_clips = paths_or_waves[dist_utils.shard_slice(n)]
+    n_batches = -(-_n_clips(local_clips) // int(batch_size))
     bar = tqdm(total=n_batches, desc=f"{getattr(backbone, 'name', 'backbone')} embeddings", unit="batch",
-               disable=not progress)
+               disable=not progress or not dist_utils.is_main_process())
     try:
         with torch.inference_mode():
-            for batch in _batches(kind, paths_or_waves, int(batch_size), clip_samples, fix_mode, sample_rate):
+            for batch in _batches(kind, local_clips, int(batch_size), clip_samples, fix_mode, sample_rate):
                 waves = torch.from_numpy(batch).to(run_device)
                 with autocast_context(run_device, enabled=amp):
                     states = backbone.hidden_states(waves)
@@ -313,8 +321,11 @@ def extract_layer_embeddings(
     finally:
         bar.close()
         backbone.train(was_training)
-    result = {layer: np.concatenate(parts, axis=0).astype(np.float32) for layer, parts in outputs.items()}
-    if cache_file is not None:
+    result = {layer: (np.concatenate(parts, axis=0).astype(np.float32) if parts
+                      else np.zeros((0, 0), dtype=np.float32)) for layer, parts in outputs.items()}
+    result = {layer: dist_utils.gather_rows(rows, n) for layer, rows in result.items()}
+    if cache_file is not None and dist_utils.is_main_process():
         meta = json.dumps({"layers": layer_list, "pooling": pool_name, "n": n})
         atomic_save_npz(cache_file, meta=np.array(meta), **{f"layer_{k}": v for k, v in result.items()})
+    dist_utils.barrier()
     return result

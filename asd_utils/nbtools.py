@@ -33,6 +33,21 @@ UNTRAINED_CAVEAT = (
 )
 
 
+def loud_warning(message: str) -> None:
+    """Say something the reader must not miss (e.g. a paper-profile run that departs from the
+    report): a highlighted block in the notebook and an ``ASD-WARNING: <message>`` line on stderr,
+    which ``asd_utils.runner`` repeats in its log after the notebook's line."""
+    import sys
+
+    from IPython.display import Markdown, display
+
+    from asd_utils.runner import WARNING_PREFIX
+
+    text = " ".join(str(message).split())
+    display(Markdown(f"> **WARNING.** {text}"))
+    print(WARNING_PREFIX + text, file=sys.stderr, flush=True)
+
+
 @dataclass
 class RunContext:
     """Everything a notebook needs to know about this run (see :func:`start`)."""
@@ -156,6 +171,7 @@ def start(
       ``output_dir/figures/<notebook>``.
     """
     from asd_utils.data import discover
+    from asd_utils.training.distributed import init_distributed
 
     paths.check_profile(profile)
     cfg = load_config(config, profile, overrides)
@@ -172,6 +188,7 @@ def start(
     else:
         root = Path(data_root).expanduser().resolve()
         synthetic = (root / "synth_manifest.json").exists()
+    init_distributed()  # under torchrun: join the process group (training DDP, sharded extraction)
     seed_everything(seed, deterministic=False)  # training code switches determinism on itself
     if output_dir in (None, ""):
         results = paths.results_dir(profile)

@@ -9,6 +9,13 @@ run (same batches, same mixup draws, same dropout masks) when the loader shuffle
 ``torch.Generator`` (its state is checkpointed too) and ``num_workers=0``.
 
 Resumption is at epoch granularity: an interrupted epoch is re-run from its start.
+
+Under ``torchrun --nproc_per_node N`` (see :mod:`asd_utils.training.distributed`) the same code
+trains with ``DistributedDataParallel``: the loader is re-wrapped with a ``DistributedSampler``
+(per-process batch = configured batch / N, so the global batch and the schedule stay as
+configured), micro-batches that only accumulate skip the gradient all-reduce (``no_sync``), batch
+norm is synchronised on CUDA (``SyncBatchNorm``; on CPU it stays per process), only rank 0 shows a
+progress bar and writes checkpoints, and a checkpoint resumes with any number of processes.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from asd_utils.device import autocast_context, resolve_device
 from asd_utils.io_utils import atomic_path
+from asd_utils.training import distributed as dist_utils
 from asd_utils.training.ema import EMA
 from asd_utils.training.mixup import mixup, one_hot
 from asd_utils.training.schedulers import build_scheduler
@@ -54,13 +64,19 @@ def extract_embeddings(model: nn.Module, inputs: Any, *, batch_size: int = 64,
 
     ``inputs``: an ``(N, ...)`` array/tensor (batched here, e.g. waveforms ``(N, samples)``) or an
     iterable of batches (tensors or ``(inputs, labels)`` tuples, e.g. a non-shuffling DataLoader).
-    The model's train/eval mode is restored afterwards.
+    The model's train/eval mode is restored afterwards. Under torchrun an array/tensor input is
+    split into contiguous shards, one per process, and the embeddings are gathered back in input
+    order on every process (an iterable of batches is not sharded).
     """
     device = resolve_device(device)
     was_training = model.training
     model.eval()
+    sharded = isinstance(inputs, (np.ndarray, torch.Tensor)) and dist_utils.is_distributed()
     if isinstance(inputs, (np.ndarray, torch.Tensor)):
         tensor = torch.as_tensor(inputs)
+        n_total = len(tensor)
+        if sharded:
+            tensor = tensor[dist_utils.shard_slice(n_total)]
         batches: Iterable = (tensor[i: i + batch_size] for i in range(0, len(tensor), batch_size))
     else:
         batches = inputs
@@ -74,9 +90,28 @@ def extract_embeddings(model: nn.Module, inputs: Any, *, batch_size: int = 64,
             out.append(emb.float().cpu().numpy())
     finally:
         model.train(was_training)
+    if sharded:  # a rank with an empty shard (more processes than inputs) contributes nothing
+        local = np.concatenate(out, axis=0) if out else np.zeros((0, 0), dtype=np.float32)
+        return dist_utils.gather_rows(local, n_total)
     if not out:
         raise ValueError("extract_embeddings got no inputs")
     return np.concatenate(out, axis=0)
+
+
+class _EmbedAndLoss(nn.Module):
+    """``(x, y) -> loss_fn(embed(x), y)`` as one module, so DDP synchronises the loss's centres too."""
+
+    def __init__(self, model: nn.Module, loss_fn: nn.Module,
+                 forward_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None,
+                 device: torch.device, amp: bool):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+        self.forward_fn, self.device, self.amp = forward_fn, device, amp
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with autocast_context(self.device, self.amp):
+            embeddings = self.forward_fn(self.model, x) if self.forward_fn is not None else self.model(x)
+        return self.loss_fn(embeddings.float(), y)
 
 
 @dataclass
@@ -111,6 +146,8 @@ class Trainer:
         progress: show a tqdm bar with the running loss.
         forward_fn: ``forward_fn(model, x) -> embeddings`` when ``model(x)`` is not the embedding.
         config: extra JSON-like metadata stored in checkpoints (e.g. the notebook's config).
+        find_unused_parameters: passed to ``DistributedDataParallel`` under torchrun (set it when
+            some trainable parameters get no gradient in a step).
     """
 
     def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer_cfg: dict | None = None,
@@ -120,12 +157,16 @@ class Trainer:
                  seed: int = 0, checkpoint_dir: str | Path | None = None, checkpoint_every: int = 1,
                  progress: bool = True,
                  forward_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
-                 config: dict | None = None):
+                 config: dict | None = None, find_unused_parameters: bool = False):
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         if grad_accum_steps < 1:
             raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}")
+        distributed = dist_utils.init_distributed()
         self.device = resolve_device(device)
+        if distributed and self.device.type == "cuda":
+            self.device = torch.device("cuda", dist_utils.local_rank())
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(self.device)
         self.loss_fn = loss_fn.to(self.device)
         self.optimizer_cfg = {"name": "adam", "lr": 1e-3, **(optimizer_cfg or {})}
@@ -138,7 +179,8 @@ class Trainer:
         self.mixup_prob = float(mixup_prob)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.checkpoint_every = int(checkpoint_every)
-        self.progress = bool(progress)
+        self.progress = bool(progress) and dist_utils.is_main_process()
+        self.seed = int(seed)
         self.forward_fn = forward_fn
         self.config = dict(config or {})
         self.generator = torch.Generator().manual_seed(int(seed))
@@ -151,6 +193,11 @@ class Trainer:
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
         self.steps_per_epoch: int | None = None
         self.state = TrainState()
+        self.train_module: nn.Module = _EmbedAndLoss(self.model, self.loss_fn, forward_fn, self.device, self.amp)
+        if distributed:
+            self.train_module = DistributedDataParallel(
+                self.train_module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=find_unused_parameters)
 
     # ------------------------------------------------------------------ set-up
     def _setup_scheduler(self, n_batches: int) -> None:
@@ -172,9 +219,6 @@ class Trainer:
                 found.append(gen)
         return found
 
-    def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_fn(self.model, x) if self.forward_fn is not None else self.model(x)
-
     # ------------------------------------------------------------------ training
     def fit(self, train_loader: Any, *, resume: bool = False, until_epoch: int | None = None
             ) -> list[dict[str, float]]:
@@ -186,6 +230,8 @@ class Trainer:
         generator) and continues. ``until_epoch`` stops early after that many completed epochs
         (the schedule still spans ``epochs``).
         """
+        if dist_utils.is_distributed():
+            train_loader = dist_utils.distributed_loader(train_loader, seed=self.seed)
         n_batches = len(train_loader)
         if n_batches == 0:
             raise ValueError("train_loader yields no batches")
@@ -215,6 +261,9 @@ class Trainer:
     def _run_epoch(self, loader: Any, n_batches: int) -> dict[str, float]:
         self.model.train()
         self.loss_fn.train()
+        sampler = getattr(loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):  # DistributedSampler: a new shuffle each epoch
+            sampler.set_epoch(self.state.epoch)
         start = time.perf_counter()
         total, count, n_clips = 0.0, 0, 0
         bar = tqdm(loader, total=n_batches, desc=f"epoch {self.state.epoch + 1}/{self.epochs}",
@@ -227,20 +276,27 @@ class Trainer:
                 x, y, _ = mixup(x, y, self.mixup_alpha, self.generator, prob=self.mixup_prob)
             group_start = index - index % self.grad_accum_steps
             group_size = min(self.grad_accum_steps, n_batches - group_start)
-            with autocast_context(self.device, self.amp):
-                embeddings = self._embed(x)
-            loss = self.loss_fn(embeddings.float(), y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {loss.item()} at epoch {self.state.epoch + 1}, "
-                                         f"batch {index}")
-            self.scaler.scale(loss / group_size).backward()
-            if index + 1 == group_start + group_size:
+            last_of_group = index + 1 == group_start + group_size
+            # accumulating micro-batches skip DDP's gradient all-reduce; the group's last one syncs
+            sync = nullcontext() if last_of_group or not hasattr(self.train_module, "no_sync") \
+                else self.train_module.no_sync()
+            with sync:
+                loss = self.train_module(x, y)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss {loss.item()} at epoch {self.state.epoch + 1}, "
+                                             f"batch {index}")
+                self.scaler.scale(loss / group_size).backward()
+            if last_of_group:
                 self._optimizer_step()
             total += float(loss.detach()) * x.shape[0]
             n_clips += x.shape[0]
             count += 1
             bar.set_postfix(loss=f"{total / n_clips:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
         bar.close()
+        if dist_utils.is_distributed():  # the epoch's loss over every process's clips
+            sums = torch.tensor([total, float(n_clips)], dtype=torch.float64, device=self.device)
+            torch.distributed.all_reduce(sums)
+            total, n_clips = float(sums[0]), int(sums[1])
         seconds = time.perf_counter() - start
         return {"epoch": self.state.epoch + 1, "loss": total / max(n_clips, 1), "batches": count,
                 "clips_per_s": n_clips / max(seconds, 1e-9), "lr": self.optimizer.param_groups[0]["lr"]}
@@ -279,9 +335,14 @@ class Trainer:
         }
 
     def save_checkpoint(self, path: str | Path, loader: Any = None) -> Path:
-        """Write :meth:`checkpoint_state` to ``path`` atomically (temporary file + rename)."""
-        with atomic_path(path) as tmp:
-            torch.save(self.checkpoint_state(loader), tmp)
+        """Write :meth:`checkpoint_state` to ``path`` atomically (temporary file + rename).
+
+        Under torchrun only rank 0 writes; every process waits until the file is complete.
+        """
+        if dist_utils.is_main_process():
+            with atomic_path(path) as tmp:
+                torch.save(self.checkpoint_state(loader), tmp)
+        dist_utils.barrier()
         return Path(path)
 
     def load_checkpoint(self, path: str | Path, loader: Any = None) -> dict[str, Any]:

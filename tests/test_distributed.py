@@ -1,0 +1,175 @@
+"""DistributedDataParallel on CPU: two gloo processes against one process with the same global batch.
+
+Each test starts real worker processes (``torch.multiprocessing.spawn``) that join a gloo process
+group exactly as torchrun's environment would make them, and compares with a single-process run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from asd_utils.losses import ArcFace
+from asd_utils.training import Trainer
+from asd_utils.training import distributed as dist_utils
+from asd_utils.training.trainer import extract_embeddings
+
+GLOBAL_BATCH = 8
+N_CLIPS = 40
+DIM_IN, DIM_EMB, N_CLASSES = 12, 6, 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(N_CLIPS, DIM_IN, generator=g)
+    y = torch.arange(N_CLIPS) % N_CLASSES
+    x[:, :N_CLASSES] += 3 * nn.functional.one_hot(y, N_CLASSES)  # learnable classes
+    return TensorDataset(x, y)
+
+
+def _model_and_loss():
+    torch.manual_seed(1)  # identical initial weights in every process
+    model = nn.Sequential(nn.Linear(DIM_IN, 16), nn.Tanh(), nn.Linear(16, DIM_EMB))  # no batch statistics
+    return model, ArcFace(N_CLASSES, DIM_EMB, scale=8.0, margin=0.2)
+
+
+def _trainer(model, loss, checkpoint_dir=None, epochs=4):
+    return Trainer(model, loss, {"name": "adamw", "lr": 5e-3, "weight_decay": 0.01},
+                   {"name": "inverse_sqrt", "warmup_steps": 2}, epochs, grad_accum_steps=2, ema_decay=0.9,
+                   seed=3, checkpoint_dir=checkpoint_dir, progress=False)
+
+
+def _loader():
+    # built as in a notebook (shuffling RandomSampler, global batch); the trainer re-wraps it with a
+    # DistributedSampler under torchrun. The single-process reference wraps it explicitly (world of 1).
+    return DataLoader(_data(), batch_size=GLOBAL_BATCH, shuffle=True)
+
+
+def _state(trainer) -> dict[str, np.ndarray]:
+    out = {f"model.{k}": v.detach().cpu().numpy().copy() for k, v in trainer.model.state_dict().items()}
+    out.update({f"loss.{k}": v.detach().cpu().numpy().copy() for k, v in trainer.loss_fn.state_dict().items()})
+    ema = trainer.ema.averaged_model(trainer.model).state_dict()
+    out.update({f"ema.{k}": v.detach().cpu().numpy().copy() for k, v in ema.items()})
+    out["history_loss"] = np.array([h["loss"] for h in trainer.state.history])
+    return out
+
+
+def _worker(rank: int, world: int, port: int, task: str, tmp: str) -> None:
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    torch.set_num_threads(1)
+    try:
+        assert dist_utils.init_distributed() and dist_utils.world_size() == world
+        if task == "train":
+            model, loss = _model_and_loss()
+            trainer = _trainer(model, loss)
+            trainer.fit(_loader())
+            if rank == 0:
+                np.savez(os.path.join(tmp, "ddp.npz"), **_state(trainer))
+        elif task == "checkpoint":
+            model, loss = _model_and_loss()
+            _trainer(model, loss, checkpoint_dir=os.path.join(tmp, "ckpt")).fit(_loader(), until_epoch=2)
+        elif task == "extract":
+            torch.manual_seed(5)
+            net = nn.Linear(DIM_IN, 4)
+            x = torch.randn(11, DIM_IN, generator=torch.Generator().manual_seed(9))  # 11 rows: uneven shards
+            emb = extract_embeddings(net, x, batch_size=3)
+            np.save(os.path.join(tmp, f"extract_rank{rank}.npy"), emb)
+    finally:
+        dist.destroy_process_group()
+
+
+def _spawn(task: str, tmp) -> None:
+    mp.spawn(_worker, args=(2, _free_port(), task, str(tmp)), nprocs=2, join=True)
+
+
+def _single_process_reference(epochs=4, checkpoint_dir=None, resume=False):
+    model, loss = _model_and_loss()
+    trainer = _trainer(model, loss, checkpoint_dir=checkpoint_dir, epochs=epochs)
+    loader = dist_utils.distributed_loader(_loader(), seed=trainer.seed)  # a world of one process
+    trainer.fit(loader, resume=resume)
+    return trainer
+
+
+def test_shards_are_contiguous_balanced_and_cover_everything():
+    slices = [dist_utils.shard_slice(11, rank_=r, world_size_=3) for r in range(3)]
+    assert [(s.start, s.stop) for s in slices] == [(0, 4), (4, 8), (8, 11)]
+    assert [dist_utils.shard_slice(1, rank_=r, world_size_=2) for r in range(2)] == [slice(0, 1), slice(1, 1)]
+    with pytest.raises(ValueError, match="outside"):
+        dist_utils.shard_slice(4, rank_=2, world_size_=2)
+
+
+def test_without_torchrun_everything_is_a_world_of_one(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert dist_utils.init_distributed() is False
+    assert (dist_utils.world_size(), dist_utils.rank(), dist_utils.is_main_process()) == (1, 0, True)
+    local = np.arange(6).reshape(3, 2)
+    assert dist_utils.gather_rows(local, 3) is local
+
+
+def test_world_size_without_rendezvous_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for var in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(RuntimeError, match="torchrun"):
+        dist_utils.init_distributed()
+
+
+def test_global_batch_must_divide_over_processes():
+    loader = DataLoader(_data(), batch_size=GLOBAL_BATCH, shuffle=True)
+    assert dist_utils.distributed_loader(loader).batch_size == GLOBAL_BATCH  # one process
+    # simulate a world of 3 through the sampler arithmetic
+    with pytest.raises(ValueError, match="not divisible"):
+        orig = dist_utils.world_size
+        try:
+            dist_utils.world_size = lambda: 3
+            dist_utils.distributed_loader(DataLoader(_data(), batch_size=GLOBAL_BATCH, shuffle=True))
+        finally:
+            dist_utils.world_size = orig
+
+
+def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path):
+    """Same permutation (DistributedSampler seed + epoch), per-process batch 4 x 2 = global 8,
+    gradient accumulation 2 with no_sync, AdamW, inverse-sqrt schedule, EMA: equal to 1e-5."""
+    _spawn("train", tmp_path)
+    ddp = dict(np.load(tmp_path / "ddp.npz"))
+    single = _state(_single_process_reference())
+    assert ddp.keys() == single.keys()
+    for key in single:
+        np.testing.assert_allclose(ddp[key], single[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    # and training did something: the loss fell
+    assert single["history_loss"][-1] < 0.8 * single["history_loss"][0]
+
+
+def test_checkpoint_of_a_two_process_run_resumes_in_one_process(tmp_path):
+    _spawn("checkpoint", tmp_path)  # 2 of 4 epochs under DDP, checkpoint written by rank 0 only
+    ckpt_dir = tmp_path / "ckpt"
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["last.pt"]
+    resumed = _state(_single_process_reference(checkpoint_dir=ckpt_dir, resume=True))
+    uninterrupted = _state(_single_process_reference())
+    for key in uninterrupted:
+        np.testing.assert_allclose(resumed[key], uninterrupted[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_sharded_extraction_returns_every_row_in_input_order(tmp_path):
+    _spawn("extract", tmp_path)
+    torch.manual_seed(5)
+    net = nn.Linear(DIM_IN, 4)
+    x = torch.randn(11, DIM_IN, generator=torch.Generator().manual_seed(9))
+    expected = extract_embeddings(net, x, batch_size=3)
+    for rank in range(2):
+        np.testing.assert_allclose(np.load(tmp_path / f"extract_rank{rank}.npy"), expected, rtol=1e-6, atol=1e-7)
