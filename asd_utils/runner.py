@@ -8,19 +8,36 @@ Notebooks execute in order into ``outputs/<profile>/`` (never in place). Without
 the profile's synthetic dataset is generated first (once; later runs reuse it). On failure the
 run stops and names the notebook and the failing cell. At the end every notebook's results are
 collected into ``results/<profile>/summary.csv`` and ``summary.md``.
+
+Output fit for a log: when stderr is not a terminal (``make reproduce > log``), the runner
+prints one line per phase (data, each notebook, summary) and no progress bars, and the kernels
+it starts get ``TQDM_MININTERVAL``/``TQDM_MAXINTERVAL`` (:data:`LOG_TQDM_ENV`, read by tqdm
+itself), so a text-mode bar in a kernel redraws at most once an hour instead of ten times a second.
+Kernels talk to the runner over local IPC sockets (``_ipc_kernel_manager_class``), which is also why
+ipykernel's "Kernel is running over TCP without encryption" warning no longer appears.
+Lines a notebook flags with ``nbtools.loud_warning`` are repeated in the log after its line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from asd_utils import paths
 
 NOTEBOOK_DIR_NAME = "notebooks"
+
+# tqdm reads TQDM_<PARAMETER> defaults from the environment when it is imported (tqdm >= 4.66):
+# in kernels started for a log, a bar redraws at most once an hour (plus its first and last state)
+LOG_TQDM_ENV = {"TQDM_MININTERVAL": "3600", "TQDM_MAXINTERVAL": "3600"}
+WARNING_PREFIX = "ASD-WARNING: "  # stderr lines of nbtools.loud_warning, repeated in the log
 
 
 class NotebookFailed(RuntimeError):
@@ -98,22 +115,106 @@ def build_plan(args: argparse.Namespace) -> RunPlan:
     )
 
 
-def execute_notebook(notebook: Path, output: Path, parameters: dict, kernel: str | None = None) -> None:
-    """Execute one notebook with papermill; raise :class:`NotebookFailed` naming the cell."""
+def is_terminal(stream=None) -> bool:
+    """Whether ``stream`` (default: stderr) is an interactive terminal (False for a log file/pipe)."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block (kernels started inside inherit
+    them), restoring the previous values afterwards."""
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in before.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def _ipc_kernel_manager_class():
+    """An nbclient kernel manager whose kernel listens on Unix-domain (IPC) sockets (random names
+    under the system temporary folder) instead of TCP ports on localhost (POSIX only; elsewhere
+    None = papermill's default manager).
+
+    ipykernel (>= 7) warns "Kernel is running over TCP without encryption" for every TCP kernel;
+    for a kernel on this machine, whose messages are HMAC-signed anyway, the warning is harmless but
+    fills the log once per notebook. Over IPC it has no cause. The sockets are removed when the
+    kernel shuts down.
+    """
+    if os.name != "posix":
+        return None
+    import tempfile
+    import uuid
+
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+        @default("ip")
+        def _ip_default(self) -> str:  # socket path prefix: absolute, so kernel cwd does not matter
+            return os.path.join(tempfile.gettempdir(), f"asd-kernel-{uuid.uuid4().hex}")
+
+    return IPCKernelManager
+
+
+def notebook_warnings(executed: Path) -> list[str]:
+    """Messages a notebook flagged with ``nbtools.loud_warning`` (stderr lines starting with
+    :data:`WARNING_PREFIX`), in order, from an executed notebook file."""
+    try:
+        nb = json.loads(Path(executed).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    found = []
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                text = "".join(out.get("text", []))
+                found += [line[len(WARNING_PREFIX):].strip() for line in text.splitlines()
+                          if line.startswith(WARNING_PREFIX)]
+    return found
+
+
+def execute_notebook(notebook: Path, output: Path, parameters: dict, kernel: str | None = None, *,
+                     terminal: bool | None = None) -> None:
+    """Execute one notebook with papermill; raise :class:`NotebookFailed` naming the cell.
+
+    terminal: whether progress may be drawn for a person (default: stderr is a terminal); when
+    False the kernel gets :data:`LOG_TQDM_ENV` and papermill draws no cell progress bar.
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    terminal = is_terminal() if terminal is None else bool(terminal)
     output.parent.mkdir(parents=True, exist_ok=True)
+    extra = {}
+    manager = _ipc_kernel_manager_class()
+    if manager is not None:
+        extra["kernel_manager_class"] = manager
     try:
-        papermill.execute_notebook(
-            str(notebook),
-            str(output),
-            parameters=parameters,
-            kernel_name=kernel,
-            cwd=str(notebook.parent),
-            progress_bar=sys.stderr.isatty(),
-            log_output=False,
-        )
+        with environment({} if terminal else LOG_TQDM_ENV):
+            papermill.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters=parameters,
+                kernel_name=kernel,
+                cwd=str(notebook.parent),
+                progress_bar=terminal,
+                log_output=False,
+                **extra,
+            )
     except PapermillExecutionError as error:
         first_line = str(error.evalue).splitlines()[0] if error.evalue else ""
         raise NotebookFailed(
@@ -125,24 +226,68 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, kernel: str
 def collect_summary(results_dir: Path) -> Path | None:
     """Collect every notebook's result CSV into ``summary.csv`` and ``summary.md``."""
     from asd_utils.io_utils import atomic_write_csv, atomic_write_text
-    from asd_utils.results import collect_results, summary_table, to_markdown
+    from asd_utils.results import bootstrap_intervals, collect_results, summary_table, to_markdown
 
     tidy = collect_results(results_dir)
     if tidy is None or len(tidy) == 0:
         return None
-    summary = summary_table(tidy)
+    # ci_low / ci_high: 95 % bootstrap interval of the official score from the per-clip submission files
+    summary = summary_table(tidy, intervals=bootstrap_intervals(results_dir, tidy))
     csv_path = atomic_write_csv(results_dir / "summary.csv", summary)
     atomic_write_text(results_dir / "summary.md", to_markdown(summary) + "\n")
     return csv_path
 
 
-def run(plan: RunPlan, log=print) -> Path | None:
-    """Execute the plan; return the summary CSV path (None when no results were recorded)."""
+def _log_warnings(log, notebook: Path, executed: Path) -> None:
+    for message in notebook_warnings(executed):
+        log(f"  WARNING ({notebook.stem}): {message}")
+
+
+def distributed_plan(plan: RunPlan) -> tuple[RunPlan, int]:
+    """Under torchrun: join a gloo group (barriers between notebooks) and return the plan for this rank.
+
+    Rank 0 keeps the plan; rank ``k > 0`` executes the same notebooks (its kernels take part in
+    DDP training and sharded extraction) but writes its executed notebooks, results and figures
+    into the scratch folder ``<notebooks_out>/rank<k>/``. Returns ``(plan, kernel_port_base)``:
+    the kernels of notebook ``i`` rendezvous on ``kernel_port_base + i`` (a fresh port per
+    notebook, so no kernel meets the store of an earlier notebook's kernel). Without torchrun,
+    ``(plan, 0)``.
+    """
+    from asd_utils.training import distributed as dist_utils
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return plan, 0
+    dist_utils.init_distributed(backend="gloo")
+    base_port = int(os.environ["MASTER_PORT"])
+    rank = dist_utils.rank()
+    if rank == 0:
+        return plan, base_port
+    scratch = plan.notebooks_out / f"rank{rank}"
+    return RunPlan(profile=plan.profile, notebooks=plan.notebooks, data_root=plan.data_root,
+                   notebooks_out=scratch, results_dir=scratch / "results", output_dir=str(scratch),
+                   kernel=plan.kernel, extra_parameters=plan.extra_parameters), base_port
+
+
+def run(plan: RunPlan, log=print, *, terminal: bool | None = None) -> Path | None:
+    """Execute the plan; return the summary CSV path (None when no results were recorded).
+
+    terminal: draw progress bars (default: when stderr is a terminal); otherwise one line per
+    phase, fit for a log file. Under ``torchrun`` see :func:`distributed_plan`: only rank 0 logs
+    and writes the summary.
+    """
+    from asd_utils.training import distributed as dist_utils
+
+    plan, kernel_port_base = distributed_plan(plan)
+    if not dist_utils.is_main_process():
+        def log(*args, **kwargs):  # noqa: ARG001 - rank > 0 is silent
+            return None
+    terminal = is_terminal() if terminal is None else bool(terminal)
     if plan.data_root is None:
         from asd_utils.synth import ensure_dataset
 
         started = time.perf_counter()
-        root = ensure_dataset(plan.profile)
+        with dist_utils.main_process_first():
+            root = ensure_dataset(plan.profile, progress=terminal and dist_utils.is_main_process())
         log(f"data: synthetic dataset at {root} ({time.perf_counter() - started:.1f} s)")
     else:
         log(f"data: {plan.data_root}")
@@ -154,12 +299,19 @@ def run(plan: RunPlan, log=print) -> Path | None:
         output = plan.notebooks_out / notebook.name
         log(f"[{position}/{total}] {notebook.stem} ...", end="", flush=True)
         started = time.perf_counter()
+        kernel_env = {"MASTER_PORT": str(kernel_port_base + position)} if kernel_port_base else {}
         try:
-            execute_notebook(notebook, output, parameters, plan.kernel)
+            with environment(kernel_env):
+                execute_notebook(notebook, output, parameters, plan.kernel, terminal=terminal)
         except NotebookFailed:
             log(f" FAILED after {time.perf_counter() - started:.1f} s")
+            _log_warnings(log, notebook, output)
             raise
         log(f" done in {time.perf_counter() - started:.1f} s -> {output}")
+        _log_warnings(log, notebook, output)
+        dist_utils.barrier()  # every rank's kernel has finished this notebook
+    if not dist_utils.is_main_process():
+        return None
     summary = collect_summary(plan.results_dir)
     log(f"all {total} notebooks done in {time.perf_counter() - run_started:.1f} s")
     if summary is not None:

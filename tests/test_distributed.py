@@ -173,3 +173,47 @@ def test_sharded_extraction_returns_every_row_in_input_order(tmp_path):
     expected = extract_embeddings(net, x, batch_size=3)
     for rank in range(2):
         np.testing.assert_allclose(np.load(tmp_path / f"extract_rank{rank}.npy"), expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.notebook
+def test_runner_under_torchrun_runs_each_notebook_on_every_rank_and_rank0_writes(tmp_path):
+    """``torchrun --nproc_per_node 2 -m asd_utils.runner``: both ranks' kernels join one process group
+    (an all-reduce inside the notebook sums the ranks), rank 0 writes to the plan's folders, rank 1
+    to its scratch folder, and only rank 0 logs."""
+    import subprocess
+    import sys
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell("PROFILE = 'smoke'\nDATA_ROOT = None\nOUTPUT_DIR = None",
+                                  metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "import torch, torch.distributed as dist\nfrom asd_utils.training import distributed as d\n"
+            "assert d.init_distributed()\nx = torch.tensor([float(d.rank() + 1)])\ndist.all_reduce(x)\n"
+            "print('SUM', int(x.item()), 'RANK', d.rank(), 'OUT', OUTPUT_DIR)"),
+    ]
+    notebook = tmp_path / "09_ddp.ipynb"
+    nbformat.write(nb, notebook)
+    script = tmp_path / "launch.py"
+    script.write_text(
+        "from pathlib import Path\nfrom asd_utils import runner\n"
+        f"plan = runner.RunPlan(profile='smoke', notebooks=[Path({str(notebook)!r})], data_root={str(tmp_path)!r}, "
+        f"notebooks_out=Path({str(tmp_path / 'out')!r}), results_dir=Path({str(tmp_path / 'results')!r}), "
+        "output_dir=None, kernel=None, extra_parameters={})\nrunner.run(plan)\n")
+    (tmp_path / "results").mkdir()
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("[1/1] 09_ddp ... done") == 1  # rank 0 logs, rank 1 is silent
+
+    def printed(path):
+        executed = nbformat.read(path, as_version=4)
+        return "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+
+    rank0 = printed(tmp_path / "out" / "09_ddp.ipynb")
+    rank1 = printed(tmp_path / "out" / "rank1" / "09_ddp.ipynb")
+    assert "SUM 3 RANK 0 OUT None" in rank0
+    assert "SUM 3 RANK 1" in rank1 and str(tmp_path / "out" / "rank1") in rank1
