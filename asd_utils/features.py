@@ -1,19 +1,23 @@
 """Log-mel features of the official DCASE baseline, batched in torch.
 
-``log_mel`` reproduces ``10 * log10(librosa.feature.melspectrogram(y, sr=16000, n_fft=1024,
-hop_length=512, n_mels=128, power=2.0) + eps)`` (centred frames, zero padding, Slaney mel
-filters as librosa builds them) for a whole batch at once.
+``log_mel`` reproduces the official baseline's ``20 / power * log10(max(librosa.feature.melspectrogram(
+y, sr=16000, n_fft=1024, hop_length=512, n_mels=128, power=2.0), sys.float_info.epsilon))``
+(``datasets/loader_common.py:file_to_vectors`` of ``nttcslab/dcase2023_task2_baseline_ae``:
+centred frames, zero padding, Slaney mel filters as librosa builds them) for a whole batch at once.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 
 import librosa
 import numpy as np
 import torch
 
-EPS = float(np.finfo(np.float32).eps)
+#: Floor of the mel power before the logarithm: the official ``np.maximum(mel, sys.float_info.epsilon)``
+#: (the float64 machine epsilon, 2.2e-16, i.e. -156.5 dB; representable in float32).
+MEL_FLOOR = sys.float_info.epsilon
 
 
 @functools.lru_cache(maxsize=8)
@@ -54,10 +58,11 @@ def mel_power(
 
 
 def log_mel(waves, **kwargs) -> torch.Tensor:
-    """Baseline log-mel in dB: ``10 / power * 2 * log10(mel + eps)`` as the official baseline
-    (which writes ``20.0 / power * log10(mel + eps)``). Same shapes as :func:`mel_power`."""
+    """Baseline log-mel in dB: ``20 / power * log10(max(mel, MEL_FLOOR))`` as the official baseline
+    (a floor, not an added epsilon: bins above the floor are untouched). Same shapes as
+    :func:`mel_power`; keyword arguments are those of :func:`mel_power`."""
     power = kwargs.get("power", 2.0)
-    return 20.0 / power * torch.log10(mel_power(waves, **kwargs) + EPS)
+    return 20.0 / power * torch.log10(torch.clamp_min(mel_power(waves, **kwargs), MEL_FLOOR))
 
 
 def stack_frames(logmel: torch.Tensor, n_frames: int = 5) -> torch.Tensor:

@@ -14,6 +14,8 @@ under mixed precision.
 - :class:`ArcFace` (Deng et al., "ArcFace: Additive angular margin loss for deep face
   recognition", CVPR 2019).
 - :class:`SubCenterArcFace` (Deng et al., "Sub-center ArcFace", ECCV 2020).
+- OS-SCL parts (Huang et al., ICASSP 2025; report 003): :class:`SupConLoss` (Khosla et al.,
+  NeurIPS 2020), :func:`arcface_margin_logits`, :func:`mixup_cross_entropy`, :func:`os_scl_loss`.
 """
 
 from __future__ import annotations
@@ -320,3 +322,99 @@ def build_loss(name: str, **kwargs) -> nn.Module:
     if key not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; expected one of {sorted(LOSSES)}")
     return LOSSES[key](**kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# OS-SCL (Huang et al., ICASSP 2025, public code huangswt/OS-SCL; used by the XJU report 003):
+# mixup cross-entropy on (sub-center) ArcFace logits plus a supervised contrastive loss
+# --------------------------------------------------------------------------------------------------
+def arcface_margin_logits(head: ArcFace, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``(B, C)`` scaled ArcFace logits ``s * [cos(theta_y + m) at class labels[i], cos(theta_j) elsewhere]``.
+
+    head: an :class:`ArcFace` or :class:`SubCenterArcFace` (per-class cosine = max over its
+    sub-centres, then the margin); embeddings ``(B, D)``; labels ``(B,)`` int64, the class that
+    gets the margin. These are the logits OS-SCL feeds to its mixup cross-entropy.
+    """
+    if labels.dim() != 1 or labels.dtype.is_floating_point:
+        raise ValueError(f"labels must be (B,) int64 class indices, got {tuple(labels.shape)} {labels.dtype}")
+    cosines = head.logits(embeddings)
+    labels = labels.to(cosines.device).long()
+    phi = head.margin_cosine(cosines.gather(1, labels[:, None]))  # (B, 1)
+    is_target = F.one_hot(labels, head.n_classes).bool()
+    return head.scale * torch.where(is_target, phi, cosines)
+
+
+def mixup_cross_entropy(logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor,
+                        lam: float | torch.Tensor) -> torch.Tensor:
+    """``lam * CE(logits, y_a) + (1 - lam) * CE(logits, y_b)``, each CE the batch mean.
+
+    logits ``(B, C)``; y_a, y_b ``(B,)`` int64 (the two mixed samples' classes); lam a float in
+    [0, 1] (one per batch, as in OS-SCL) or a ``(B,)`` tensor (then per sample:
+    ``mean_i [lam_i CE_i(y_a) + (1 - lam_i) CE_i(y_b)]``, the same for a constant lam).
+    """
+    log_p = F.log_softmax(logits.float(), dim=1)
+    ce_a = -log_p.gather(1, y_a.long()[:, None]).squeeze(1)
+    ce_b = -log_p.gather(1, y_b.long()[:, None]).squeeze(1)
+    lam_t = torch.as_tensor(lam, dtype=log_p.dtype, device=log_p.device)
+    return (lam_t * ce_a + (1.0 - lam_t) * ce_b).mean()
+
+
+class SupConLoss(nn.Module):
+    """Supervised contrastive loss (Khosla et al., "Supervised contrastive learning", NeurIPS 2020),
+    single view, every sample an anchor, as in OS-SCL.
+
+    With ``z_i`` the L2-normalised features, ``P(i) = {j != i : y_j = y_i}`` and
+    ``A(i) = {k != i}``::
+
+        loss_i = -(tau / tau_base) / |P(i)| * sum_{p in P(i)} log( exp(z_i.z_p / tau)
+                                                               / sum_{a in A(i)} exp(z_i.z_a / tau) )
+
+    and the loss is the mean of ``loss_i`` over **all** ``B`` anchors; an anchor without a
+    positive in the batch contributes 0 (the reference code's convention). ``tau`` =
+    ``temperature`` (report 003: 0.04), ``tau_base`` = ``base_temperature`` (0.07 in the reference
+    code, a constant rescaling).
+
+    ``forward(features (B, D), labels (B,) int64) -> scalar``.
+    """
+
+    def __init__(self, temperature: float = 0.04, base_temperature: float = 0.07):
+        super().__init__()
+        if temperature <= 0 or base_temperature <= 0:
+            raise ValueError(f"temperatures must be > 0, got {temperature}, {base_temperature}")
+        self.temperature = float(temperature)
+        self.base_temperature = float(base_temperature)
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if features.dim() != 2:
+            raise ValueError(f"features must be (B, D), got {tuple(features.shape)}")
+        if labels.dim() != 1 or len(labels) != len(features):
+            raise ValueError(f"labels must be (B,) = ({len(features)},), got {tuple(labels.shape)}")
+        z = F.normalize(features.float(), dim=1)
+        batch = z.shape[0]
+        logits = z @ z.t() / self.temperature
+        logits = logits - logits.max(dim=1, keepdim=True).values.detach()  # numerical stability
+        not_self = ~torch.eye(batch, dtype=torch.bool, device=z.device)
+        labels = labels.to(z.device)
+        positive = (labels[:, None] == labels[None, :]) & not_self
+        log_denominator = torch.logsumexp(logits.masked_fill(~not_self, -math.inf), dim=1, keepdim=True)
+        log_prob = logits - log_denominator
+        n_pos = positive.sum(dim=1).clamp(min=1)
+        mean_log_prob_pos = (log_prob * positive).sum(dim=1) / n_pos
+        return -(self.temperature / self.base_temperature) * mean_log_prob_pos.mean()
+
+
+def os_scl_loss(head: ArcFace, supcon: SupConLoss, embeddings: torch.Tensor, y_a: torch.Tensor,
+                y_b: torch.Tensor, lam: float | torch.Tensor, *, supcon_weight: float = 1.0
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """OS-SCL's training loss on a mixed batch: ``(total, mixup CE, SupCon)``.
+
+    ``mixup CE`` = :func:`mixup_cross_entropy` of :func:`arcface_margin_logits` (margin on
+    ``y_a``, the un-permuted labels, as in the reference code) and ``SupCon`` =
+    ``supcon(embeddings, y_a)``; ``total = mixup CE + supcon_weight * SupCon``.
+    """
+    ce = mixup_cross_entropy(arcface_margin_logits(head, embeddings, y_a), y_a, y_b, lam)
+    if supcon_weight == 0:
+        sc = torch.zeros((), device=ce.device)
+    else:
+        sc = supcon(embeddings, y_a)
+    return ce + supcon_weight * sc, ce, sc

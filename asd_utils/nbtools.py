@@ -8,6 +8,7 @@ go. The context then records result tables, figures and submission files in one 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ from asd_utils import paths
 from asd_utils.config import load_config
 from asd_utils.device import resolve_device
 from asd_utils.training import seed_everything
+from asd_utils.training.seed import pin_cpu_numerics
+
+CPU_PROFILE_THREADS = 2  # torch threads in the smoke/default profiles (the reference machine has 2 cores)
 
 SYNTHETIC_CAVEAT = (
     "**Synthetic data.** These numbers come from the compendium's embedded synthetic DCASE-format "
@@ -31,6 +35,33 @@ UNTRAINED_CAVEAT = (
     "small randomly initialised network of the same family. Its numbers say nothing about the "
     "real pretrained model."
 )
+PRETRAINED_STANDIN_CAVEAT = (
+    "**Stand-in backbone pretrained by the compendium on synthetic audio.** No published checkpoint "
+    "was configured, so the backbone is a small model of the same family that the compendium "
+    "pretrained itself, with the family's own self-supervised objective, on the training and "
+    "supplemental clips of its synthetic dataset (notebook 08). Its numbers say nothing about the "
+    "published model."
+)
+
+
+def backbone_provenances(backbone=None, untrained_backbone: bool = False) -> list[str]:
+    """Distinct provenances (``asd_utils.backbones.standins.PROVENANCES`` order) of ``backbone``:
+    a ``Backbone``, a provenance string, or a list / tuple / set / dict (values) of them; the
+    legacy flag ``untrained_backbone=True`` adds "untrained stand-in"."""
+    from asd_utils.backbones.standins import PROVENANCES, UNTRAINED, backbone_provenance
+
+    if backbone is None:
+        items = []
+    elif isinstance(backbone, dict):
+        items = list(backbone.values())
+    elif isinstance(backbone, (list, tuple, set)):
+        items = list(backbone)
+    else:
+        items = [backbone]
+    found = {backbone_provenance(item) for item in items}
+    if untrained_backbone:
+        found.add(UNTRAINED)
+    return [p for p in PROVENANCES if p in found]
 
 
 def loud_warning(message: str) -> None:
@@ -82,24 +113,37 @@ class RunContext:
         return rows.reset_index(drop=True)
 
     # -- outputs ----------------------------------------------------------------------------
-    def note(self, *, untrained_backbone: bool = False) -> str:
-        """Short provenance note stored with every result row."""
+    def note(self, *, untrained_backbone: bool = False, backbone=None) -> str:
+        """Short provenance note stored with every result row. ``backbone``: the backbone(s) behind
+        the row or their provenance strings (see :func:`backbone_provenances`); a pretrained
+        stand-in adds "stand-in pretrained by the compendium on synthetic audio"."""
+        from asd_utils.backbones.standins import STANDIN_PRETRAINED, UNTRAINED
+
         parts = ["synthetic data" if self.synthetic else f"data: {self.data_root.name}"]
-        if untrained_backbone:
+        provenances = backbone_provenances(backbone, untrained_backbone)
+        if UNTRAINED in provenances:
             parts.append("untrained stand-in backbone")
+        if STANDIN_PRETRAINED in provenances:
+            parts.append(STANDIN_PRETRAINED)
         parts.append(f"profile {self.profile}")
         return "; ".join(parts)
 
-    def caveat_markdown(self, *, untrained_backbone: bool = False) -> str:
-        """Markdown caveat to display above result tables."""
+    def caveat_markdown(self, *, untrained_backbone: bool = False, backbone=None) -> str:
+        """Markdown caveat to display above result tables (``backbone``: as in :meth:`note`)."""
+        from asd_utils.backbones.standins import STANDIN_PRETRAINED, UNTRAINED
+
+        provenances = backbone_provenances(backbone, untrained_backbone)
         parts = []
         if self.synthetic:
             parts.append(SYNTHETIC_CAVEAT)
-        if untrained_backbone:
+        if UNTRAINED in provenances:
             parts.append(UNTRAINED_CAVEAT)
+        if STANDIN_PRETRAINED in provenances:
+            parts.append(PRETRAINED_STANDIN_CAVEAT)
         return "\n\n".join(parts) or "Real data, configured checkpoints."
 
-    def record(self, system: str, table: pd.DataFrame, *, untrained_backbone: bool = False) -> Path:
+    def record(self, system: str, table: pd.DataFrame, *, untrained_backbone: bool = False,
+               backbone=None) -> Path:
         """Write a per-machine result table (``metrics.evaluate`` output) for ``system``."""
         from asd_utils.results import write_results
 
@@ -109,7 +153,7 @@ class RunContext:
             system=system,
             profile=self.profile,
             results_dir=self.results_dir,
-            note=self.note(untrained_backbone=untrained_backbone),
+            note=self.note(untrained_backbone=untrained_backbone, backbone=backbone),
         )
 
     def submission_dir(self, system: str) -> Path:
@@ -119,17 +163,23 @@ class RunContext:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def save_figure(self, fig, name: str, *, dpi: int = 120, untrained_backbone: bool = False) -> Path:
+    def save_figure(self, fig, name: str, *, dpi: int = 120, untrained_backbone: bool = False,
+                    backbone=None) -> Path:
         """Save a matplotlib figure as PNG under the run's figure folder and return the path.
 
         On synthetic data (or with untrained stand-in backbones) a grey footer says so, so that a
         figure seen on its own is never mistaken for a report's result.
         """
+        from asd_utils.backbones.standins import STANDIN_PRETRAINED, UNTRAINED
+
+        provenances = backbone_provenances(backbone, untrained_backbone)
         caveats = []
         if self.synthetic:
             caveats.append("synthetic data")
-        if untrained_backbone:
+        if UNTRAINED in provenances:
             caveats.append("untrained stand-in backbones")
+        if STANDIN_PRETRAINED in provenances:
+            caveats.append("stand-in backbones pretrained by the compendium on synthetic audio")
         if caveats and not getattr(fig, "_asd_caveat", False):
             fig.text(0.01, -0.01, " · ".join(caveats) + " — not the reports' results", fontsize=7, color="grey",
                      ha="left", va="top")
@@ -190,6 +240,10 @@ def start(
         synthetic = (root / "synth_manifest.json").exists()
     init_distributed()  # under torchrun: join the process group (training DDP, sharded extraction)
     seed_everything(seed, deterministic=False)  # training code switches determinism on itself
+    # trained numbers should not depend on the CPU: kernels capped at AVX2 and, in the CPU-sized
+    # profiles, a fixed thread count (README, "Reproducibility"); ASD_TORCH_THREADS overrides it
+    threads = os.environ.get("ASD_TORCH_THREADS") or (CPU_PROFILE_THREADS if profile != "paper" else None)
+    pin_cpu_numerics(threads=int(threads) if threads else None)
     if output_dir in (None, ""):
         results = paths.results_dir(profile)
         figures = paths.figures_dir(profile, notebook)

@@ -94,3 +94,71 @@ def side_by_side(reproduced: pd.DataFrame, reported: pd.DataFrame, system_map: d
     )
     merged = merged.rename(columns={"value": "reproduced"})
     return merged[["system", "reported_system", "machine", "metric", "reproduced", "reported"]]
+
+
+def report_id(path: str | Path) -> str | None:
+    """The report id of a reported-table file: the three-digit prefix of ``<id>_<name>.csv``
+    (``000_gisp_heu_table1.csv`` -> ``"000"``), None for other files (e.g. compiled copies)."""
+    head = Path(path).name.split("_", 1)[0]
+    return head if len(head) == 3 and head.isdigit() else None
+
+
+def load_all_reported(folder: str | Path | None = None) -> pd.DataFrame:
+    """Every report's own tables: the ``papers/<id>_*.csv`` files, concatenated.
+
+    Returns columns ``report, table, system, machine, metric, value`` (percent as printed).
+    Files without a three-digit report prefix (``baseline_ae_reported.csv``, a compilation of
+    rows also present in the reports' own tables) are skipped, so no row is counted twice.
+    """
+    folder = Path(folder) if folder is not None else papers_dir()
+    frames = []
+    for path in sorted(folder.glob("*.csv")):
+        rid = report_id(path)
+        if rid is not None:
+            frames.append(load_reported(path).assign(report=rid))
+    if not frames:
+        return pd.DataFrame(columns=["report", *REPORTED_COLUMNS])
+    return pd.concat(frames, ignore_index=True)[["report", *REPORTED_COLUMNS]]
+
+
+def long_comparison(tidy: pd.DataFrame, mapping: pd.DataFrame, reported: pd.DataFrame) -> pd.DataFrame:
+    """Reported vs reproduced for every report at once, one row per value.
+
+    tidy: collected per-machine results (``notebook, system, machine, section, ...``, fractions);
+    mapping: ``notebook, system, report, reported_system`` (``asd_utils.catalogue.reported_mapping``);
+    reported: :func:`load_all_reported` output.
+
+    Returns ``report, table, notebook, system, reported_system, machine, metric, reported,
+    reproduced`` (percent): every value a report prints for a mapped system, with ours beside it
+    (NaN where we have no such machine type), plus our ``Total`` rows. Systems of one notebook are
+    matched within that notebook, so equal names in two notebooks never mix.
+    """
+    columns = ["report", "table", "notebook", "system", "reported_system", "machine", "metric", "reported",
+               "reproduced"]
+    frames = []
+    for (notebook, report), pairs in mapping.groupby(["notebook", "report"], sort=False):
+        ours = tidy[(tidy["notebook"].astype(str).str.split("_").str[0] == str(notebook).split("_")[0])
+                    & tidy["system"].isin(pairs["system"])]
+        theirs = reported[reported["report"] == report]
+        if ours.empty or theirs.empty:
+            continue
+        for table, quoted in theirs.groupby("table", sort=False):
+            system_map = {s: r for s, r in zip(pairs["system"], pairs["reported_system"])
+                          if r in set(quoted["system"])}
+            if not system_map:
+                continue
+            side = side_by_side(ours, quoted, system_map)
+            side = side.assign(report=report, table=table, notebook=ours["notebook"].iloc[0])
+            frames.append(side)
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def unmapped_reported(reported: pd.DataFrame, mapping: pd.DataFrame) -> pd.DataFrame:
+    """The systems a report prints that no system of ours is mapped to: ``report, table, system``
+    (e.g. a report's system whose notebook has not run yet, or a name the catalogue lacks)."""
+    mapped = set(zip(mapping["report"], mapping["reported_system"]))
+    rows = reported[["report", "table", "system"]].drop_duplicates()
+    keep = [(r, s) not in mapped for r, s in zip(rows["report"], rows["system"])]
+    return rows[keep].reset_index(drop=True)

@@ -21,7 +21,21 @@ from asd_utils.paths import results_dir as _results_dir
 
 COLUMNS = ["notebook", "system", "machine", "section", *METRICS, "hmean", "note"]
 
-__all__ = ["COLUMNS", "collect_results", "read_results", "summary_table", "to_markdown", "write_results"]
+__all__ = [
+    "COLUMNS",
+    "bootstrap_intervals",
+    "caveat_legend",
+    "caveat_marks",
+    "collect_results",
+    "intervals_table",
+    "leaderboard",
+    "missing_notebooks",
+    "per_machine_hmean",
+    "read_results",
+    "summary_table",
+    "to_markdown",
+    "write_results",
+]
 
 
 def _read_tidy(path: Path) -> pd.DataFrame:
@@ -106,12 +120,66 @@ def collect_results(results_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def summary_table(tidy: pd.DataFrame) -> pd.DataFrame:
+def bootstrap_intervals(
+    results_dir: str | os.PathLike,
+    tidy: pd.DataFrame | None = None,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    test_index: pd.DataFrame | None = None,
+    atol: float = 1e-6,
+) -> pd.DataFrame:
+    """Bootstrap interval of each system's official score from its per-clip submission files.
+
+    results_dir: a results folder (tidy CSVs + ``submissions/``); tidy: its collected results
+    (read when None); the rest as :func:`asd_utils.bootstrap.bootstrap_official_score` (test clips
+    resampled within each machine type/section and domain x label cell, all systems on the same
+    resamples). test_index: ``discover`` output with the ground truth of blinded clips, if any.
+
+    Returns ``notebook, system, ci_low, ci_high`` (fractions). A system gets an interval only when
+    the official score recomputed from its submission files matches its results CSV within
+    ``atol``, i.e. the interval is about the very clips the reported score was computed on; other
+    systems (no submission files, clips missing, ground truth the clip names do not carry) get NaN.
+    """
+    from asd_utils.bootstrap import bootstrap_results_dir
+
+    columns = ["notebook", "system", "ci_low", "ci_high"]
+    if tidy is None:
+        tidy = collect_results(results_dir)
+    if len(tidy) == 0:
+        return pd.DataFrame(columns=columns)
+    result = bootstrap_results_dir(
+        results_dir, tidy, test_index=test_index, n_resamples=n_resamples, seed=seed, confidence=confidence
+    )
+    return intervals_table(result, tidy, atol=atol)
+
+
+def intervals_table(result, tidy: pd.DataFrame, *, atol: float = 1e-6) -> pd.DataFrame:
+    """``notebook, system, ci_low, ci_high`` of a :class:`asd_utils.bootstrap.BootstrapResult`
+    whose systems are keyed ``(notebook, system)``, keeping only systems whose recomputed official
+    score matches ``tidy`` within ``atol`` (see :func:`bootstrap_intervals`)."""
+    columns = ["notebook", "system", "ci_low", "ci_high"]
+    official = {
+        (str(nb), str(system)): official_score(rows)
+        for (nb, system), rows in tidy.groupby(["notebook", "system"], sort=False)
+    }
+    rows = []
+    for key, row in zip(result.systems, result.intervals().itertuples(index=False)):
+        if key in official and abs(official[key] - row.official_score) <= atol:
+            rows.append({"notebook": key[0], "system": key[1], "ci_low": row.ci_low, "ci_high": row.ci_high})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def summary_table(tidy: pd.DataFrame, intervals: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (notebook, system), in order of appearance.
 
     Columns: ``notebook, system, auc_source, auc_target, pauc`` (each the harmonic mean over the
     system's machine types and sections, floored at epsilon as the evaluator does),
     ``official_score`` (harmonic mean of all three over all rows), ``n_rows``, ``note``.
+    intervals: :func:`bootstrap_intervals` output; when given, ``ci_low`` and ``ci_high`` (the
+    bootstrap interval of the official score; empty where a system has none) follow
+    ``official_score``.
     """
     cols = ["notebook", "system", *METRICS, "official_score", "n_rows", "note"]
     out = []
@@ -127,7 +195,96 @@ def summary_table(tidy: pd.DataFrame) -> pd.DataFrame:
                 "note": "; ".join(notes),
             }
         )
-    return pd.DataFrame(out, columns=cols)
+    summary = pd.DataFrame(out, columns=cols)
+    if intervals is None:
+        return summary
+    bounds = intervals.set_index(["notebook", "system"])[["ci_low", "ci_high"]]
+    key = pd.MultiIndex.from_arrays([summary["notebook"].astype(str), summary["system"].astype(str)])
+    position = cols.index("official_score") + 1
+    for offset, column in enumerate(("ci_low", "ci_high")):
+        values = bounds[column].reindex(key).to_numpy(dtype=np.float64) if len(bounds) else np.nan
+        summary.insert(position + offset, column, values)
+    return summary
+
+
+# phrase in a results note -> (mark, what the mark means)
+CAVEATS = {
+    "synthetic data": ("*", "synthetic data"),
+    "untrained stand-in": ("†", "untrained stand-in backbone"),
+    "stand-in pretrained by the compendium": ("‡", "stand-in backbone pretrained by the compendium on synthetic audio"),
+}
+
+
+def caveat_marks(note: str) -> str:
+    """Marks for the caveats a results ``note`` carries: ``*`` synthetic data, ``†`` untrained
+    stand-in backbone, ``‡`` stand-in backbone pretrained by the compendium (``""`` for real data
+    and published checkpoints). Used in tables and figure labels."""
+    text = str(note)
+    return "".join(mark for phrase, (mark, _) in CAVEATS.items() if phrase in text)
+
+
+def caveat_legend(notes) -> str:
+    """``"* synthetic data, † untrained stand-in backbone"``: the marks that occur in ``notes``
+    (an iterable of results notes) with their meaning; ``""`` when none occurs."""
+    present = "".join(caveat_marks(n) for n in notes)
+    return ", ".join(f"{mark} {meaning}" for mark, meaning in CAVEATS.values() if mark in present)
+
+
+def leaderboard(tidy: pd.DataFrame, intervals: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every system of every notebook, best official score first.
+
+    Columns: ``rank`` (1 = best official score; ties share the better rank), ``notebook, system,
+    official_score`` (+ ``ci_low, ci_high`` with ``intervals``), ``auc_source, auc_target, pauc``,
+    ``caveat`` (:func:`caveat_marks` of the note), ``note``. Fractions.
+    """
+    summary = summary_table(tidy, intervals)
+    summary.insert(0, "rank", summary["official_score"].rank(ascending=False, method="min").astype(int))
+    summary["caveat"] = summary["note"].map(caveat_marks)
+    front = ["rank", "notebook", "system", "official_score"]
+    if intervals is not None:
+        front += ["ci_low", "ci_high"]
+    columns = [*front, *METRICS, "caveat", "note"]
+    return summary.sort_values(["rank", "notebook"], kind="mergesort")[columns].reset_index(drop=True)
+
+
+def per_machine_hmean(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Harmonic mean of AUC-s, AUC-t and pAUC per system (rows, ``(notebook, system)``) and machine
+    type (columns): over all sections of the machine type, epsilon floor. NaN where a system has no
+    result for a machine type."""
+    values = {}
+    for (nb, system, machine), rows in tidy.groupby(["notebook", "system", "machine"], sort=False):
+        values[(nb, system, machine)] = hmean(rows[list(METRICS)].to_numpy(dtype=np.float64))
+    if not values:
+        return pd.DataFrame()
+    series = pd.Series(values)
+    series.index.names = ["notebook", "system", "machine"]
+    table = series.unstack("machine")
+    order = list(dict.fromkeys(zip(tidy["notebook"], tidy["system"])))
+    return table.reindex(pd.MultiIndex.from_tuples(order, names=["notebook", "system"]))[
+        sorted(tidy["machine"].unique())
+    ]
+
+
+def missing_notebooks(tidy: pd.DataFrame, notebook_folder: str | os.PathLike | None = None,
+                      *, exclude: tuple[str, ...] = ()) -> list[str]:
+    """Numbered notebooks that record results (their code calls ``ctx.record`` or
+    ``write_results``) but have no rows in ``tidy``: the ones that have not run for this profile /
+    output folder. ``exclude``: notebook stems to skip (e.g. the calling notebook)."""
+    import json
+
+    from asd_utils.paths import project_root
+
+    folder = Path(notebook_folder) if notebook_folder is not None else project_root() / "notebooks"
+    ran = {str(n) for n in tidy["notebook"].unique()} if len(tidy) else set()
+    missing = []
+    for path in sorted(folder.glob("[0-9][0-9]_*.ipynb")):
+        if path.stem in exclude or path.stem in ran:
+            continue
+        cells = json.loads(path.read_text()).get("cells", [])
+        source = "".join("".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code")
+        if ".record(" in source or "write_results(" in source:
+            missing.append(path.stem)
+    return missing
 
 
 def _cell(value, floatfmt: str) -> str:

@@ -33,6 +33,7 @@ from pathlib import Path
 from asd_utils import paths
 
 NOTEBOOK_DIR_NAME = "notebooks"
+COMPARISON_SUFFIX = "_comparison"  # reads every other notebook's results: runs last
 
 # tqdm reads TQDM_<PARAMETER> defaults from the environment when it is imported (tqdm >= 4.66):
 # in kernels started for a log, a bar redraws at most once an hour (plus its first and last state)
@@ -59,9 +60,11 @@ class RunPlan:
 
 
 def available_notebooks(folder: Path | None = None) -> list[Path]:
-    """The numbered notebooks (``NN_name.ipynb``) in order."""
+    """The numbered notebooks (``NN_name.ipynb``) in order of their numbers, except that a
+    notebook named ``NN_comparison`` (it only reads what the others wrote) runs last."""
     folder = folder or paths.project_root() / NOTEBOOK_DIR_NAME
-    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if p.is_file())
+    found = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if p.is_file())
+    return sorted(found, key=lambda p: p.stem.endswith(COMPARISON_SUFFIX))  # stable: keeps number order
 
 
 def select_notebooks(all_notebooks: list[Path], wanted: list[str] | None) -> list[Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from asd_utils.methods import gisp
 
@@ -39,13 +40,30 @@ def test_temporal_energy_quantiles_db():
     np.testing.assert_allclose(out[0, 3], expected.std(), atol=1e-9)
 
 
-def test_audio_statistics_shape():
+def test_audio_statistics_follow_level_spectrum_and_time_profile():
     rng = np.random.default_rng(0)
-    waves = rng.normal(size=(2, 16000)).astype(np.float32)
-    out = gisp.audio_statistics(waves, n_fft=512, hop_length=256, n_mels=32, gwrp_decay=0.9,
-                                time_quantiles=(0.5,))
-    assert out.shape == (2, 32 + 2)
-    assert np.isfinite(out).all()
+    t = np.arange(16000) / 16000.0
+    kwargs = dict(n_fft=512, hop_length=256, n_mels=32, gwrp_decay=0.9, time_quantiles=(0.1, 0.5, 0.9))
+    noise = 0.1 * rng.normal(size=16000)
+    waves = np.stack([noise, 2.0 * noise, np.sin(2 * np.pi * 1000 * t), np.sin(2 * np.pi * 4000 * t),
+                      np.concatenate([0.001 * noise[:8000], noise[8000:]])]).astype(np.float32)
+    out = gisp.audio_statistics(waves, **kwargs)
+    assert out.shape == (5, 32 + 3 + 1)
+    # twice the amplitude: +10 log10(4) dB in every TWFR band and energy quantile; same spread
+    gain = 10 * np.log10(4.0)
+    np.testing.assert_allclose(out[1, :35] - out[0, :35], gain, atol=1e-3)
+    assert out[1, 35] == pytest.approx(out[0, 35], abs=1e-3)
+    # a tone's TWFR peaks in its own mel band: 1 kHz below 4 kHz
+    assert np.argmax(out[2, :32]) < np.argmax(out[3, :32])
+    # quiet first half: the 10 % energy quantile drops by ~60 dB, the median does not rise, the spread grows
+    assert out[4, 32] < out[0, 32] - 40.0
+    assert out[4, 35] > 10 * out[0, 35]
+    # the same numbers as the two statistics applied to the module's log-mel
+    from asd_utils.features import log_mel
+
+    mel = log_mel(torch.as_tensor(waves), n_fft=512, hop_length=256, n_mels=32)
+    np.testing.assert_allclose(out[:, :32], gisp.twfr(mel, 0.9), rtol=1e-12)
+    np.testing.assert_allclose(out[:, 32:], gisp.temporal_energy_quantiles(mel, (0.1, 0.5, 0.9)), rtol=1e-12)
 
 
 # -- distribution distance and weight ---------------------------------------------------------
@@ -162,8 +180,11 @@ def test_gisp_system_separates_anomalies_and_is_per_clip():
     s = system.score(test_emb, test_audio)
     assert s[30:].mean() > s[:30].mean()
     # first-shot rule: a clip's score does not depend on the other test clips
-    single = system.score(test_emb[:1], test_audio[:1])
-    assert single[0] == pytest.approx(s[0])
+    from clip_independence import assert_clip_independent
+
+    for weighted in (True, False):
+        assert_clip_independent(lambda i, w=weighted: system.score(test_emb[i], test_audio[i], weighted=w),
+                                np.arange(len(test_emb)))
     assert system.train_scores_.shape == (n_src + n_tgt,)
     assert np.isfinite(system.train_scores_).all()
     unweighted = system.score(test_emb, test_audio, weighted=False)
@@ -171,18 +192,28 @@ def test_gisp_system_separates_anomalies_and_is_per_clip():
 
 
 def test_gisp_system_with_extra_clips():
+    """System 2: extra (supplemental) clips join the distribution fits; those flagged ``in_bank``
+    also join the source memory bank, the others do not."""
     rng = np.random.default_rng(2)
     train_emb = rng.normal(size=(40, 4))
     train_audio = rng.normal(size=(40, 3))
     dom = ["source"] * 36 + ["target"] * 4
-    extra_emb, extra_audio = rng.normal(size=(10, 4)), rng.normal(size=(10, 3))
+    extra_emb, extra_audio = rng.normal(size=(10, 4)) + 4.0, rng.normal(size=(10, 3)) + 4.0
     in_bank = np.array([True] * 5 + [False] * 5)
-    system = gisp.GISPSystem(knn={"k": 1, "n_mix_support": 2},
-                             weighting={"audio": {"n_components": 1}, "embedding": {"n_components": 1}})
-    system.fit(train_emb, dom, train_audio, extra_emb=extra_emb, extra_audio=extra_audio, extra_in_bank=in_bank)
-    assert system.knn_.source_bank_.shape == (36 + 5, 4)
-    assert system.train_weights_.shape == (40,)
-    assert len(system.weighting_.audio_.train_z_) == 50
+    cfg = dict(knn={"k": 1, "n_mix_support": 2},
+               weighting={"audio": {"n_components": 1}, "embedding": {"n_components": 1}})
+    with_extra = gisp.GISPSystem(**cfg).fit(train_emb, dom, train_audio, extra_emb=extra_emb,
+                                            extra_audio=extra_audio, extra_in_bank=in_bank)
+    plain = gisp.GISPSystem(**cfg).fit(train_emb, dom, train_audio)
+    np.testing.assert_array_equal(with_extra.knn_.source_bank_, np.concatenate([train_emb[:36], extra_emb[:5]]))
+    np.testing.assert_array_equal(plain.knn_.source_bank_, train_emb[:36])
+    assert len(with_extra.weighting_.audio_.train_z_) == 50 and len(plain.weighting_.audio_.train_z_) == 40
+    # an in-bank extra clip is at distance 0 from the source bank; an extra clip kept out of it is not
+    d = with_extra.knn_.distances(extra_emb)
+    np.testing.assert_allclose(d[:5, 0], 0.0, atol=1e-6)  # |a|^2 + |b|^2 - 2ab rounding
+    assert np.all(d[5:, 0] > 0.1)
+    # clips like the extra ones look less unusual once the extras are part of the fitted distribution
+    assert np.all(with_extra.weights(extra_emb, extra_audio) < plain.weights(extra_emb, extra_audio))
 
 
 # -- notebook glue ---------------------------------------------------------------------------------

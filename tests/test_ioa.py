@@ -83,6 +83,11 @@ def test_score_sections_shapes_and_first_shot(name, params):
     again = ioa.score_sections(scorer, train, tr, sub, te[keep], n_splits=2, seed=0, l2_normalise=False)
     np.testing.assert_allclose(again.test, out.test[keep])
     np.testing.assert_array_equal(again.train, out.train)
+    from clip_independence import assert_clip_independent
+
+    assert_clip_independent(lambda i: ioa.score_sections(scorer, train, tr, test.iloc[i].reset_index(drop=True),
+                                                         te[i], n_splits=2, seed=0, l2_normalise=False).test,
+                            np.arange(len(test)))
 
 
 def test_score_sections_needs_training_clips_of_the_section():
@@ -181,9 +186,29 @@ def test_three_subnet_pipeline_is_reproducible():
     np.testing.assert_array_equal(s1.train, s2.train)
     _, emb3, _ = _tiny_run(seed=1)
     assert not np.array_equal(emb1, emb3)
-    acc = ioa.classification_accuracy(emb1, ioa.class_labels(ioa.split_index(
-        _index(n_source=6, n_target=2, n_test=8))[0])[0], first.loss)
-    assert 0.0 <= acc <= 1.0
+    labels = ioa.class_labels(ioa.split_index(_index(n_source=6, n_target=2, n_test=8))[0])[0]
+    assert ioa.classification_accuracy(emb1, labels, first.loss) == ioa.classification_accuracy(
+        emb2, labels, second.loss)
+
+
+class _Centres(torch.nn.Module):
+    """A loss stand-in whose logits are dot products with fixed class centres."""
+
+    def __init__(self, centres):
+        super().__init__()
+        self.centres = torch.nn.Parameter(torch.as_tensor(centres, dtype=torch.float32))
+
+    def logits(self, embeddings):
+        return embeddings @ self.centres.T
+
+
+def test_classification_accuracy_hand_case():
+    loss = _Centres([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+    emb = np.array([[2.0, 0.1], [0.3, 1.0], [1.0, 0.5], [-1.0, -0.2], [0.0, -3.0]])
+    # predicted classes: 0, 1, 0, 2, 2 against labels 0, 1, 1, 2, 0 -> 3 of 5 right
+    assert ioa.classification_accuracy(emb, np.array([0, 1, 1, 2, 0]), loss) == pytest.approx(0.6)
+    assert ioa.classification_accuracy(emb, np.array([0, 1, 0, 2, 2]), loss) == 1.0
+    assert np.isnan(ioa.classification_accuracy(np.zeros((0, 2)), np.zeros(0, dtype=int), loss))
 
 
 def test_train_three_subnet_checks_the_clip_length():

@@ -5,9 +5,13 @@ import pytest
 from asd_utils import runner
 
 
-def test_notebooks_are_found_in_order():
+def test_notebooks_are_found_in_order_with_the_comparison_last(tmp_path):
     names = [p.stem for p in runner.available_notebooks()]
-    assert names == sorted(names) and names[0].startswith("00_")
+    assert names[0].startswith("00_") and names[-1] == "07_comparison"
+    assert names[:-1] == sorted(names[:-1])
+    for name in ("08_pretraining", "07_comparison", "01_a", "notes"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+    assert [p.stem for p in runner.available_notebooks(tmp_path)] == ["01_a", "08_pretraining", "07_comparison"]
 
 
 def test_select_by_number_or_name_and_unknown_is_named():
@@ -58,3 +62,100 @@ def test_runner_twice_gives_identical_summaries(tmp_path):
     assert (out / "results" / "summary.csv").read_text() == first
     assert (out / "notebooks" / "01_baseline_autoencoder.ipynb").exists()
     assert "AE-MAHALA" in (out / "results" / "summary.md").read_text()
+
+
+def _tiny_notebook(path):
+    """A notebook with a fast text-mode tqdm bar (1500 updates), a loud warning and an env probe."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell("PROFILE = 'smoke'\nDATA_ROOT = None\nOUTPUT_DIR = None",
+                                  metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "import os, sys, time\nfrom tqdm.std import tqdm\n"
+            "for _ in tqdm(range(1500), desc='phase', file=sys.stderr):\n    time.sleep(0.001)\n"
+            "print('TQDM_MININTERVAL =', os.environ.get('TQDM_MININTERVAL'))"),
+        nbformat.v4.new_code_cell("from asd_utils import nbtools\nnbtools.loud_warning('the paper profile "
+                                  "lacks   its extra roots')"),
+    ]
+    nbformat.write(nb, path)
+    return path
+
+
+def _stream_text(executed, name):
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                   if o.get("output_type") == "stream" and o.get("name") == name)
+
+
+@pytest.mark.notebook
+def test_runner_log_has_one_line_per_phase_no_bar_storm_and_no_tcp_warning(tmp_path):
+    """The runner with stdout/stderr redirected to a file, as ``make reproduce > log`` does."""
+    import subprocess
+    import sys
+
+    notebook = _tiny_notebook(tmp_path / "09_tiny.ipynb")
+    script = (
+        "from pathlib import Path\nfrom asd_utils import runner\n"
+        f"plan = runner.RunPlan(profile='smoke', notebooks=[Path({str(notebook)!r})], data_root={str(tmp_path)!r}, "
+        f"notebooks_out=Path({str(tmp_path / 'out')!r}), results_dir=Path({str(tmp_path / 'results')!r}), "
+        "output_dir=None, kernel=None, extra_parameters={})\nrunner.run(plan)\n"
+    )
+    (tmp_path / "results").mkdir()
+    log_path = tmp_path / "run.log"
+    with open(log_path, "w") as log:
+        done = subprocess.run([sys.executable, "-c", script], stdout=log, stderr=subprocess.STDOUT, timeout=300)
+    log_text = log_path.read_text()
+    assert done.returncode == 0, log_text
+    assert "\r" not in log_text
+    assert "running over TCP" not in log_text
+    lines = log_text.splitlines()
+    assert [line.split(" -> ")[0].rsplit(" in ", 1)[0] for line in lines[:2]] == [
+        f"data: {tmp_path}", "[1/1] 09_tiny ... done"]
+    assert lines[2] == "  WARNING (09_tiny): the paper profile lacks its extra roots"
+    assert lines[3].startswith("all 1 notebooks done in") and len(lines) == 4
+    # the kernel got the log settings: the 1500-step bar drew its first and last state only
+    executed = tmp_path / "out" / "09_tiny.ipynb"
+    assert "TQDM_MININTERVAL = 3600" in _stream_text(executed, "stdout")
+    bar = _stream_text(executed, "stderr")
+    assert "1500/1500" in bar and bar.count("\r") <= 3
+
+
+@pytest.mark.notebook
+def test_runner_in_a_terminal_keeps_live_progress(tmp_path):
+    """For a person at a terminal the kernel is left alone: the same bar redraws many times."""
+    notebook = _tiny_notebook(tmp_path / "09_tiny.ipynb")
+    executed = tmp_path / "out" / notebook.name
+    runner.execute_notebook(notebook, executed, {"PROFILE": "smoke"}, terminal=True)
+    assert "TQDM_MININTERVAL = None" in _stream_text(executed, "stdout")
+    assert _stream_text(executed, "stderr").count("\r") > 10
+    assert runner.notebook_warnings(executed) == ["the paper profile lacks its extra roots"]
+    assert runner.notebook_warnings(tmp_path / "missing.ipynb") == []
+
+
+def test_environment_is_restored_and_the_synthetic_data_bar_follows_the_terminal(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setenv("TQDM_MAXINTERVAL", "7")
+    monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
+    with runner.environment(runner.LOG_TQDM_ENV):
+        assert os.environ["TQDM_MININTERVAL"] == "3600" and os.environ["TQDM_MAXINTERVAL"] == "3600"
+    assert "TQDM_MININTERVAL" not in os.environ and os.environ["TQDM_MAXINTERVAL"] == "7"
+
+    import asd_utils.synth
+
+    calls = []
+    monkeypatch.setattr(asd_utils.synth, "ensure_dataset",
+                        lambda profile, **kw: calls.append((profile, kw)) or tmp_path)
+    (tmp_path / "results").mkdir()
+    plan = runner.RunPlan(profile="smoke", notebooks=[], data_root=None, notebooks_out=tmp_path / "nb",
+                          results_dir=tmp_path / "results", output_dir=None, kernel=None, extra_parameters={})
+    lines = []
+    runner.run(plan, log=lambda *a, **k: lines.append(" ".join(map(str, a))), terminal=False)
+    runner.run(plan, log=lambda *a, **k: None, terminal=True)
+    assert calls == [("smoke", {"progress": False}), ("smoke", {"progress": True})]
+    assert lines[0].startswith(f"data: synthetic dataset at {tmp_path}")

@@ -41,3 +41,42 @@ def test_missing_values_and_errors():
         build_class_labels(frame, keys=("machine", "speed"))
     with pytest.raises(ValueError, match="not in the given class list"):
         build_class_labels(frame, classes=["fan|00|m-n_W|source"])
+
+
+def test_root_column_keeps_equal_metadata_of_two_years_apart():
+    from asd_utils.training.labels import ROOT_COLUMN, pool_roots
+
+    year = index().iloc[3:6]  # slider|00|noAttribute|source x2, fan|00|m-n_W|source
+    pooled = pool_roots([("dcase2024", year), ("dcase2025", year)])
+    assert pooled[ROOT_COLUMN].tolist() == ["dcase2024"] * 3 + ["dcase2025"] * 3
+    assert list(pooled.index) == list(range(6))
+    # without the root: the same metadata collide in one class
+    labels, classes = build_class_labels(pooled)
+    assert classes == ["fan|00|m-n_W|source", "slider|00|noAttribute|source"]
+    assert labels[0] == labels[3]
+    # with the root: one class per year
+    labels, classes = build_class_labels(pooled, root_column=ROOT_COLUMN)
+    assert classes == ["dcase2024|fan|00|m-n_W|source", "dcase2024|slider|00|noAttribute|source",
+                       "dcase2025|fan|00|m-n_W|source", "dcase2025|slider|00|noAttribute|source"]
+    assert labels.tolist() == [1, 1, 0, 3, 3, 2]
+    # encoding a subset against the class list keeps the years apart
+    sub_labels, _ = build_class_labels(pooled.iloc[[3, 0]], classes=classes, root_column=ROOT_COLUMN)
+    assert sub_labels.tolist() == [3, 1]
+
+
+def test_root_column_default_is_backward_compatible_and_errors():
+    from asd_utils.training.labels import pool_roots
+
+    assert build_class_labels(index(), root_column=None)[1] == build_class_labels(index())[1]
+    with pytest.raises(ValueError, match="lacks column"):
+        build_class_labels(index(), root_column="data_root")
+    with pytest.raises(ValueError, match="already one of the keys"):
+        build_class_labels(index().assign(data_root="a"), keys=("data_root", "machine"), root_column="data_root")
+    with pytest.raises(ValueError, match="distinct"):
+        pool_roots([("a", index()), ("a", index())])
+    with pytest.raises(ValueError, match="non-empty"):
+        pool_roots([("", index())])
+    with pytest.raises(ValueError, match="free of"):
+        pool_roots([("a|b", index())])
+    with pytest.raises(ValueError, match="at least one"):
+        pool_roots([])

@@ -90,6 +90,10 @@ def load_backbone(
         model.init_seed = seed
     elif not model.pretrained:  # defensive: a checkpoint must never give random weights
         raise checkpoint_error(name, checkpoint, "was given but the model reports random weights")
+    from .standins import read_standin_marker
+
+    # a stand-in pretrained by the compendium says so (standins.backbone_provenance)
+    model.standin_marker = read_standin_marker(checkpoint)
     return model
 
 
@@ -99,8 +103,16 @@ def configured_size_and_layer(section: dict, checkpoint) -> tuple[str, int]:
     Without a checkpoint: the stand-in keys ``size`` and ``layer``. With one: ``checkpoint_size``
     (default ``"base"``, the published architecture) and ``checkpoint_layer`` (default ``layer``),
     so that a profile sized for CPU stand-ins (``size: tiny``) still loads a real base checkpoint
-    when one is configured, at the layer chosen for that architecture.
+    when one is configured, at the layer chosen for that architecture. A pretrained stand-in
+    (``standins.standin_checkpoint``) is read at the stand-in ``layer``, with the size it was
+    pretrained at (recorded in its marker).
     """
+    from .standins import read_standin_marker
+
+    marker = read_standin_marker(checkpoint) if checkpoint else None
+    if marker is not None:
+        size = (marker.get("config") or {}).get("size", section["size"])
+        return str(size), int(section.get("layer", -1))
     if checkpoint:
         layer = section.get("checkpoint_layer", section.get("layer", -1))
         return str(section.get("checkpoint_size", "base")), int(layer)

@@ -102,7 +102,9 @@ class BEATsConfig:
         """Build from a checkpoint's ``cfg`` dict; unknown fields are ignored with a warning (the
         official code ignores them too: it only reads the fields above)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(cfg) - names)
+        # "compendium_standin": the provenance marker of a stand-in pretrained by the compendium
+        # (asd_utils.backbones.standins); read by load_backbone, not an architecture field
+        unknown = sorted(set(cfg) - names - {"compendium_standin"})
         if unknown:
             warnings.warn(f"BEATsConfig: ignoring unknown cfg fields {unknown}", stacklevel=2)
         return cls(**{k: v for k, v in cfg.items() if k in names})

@@ -25,7 +25,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 __all__ = ["AttentiveStatsPool", "AnoPatchModel", "WaveDataset", "finetune", "embed_paths", "build_model",
-           "train_and_embed", "score_machines"]
+           "train_and_embed", "score_machines", "extra_training_index", "pooled_training_index", "MAIN_ROOT",
+           "warn_if_years_missing"]
+
+MAIN_ROOT = "main"  # root name of the notebook's own DATA_ROOT in pooled class names
 
 
 class AttentiveStatsPool(nn.Module):
@@ -215,6 +218,78 @@ def build_model(cfg: dict, *, checkpoint: str | None, clip_samples: int, device=
                          layer=layer).to(device)
 
 
+def extra_training_index(roots: Sequence[str | Path]):
+    """Training clips of other DCASE roots (e.g. the 2022-2024 development sets) for fine-tuning.
+
+    Each root is indexed with ``asd_utils.data.discover``; its ``train`` rows are kept and tagged
+    with the root's name in ``asd_utils.training.labels.ROOT_COLUMN`` (the folder name; a repeated
+    folder name gets ``#2``, ``#3``, ...). A root without training clips raises a ``DataError``
+    naming it. Returns one DataFrame (empty, with the column, for no roots).
+    """
+    import pandas as pd
+
+    from asd_utils.data import DataError, discover
+    from asd_utils.training.labels import ROOT_COLUMN
+
+    frames, used = [], {MAIN_ROOT}
+    for root in roots:
+        root = Path(root).expanduser().resolve()
+        index = discover(root)
+        train = index[index["split"] == "train"]
+        if len(train) == 0:
+            raise DataError(f"EXTRA_TRAIN_ROOTS entry {root} holds no training clips "
+                            "(expected <root>/dev_data/raw/<machine>/train/*.wav)")
+        name, k = root.name or "root", 1
+        while name in used:
+            k += 1
+            name = f"{root.name}#{k}"
+        used.add(name)
+        frames.append(train.assign(**{ROOT_COLUMN: name}))
+    if not frames:
+        return pd.DataFrame(columns=[ROOT_COLUMN])
+    return pd.concat(frames, ignore_index=True)
+
+
+def warn_if_years_missing(cfg: dict, extra_roots: Sequence[str | Path] | None, *, profile: str) -> bool:
+    """Warn loudly (``asd_utils.nbtools.loud_warning``: in the notebook and in the runner's log)
+    when the config expects other DCASE years for fine-tuning (``expect_extra_train_roots``, true
+    in the ``paper`` profile: the report pools the 2022-2025 development sets) and none are given.
+    Returns whether it warned."""
+    if not cfg.get("expect_extra_train_roots") or extra_roots:
+        return False
+    from asd_utils import nbtools
+
+    nbtools.loud_warning(
+        f"profile {profile}: EXTRA_TRAIN_ROOTS is empty, so System 3 (AnoPatch) is fine-tuned on DATA_ROOT "
+        "alone; the report fine-tunes it on the DCASE 2022-2025 development sets pooled. Set EXTRA_TRAIN_ROOTS "
+        "to the 2022-2024 roots to reproduce it; without them System 3 and System 4 are not the report's systems.")
+    return True
+
+
+def pooled_training_index(train_index, extra_train_index=None):
+    """``(fit_index, root_column)``: the clips AnoPatch is fine-tuned on and the column that keeps
+    their dataset roots apart in the class labels.
+
+    Without extra clips: ``(train_index, None)`` (class names as ``build_class_labels`` gives
+    them). With extra clips (other DCASE years): the main clips are tagged :data:`MAIN_ROOT`, the
+    extra ones keep their ``ROOT_COLUMN`` (``"extra"`` when they have none), and ``root_column``
+    is ``ROOT_COLUMN`` -- so ``slider|00|noAttribute|source`` of 2024 and of 2025 become two classes.
+    """
+    from asd_utils.training.labels import ROOT_COLUMN, pool_roots
+
+    if extra_train_index is None or len(extra_train_index) == 0:
+        return train_index.reset_index(drop=True), None
+    if ROOT_COLUMN not in extra_train_index:
+        extra_train_index = extra_train_index.assign(**{ROOT_COLUMN: "extra"})
+    extra_names = extra_train_index[ROOT_COLUMN].astype(str)
+    if (extra_names == MAIN_ROOT).any():
+        raise ValueError(f"an extra training root may not be named {MAIN_ROOT!r} (reserved for DATA_ROOT)")
+    frames = [(MAIN_ROOT, train_index.drop(columns=[ROOT_COLUMN], errors="ignore"))]
+    for name in dict.fromkeys(extra_names):  # first-appearance order
+        frames.append((name, extra_train_index[extra_names == name].drop(columns=[ROOT_COLUMN])))
+    return pool_roots(frames), ROOT_COLUMN
+
+
 def train_and_embed(cfg: dict, train_index, embed_index, *, checkpoint: str | None, clip_samples: int,
                     extra_train_index=None, device="cpu", seed: int = 0, cache_dir: str | Path | None = None,
                     progress: bool = True) -> tuple[np.ndarray, AnoPatchModel, list[dict]]:
@@ -222,20 +297,19 @@ def train_and_embed(cfg: dict, train_index, embed_index, *, checkpoint: str | No
     embed every clip of ``embed_index``.
 
     Classes are the distinct ``cfg['class_keys']`` combinations of the training clips
-    (``asd_utils.training.build_class_labels``). With ``cache_dir``, fine-tuning checkpoints to a
+    (``asd_utils.training.build_class_labels``); with extra clips they also carry the dataset root
+    (:func:`pooled_training_index`), so equal metadata of two DCASE years are two classes.
+    With ``cache_dir``, fine-tuning checkpoints to a
     folder keyed by the config, the training files and the backbone checkpoint, so a second run
     resumes the finished run (no training) and reuses cached embeddings.
     Returns ``(embeddings (len(embed_index), emb_dim), model, history)``.
     """
-    import pandas as pd
-
     from asd_utils.io_utils import atomic_save_npz, stable_hash
     from asd_utils.losses import ArcFace
     from asd_utils.training import build_class_labels, seed_everything
 
-    frames = [train_index] + ([extra_train_index] if extra_train_index is not None and len(extra_train_index) else [])
-    fit_index = pd.concat(frames, ignore_index=True)
-    labels, classes = build_class_labels(fit_index, cfg["class_keys"])
+    fit_index, root_column = pooled_training_index(train_index, extra_train_index)
+    labels, classes = build_class_labels(fit_index, cfg["class_keys"], root_column=root_column)
     paths = fit_index["path"].astype(str).tolist()
     key = stable_hash({"cfg": cfg, "paths": paths, "checkpoint": None if checkpoint is None else str(checkpoint),
                        "clip_samples": clip_samples, "seed": seed, "classes": classes})

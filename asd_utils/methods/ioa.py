@@ -55,6 +55,7 @@ __all__ = [
     "classification_accuracy",
     "combine",
     "embed",
+    "embed_clips",
     "ensemble_weights",
     "load_waves",
     "make_loader",
@@ -143,7 +144,9 @@ def train_three_subnet(waves: np.ndarray, labels: np.ndarray, n_classes: int, cf
     """Train a :class:`~asd_utils.models.ThreeSubNetwork` with sub-cluster AdaCos (+ mixup).
 
     waves: (N, samples) float32 at ``cfg['sample_rate']`` (default 16 kHz) with
-    ``samples = round(sample_rate * cfg['clip_seconds'])``; labels: (N,) int64 in [0, n_classes).
+    ``samples >= round(sample_rate * cfg['clip_seconds'])`` (the model's input length): longer
+    (whole) clips are trained on through random windows of that length, a new one per clip and
+    epoch (``asd_utils.training.crops.make_crop_loader``); labels: (N,) int64 in [0, n_classes).
     cfg keys (``asd_utils/configs/06_ioa.yaml``, section ``three_subnet``): ``clip_seconds``,
     ``width``, ``n_fft``, ``hop_length``, ``n_subclusters``, ``optimizer`` ({name, lr, ...}),
     ``scheduler`` (optional), ``batch_size``, ``epochs``, ``mixup_alpha`` (None: off),
@@ -157,16 +160,22 @@ def train_three_subnet(waves: np.ndarray, labels: np.ndarray, n_classes: int, cf
     seed_everything(seed)
     model = ThreeSubNetwork(n_classes, sample_rate, float(cfg["clip_seconds"]), width=float(cfg["width"]),
                             n_fft=int(cfg.get("n_fft", 1024)), hop_length=int(cfg.get("hop_length", 512)))
-    if waves.shape[1] != model.n_samples:
+    if waves.shape[1] < model.n_samples:
         raise ValueError(f"waves have {waves.shape[1]} samples; the model expects {model.n_samples} "
-                         f"({cfg['clip_seconds']} s at {sample_rate} Hz)")
+                         f"({cfg['clip_seconds']} s at {sample_rate} Hz) or more (whole clips, cropped)")
     loss = model.default_loss(n_subclusters=int(cfg.get("n_subclusters", 16)))
     trainer = Trainer(model, loss, dict(cfg.get("optimizer") or {"name": "adam", "lr": 1e-3}),
                       dict(cfg.get("scheduler") or {"name": "constant"}), int(cfg["epochs"]), device=device,
                       mixup_alpha=cfg.get("mixup_alpha"), mixup_prob=float(cfg.get("mixup_prob", 1.0)),
                       ema_decay=cfg.get("ema_decay"), max_grad_norm=cfg.get("max_grad_norm"), seed=seed,
                       progress=progress, checkpoint_dir=checkpoint_dir, config={"system": "three_subnet"})
-    loader = make_loader(waves, labels, batch_size=int(cfg["batch_size"]), seed=seed)
+    if waves.shape[1] > model.n_samples:  # whole clips: a fresh random window per clip and epoch
+        from asd_utils.training.crops import make_crop_loader
+
+        loader = make_crop_loader(waves, labels, crop_samples=model.n_samples, batch_size=int(cfg["batch_size"]),
+                                  seed=seed)
+    else:
+        loader = make_loader(waves, labels, batch_size=int(cfg["batch_size"]), seed=seed)
     history = trainer.fit(loader, resume=checkpoint_dir is not None)
     if trainer.ema is not None:
         trainer.ema.copy_to(model)
@@ -227,6 +236,30 @@ def embed(embed_fn, waves: np.ndarray | torch.Tensor, *, batch_size: int = 32, d
     if not parts:
         raise ValueError("no clips to embed")
     return np.concatenate(parts, axis=0)
+
+
+def embed_clips(model: torch.nn.Module, waves: np.ndarray, *, hop_seconds: float | None = None,
+                batch_size: int = 32, device: str | torch.device = "cpu", progress: bool = False,
+                desc: str = "embedding") -> np.ndarray:
+    """Embeddings of whole clips with a fixed-input-length model (``model.n_samples`` samples).
+
+    waves: (N, T) float32. ``T == model.n_samples``: one forward pass per clip (:func:`embed`).
+    ``T > model.n_samples``: the mean of the embeddings of windows that cover the whole clip,
+    one every ``hop_seconds`` (default: half a window) plus one flush with the clip's end
+    (``asd_utils.training.crops.embed_crops``). Returns (N, D) float32; a clip's embedding
+    depends on that clip alone.
+    """
+    from asd_utils.training.crops import embed_crops
+
+    waves = np.asarray(waves, dtype=np.float32)
+    n = int(model.n_samples)
+    if waves.shape[1] < n:
+        raise ValueError(f"clips of {waves.shape[1]} samples are shorter than the model's input of {n} samples")
+    if waves.shape[1] == n:
+        return embed(model, waves, batch_size=batch_size, device=device, progress=progress, desc=desc)
+    hop = n // 2 if hop_seconds is None else int(round(float(hop_seconds) * model.sample_rate))
+    return embed_crops(model, waves, crop_samples=n, hop_samples=hop, batch_size=batch_size, device=device,
+                       progress=progress, desc=desc)
 
 
 @torch.inference_mode()

@@ -2,6 +2,8 @@
 
 from asd_utils.models.blocks import SameConv1d, SqueezeExcitation
 from asd_utils.models.fft_branch import FFTBranch
+from asd_utils.models.fusion import FusionModel, PretrainedBranch
+from asd_utils.models.seresnet import SEBasicBlock, SEResNet18Branch, SEResNetFFTModel
 from asd_utils.models.three_subnet import (
     BasicBlock,
     Conv1dBranch,
@@ -14,6 +16,11 @@ __all__ = [
     "BasicBlock",
     "Conv1dBranch",
     "FFTBranch",
+    "FusionModel",
+    "PretrainedBranch",
+    "SEBasicBlock",
+    "SEResNet18Branch",
+    "SEResNetFFTModel",
     "SameConv1d",
     "SqueezeExcitation",
     "StftResNetBranch",

@@ -1,6 +1,7 @@
 """The three-subnetwork embedding model of the IOA-CAS DCASE 2024 Task 2 report (Wu et al.).
 
-The report (``../shared/seeds/004_648c7c5e32c4349e.txt``, section 2) describes three branches whose
+The report (Wu, Wen, Yan and Cheng, "Anomalous sound detection with three-subnetworks and
+pre-trained models", DCASE 2024 Challenge Task 2 technical report, section 2) describes three branches whose
 outputs are concatenated into a 512-d embedding trained with sub-cluster AdaCos:
 
 - raw waveform: three 1-D convolutions, Flatten, four fully connected layers with batch norm,
@@ -32,7 +33,9 @@ It leaves kernel sizes, strides and widths open and says it redesigns Wilkinghof
 ``width`` multiplies every channel count and the hidden size of the linear layers (1.0 = the
 paper model; e.g. 0.25 for CPU runs); the embedding sizes stay 128 + 128 + 256 unless
 ``embedding_dims`` says otherwise. The clip length ``sample_rate * clip_seconds`` is fixed at
-construction (the flattened sizes depend on it): 12 s in the paper.
+construction (the flattened sizes depend on it): 12 s in the paper. Longer (whole) clips are
+used through windows of that length: random ones for training, the mean over windows covering the
+clip for embeddings (``asd_utils.training.crops``, ``asd_utils.methods.ioa.embed_clips``).
 """
 
 from __future__ import annotations

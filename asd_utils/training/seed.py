@@ -1,4 +1,4 @@
-"""Seeding and random-number-generator state capture for reproducible training."""
+"""Seeding, random-number-generator state capture and CPU-kernel pinning for reproducible training."""
 
 from __future__ import annotations
 
@@ -32,6 +32,47 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> int:
         torch.backends.cudnn.benchmark = False
         torch.use_deterministic_algorithms(True, warn_only=True)
     return seed
+
+
+# Environment variables through which torch's CPU libraries choose their instruction-set code path,
+# read once, on first use: ATen's vectorised kernels (reductions, element-wise ops, batch norm),
+# oneDNN's convolutions and MKL's GEMM/FFT. Different paths round differently, and training
+# amplifies a last-bit difference into visibly different models.
+CPU_KERNEL_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
+
+
+def pin_cpu_numerics(threads: int | None = None, *, isa: str | None = "avx2") -> dict[str, Any]:
+    """Make CPU numerics depend as little on the machine as is cheap; return what is in effect.
+
+    - ``threads``: ``torch.set_num_threads(threads)`` (the order of float sums in conv/GEMM kernels
+      depends on the thread count). None leaves it.
+    - ``isa="avx2"``: on an x86 CPU with AVX2, cap ATen, oneDNN and MKL at their AVX2 code paths
+      (:data:`CPU_KERNEL_ENV`; ``os.environ.setdefault``, so values set by the user win). A machine
+      with AVX-512 then computes what an AVX2-only machine computes; on an AVX2 machine nothing
+      changes, and nothing is slower. Without AVX2 (or ``isa=None``) nothing is pinned.
+
+    The libraries read these variables on first use, so call this before any tensor work (it is
+    called by ``asd_utils.nbtools.start``); the result says whether ATen honoured the pin
+    (``"aten_capability"``). Returns ``{"threads", "aten_capability", "mkldnn", "pinned": {var: value}}``.
+    """
+    pinned: dict[str, str] = {}
+    if isa is not None:
+        if isa.lower() != "avx2":
+            raise ValueError(f"isa must be 'avx2' or None, got {isa!r}")
+        supported = False
+        try:
+            supported = bool(torch.cpu._is_avx2_supported())
+        except (AttributeError, RuntimeError):  # pragma: no cover - non-x86 or older torch
+            supported = False
+        if supported:
+            for key, value in CPU_KERNEL_ENV.items():
+                os.environ.setdefault(key, value)
+                pinned[key] = os.environ[key]
+    if threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
+    return {"threads": torch.get_num_threads(), "aten_capability": torch.backends.cpu.get_cpu_capability(),
+            "mkldnn": bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
+            "pinned": pinned}
 
 
 def get_rng_states() -> dict[str, Any]:

@@ -1,0 +1,239 @@
+"""Pretrained stand-ins: the one place notebooks ask which weights a backbone gets without a
+published checkpoint, and the one place that says where any backbone's weights came from.
+
+``standin_checkpoint(name, profile=...)`` returns the compendium's pretrained stand-in of ``name``
+(a checkpoint in the published format, :mod:`asd_utils.pretrain`) when ``configs/standins.yaml``
+asks for one in that profile (``default``: BEATs, EAT, wav2vec 2.0), pretraining and caching it on
+first use; ``None`` otherwise (``smoke``: untrained stand-ins; ``paper``: never, a real checkpoint
+is required). Notebooks pass the result to ``load_backbone(name, checkpoint=...)`` exactly as they
+pass a real checkpoint.
+
+``backbone_provenance(backbone)`` is exactly one of :data:`PROVENANCES`. A pretrained stand-in is
+recognised by the marker its checkpoint carries (``"compendium_standin"`` inside the BEATs ``cfg``
+or inside ``config.json``), which :func:`asd_utils.backbones.load_backbone` reads into
+``backbone.standin_marker``.
+
+Cache layout: ``cache/pretrained_standins/<name>-<key>/`` where ``key`` hashes the model, its
+pretraining config, the seed, the corpus fingerprint and :data:`PRETRAIN_CODE_VERSION`; the folder
+is built under a temporary name and renamed into place (atomic), under a file lock so that two
+notebooks never pretrain the same stand-in twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "MARKER_KEY", "PROVENANCES", "PUBLISHED", "STANDIN_PRETRAINED", "UNTRAINED", "backbone_provenance",
+    "checkpoint_provenance", "ensure_standin",
+    "is_standin_checkpoint", "read_standin_marker", "standin_checkpoint", "standin_folder", "standin_mode",
+    "standins_config",
+]
+
+PUBLISHED = "published checkpoint"
+STANDIN_PRETRAINED = "stand-in pretrained by the compendium on synthetic audio"
+UNTRAINED = "untrained stand-in"
+PROVENANCES = (PUBLISHED, STANDIN_PRETRAINED, UNTRAINED)
+MARKER_KEY = "compendium_standin"
+MODES = ("pretrained", "untrained", "never")
+
+
+def standins_config(profile: str) -> dict[str, Any]:
+    """``configs/standins.yaml`` for ``profile`` (``common`` merged with the profile's section)."""
+    from asd_utils.config import load_config
+
+    return load_config("standins", profile)
+
+
+def standin_mode(name: str, profile: str) -> str:
+    """``pretrained``, ``untrained`` or ``never`` for backbone ``name`` in ``profile``."""
+    from . import BACKBONE_NAMES
+
+    if name not in BACKBONE_NAMES:
+        raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONE_NAMES)}")
+    mode = str(standins_config(profile)["models"].get(name, "untrained"))
+    if mode not in MODES:
+        raise ValueError(f"configs/standins.yaml, profile {profile!r}: {name}: {mode!r} is not one of {MODES}")
+    return mode
+
+
+def _marker(name: str, cfg: dict, seed: int, corpus, key: str) -> dict[str, Any]:
+    from asd_utils.pretrain.run import PRETRAIN_CODE_VERSION
+
+    return {
+        "provenance": STANDIN_PRETRAINED,
+        "model": name,
+        "key": key,
+        "seed": int(seed),
+        "corpus": "train + supplemental clips of a synthetic DCASE-format root (asd_utils.synth)",
+        "corpus_fingerprint": corpus.fingerprint,
+        "corpus_clips": len(corpus),
+        "code_version": PRETRAIN_CODE_VERSION,
+        "config": cfg,
+    }
+
+
+def standin_folder(name: str, cfg: dict, seed: int, corpus) -> Path:
+    """Cache folder of the stand-in of ``name`` for this config, seed and corpus (not created)."""
+    from asd_utils import paths
+    from asd_utils.io_utils import stable_hash
+    from asd_utils.pretrain.run import PRETRAIN_CODE_VERSION
+
+    key = stable_hash({"name": name, "config": cfg, "seed": int(seed), "corpus": corpus.fingerprint,
+                       "code_version": PRETRAIN_CODE_VERSION})
+    return paths.cache_dir("pretrained_standins") / f"{name}-{key}"
+
+
+def _checkpoint_in(name: str, folder: Path) -> Path:
+    from asd_utils.pretrain.run import CHECKPOINT_FILES
+
+    file = CHECKPOINT_FILES[name]
+    return folder / file if file else folder
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - non-POSIX: no cross-process lock
+            pass
+        yield
+
+
+def standin_checkpoint(
+    name: str,
+    *,
+    profile: str,
+    data_root: str | Path | None = None,
+    ensure: bool = True,
+    seed: int | None = None,
+    progress: bool = True,
+    log=print,
+) -> Path | None:
+    """The pretrained stand-in checkpoint of ``name`` for ``profile``, or ``None``.
+
+    None when ``standins.yaml`` says ``untrained`` or ``never`` for ``name`` in ``profile`` (this
+    never pretrains), or when ``ensure`` is False and the stand-in is not cached yet. Otherwise the
+    cached checkpoint path (BEATs: the ``.pt`` file; EAT, wav2vec 2.0: the folder), pretrained
+    first when missing. ``data_root``: a synthetic root to pretrain on; None or a root of real
+    recordings: the profile's synthetic dataset (see :mod:`asd_utils.pretrain.corpus`).
+    ``seed``: None = the config's.
+    """
+    from asd_utils.paths import check_profile
+
+    check_profile(profile)
+    if standin_mode(name, profile) != "pretrained":
+        return None
+    from asd_utils.pretrain.corpus import build_corpus, corpus_root
+    from asd_utils.pretrain.run import PRETRAINABLE
+
+    if name not in PRETRAINABLE:
+        raise ValueError(f"configs/standins.yaml asks for a pretrained {name!r} stand-in, but only "
+                         f"{', '.join(PRETRAINABLE)} have a pretraining objective")
+    config = standins_config(profile)
+    seed = int(config.get("seed", 0)) if seed is None else int(seed)
+    cfg = dict(config["pretraining"][name])
+    corpus = build_corpus(corpus_root(profile, data_root, progress=progress))
+    return ensure_standin(name, cfg, corpus, seed=seed, ensure=ensure, progress=progress, log=log)
+
+
+def ensure_standin(name: str, cfg: dict, corpus, *, seed: int = 0, ensure: bool = True,
+                   cache_root: str | Path | None = None, progress: bool = True, log=print) -> Path | None:
+    """The stand-in of ``name`` pretrained with ``cfg`` on ``corpus`` (``asd_utils.pretrain.corpus``)
+    from ``seed``: cached under ``cache_root`` (default ``cache/pretrained_standins``), pretrained
+    first when missing (None instead when ``ensure`` is False). Atomic and file-locked."""
+    folder = standin_folder(name, cfg, seed, corpus)
+    if cache_root is not None:
+        folder = Path(cache_root) / folder.name
+    checkpoint = _checkpoint_in(name, folder)
+    if (folder / "standin.json").is_file():
+        return checkpoint
+    if not ensure:
+        return None
+    with _locked(folder.parent / f".{folder.name}.lock"):
+        if (folder / "standin.json").is_file():  # another process finished it meanwhile
+            return checkpoint
+        from asd_utils.pretrain import run
+
+        tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
+        log(f"pretraining the {name} stand-in on {len(corpus)} synthetic clips ({corpus.root.name}) -> {folder.name}")
+        try:
+            run.pretrain_standin(name, cfg, corpus, tmp, marker=_marker(name, cfg, seed, corpus, folder.name),
+                                 seed=seed, progress=progress)
+            if folder.exists():  # an incomplete leftover (no standin.json): replace it
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return checkpoint
+
+
+def read_standin_marker(checkpoint: str | Path | None) -> dict | None:
+    """The stand-in marker a checkpoint carries, or None (published checkpoints, unreadable files,
+    model ids). Folders: ``config.json[MARKER_KEY]``; files: ``cfg[MARKER_KEY]`` of a ``.pt``
+    (memory-mapped, weights-only load; only the small ``cfg`` dict is read)."""
+    if checkpoint is None:
+        return None
+    path = Path(checkpoint).expanduser()
+    if path.is_dir():
+        config = path / "config.json"
+        try:
+            marker = json.loads(config.read_text()).get(MARKER_KEY) if config.is_file() else None
+        except (OSError, ValueError):
+            return None
+    elif path.is_file() and path.suffix == ".pt":
+        import torch
+
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # not a zip-format weights-only checkpoint: not one of ours
+            return None
+        cfg = payload.get("cfg") if isinstance(payload, dict) else None
+        marker = cfg.get(MARKER_KEY) if isinstance(cfg, dict) else None
+    else:
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def is_standin_checkpoint(checkpoint: str | Path | None) -> bool:
+    """True when ``checkpoint`` is a stand-in written by :func:`standin_checkpoint`."""
+    return read_standin_marker(checkpoint) is not None
+
+
+def backbone_provenance(backbone) -> str:
+    """Exactly one of :data:`PROVENANCES`: "published checkpoint", "stand-in pretrained by the
+    compendium on synthetic audio" or "untrained stand-in".
+
+    ``backbone``: a ``Backbone`` from ``load_backbone`` (``pretrained`` False -> untrained; a
+    checkpoint carrying the stand-in marker -> pretrained stand-in; any other checkpoint ->
+    published), or one of the three strings (returned as is, checked)."""
+    if isinstance(backbone, str):
+        if backbone not in PROVENANCES:
+            raise ValueError(f"unknown provenance {backbone!r}; expected one of {PROVENANCES}")
+        return backbone
+    if not getattr(backbone, "pretrained", False):
+        return UNTRAINED
+    if getattr(backbone, "standin_marker", None):
+        return STANDIN_PRETRAINED
+    return PUBLISHED
+
+
+def checkpoint_provenance(checkpoint: str | Path | None) -> str:
+    """Provenance of the weights a ``load_backbone(name, checkpoint=checkpoint)`` call will get,
+    without building the model: None -> "untrained stand-in"; a stand-in checkpoint -> "stand-in
+    pretrained by the compendium on synthetic audio"; anything else -> "published checkpoint"."""
+    if checkpoint is None or str(checkpoint).strip() == "":
+        return UNTRAINED
+    return STANDIN_PRETRAINED if is_standin_checkpoint(checkpoint) else PUBLISHED

@@ -1,0 +1,386 @@
+"""NIVIC (DCASE 2025 Task 2, report 002): pseudo attribute labels, high-pass log-mel SE-ResNet18 +
+|FFT| branch with AdaCos and Wilkinghoff's self-supervision, supplemental simulated clips, kNN.
+
+F. Chu and M. Qian, "Anomaly sound detection method based on training attribute classification
+models", DCASE 2025 Challenge technical report (National Intelligent Voice Innovation Center). The
+system as this module writes it down (every reading of an open point: ``papers/002_nivic.md``):
+
+1. **Pseudo attribute labels** for machine types whose attributes are hidden
+   (:func:`pseudo_label_all`, ``asd_utils.pseudo_labels``): clustering of log-mel statistics or
+   quantised characteristic (envelope-spectrum) frequencies, per domain; the method per machine
+   type is chosen by bootstrap stability on the training clips.
+2. **High-pass rule** (:func:`highpass_decision`): a machine type gets the high-pass filter when
+   most of the power of its training clips within the log-mel range lies above the cut-off
+   ("characteristics mainly concentrated in high frequencies"), decided from training clips only;
+   :func:`apply_highpass` filters its clips (training, supplemental and test alike).
+3. **Classes** (:func:`class_table`): machine type x section x (true or pseudo) attributes x domain,
+   plus one class per machine type/section of **simulated clips** (:func:`simulate_supplemental`:
+   supplemental clean-machine clips mixed with its noise-only clips at a random SNR).
+4. **Model** (:func:`train_model`): :class:`asd_utils.models.SEResNetFFTModel` trained with
+   :class:`asd_utils.training.statex.SelfSupervisedHeads` (sub-cluster AdaCos over C / 3C / 9C
+   classes, StatEx, FeatEx) and mixup, on random crops of whole clips
+   (``asd_utils.training.crops``); embeddings average the crops that cover a clip (:func:`embed`).
+5. **Back end** (:func:`score`): per machine type and section, ``asd_utils.scorers.KNNScorer`` on
+   the L2-normalised embeddings of the normal training clips, one bank per domain, score = the
+   smaller of the two mean cosine distances to the k nearest neighbours.
+
+First-shot rule: the pseudo labels, the high-pass choice, the held-out accuracy and the kNN banks use
+training (and supplemental) clips only; test labels enter nothing but ``asd_utils.metrics.evaluate``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+__all__ = [
+    "CLASS_COLUMN",
+    "SYSTEMS",
+    "NivicModel",
+    "apply_highpass",
+    "class_table",
+    "embed",
+    "embedding_key",
+    "highpass_decision",
+    "load_run",
+    "pseudo_label_all",
+    "score",
+    "simulate_supplemental",
+    "system_options",
+    "train_model",
+]
+
+CLASS_COLUMN = "class_attributes"
+SIMULATED_ATTRIBUTE = "simulated"
+CACHE_VERSION = 2  # bump when the pseudo-labelling or embedding code changes what a cache holds
+# system name -> which parts are on (pseudo-labels, StatEx/FeatEx, high-pass, supplemental mixing)
+SYSTEMS = {
+    "Full": {"pseudo_labels": True, "ssl": True, "highpass": True, "supplemental": True},
+    "No pseudo-labels": {"pseudo_labels": False, "ssl": True, "highpass": True, "supplemental": True},
+    "No StatEx/FeatEx": {"pseudo_labels": True, "ssl": False, "highpass": True, "supplemental": True},
+    "No high-pass": {"pseudo_labels": True, "ssl": True, "highpass": False, "supplemental": True},
+    "No supplemental mixing": {"pseudo_labels": True, "ssl": True, "highpass": True, "supplemental": False},
+}
+
+
+def system_options(name: str) -> dict[str, bool]:
+    """The parts switched on in system ``name`` (one of :data:`SYSTEMS`)."""
+    if name not in SYSTEMS:
+        raise ValueError(f"unknown system {name!r}; expected one of {list(SYSTEMS)}")
+    return dict(SYSTEMS[name])
+
+
+def _hash_array(x: np.ndarray) -> str:
+    x = np.ascontiguousarray(x)
+    return f"{x.shape}:{x.dtype}:{hashlib.sha256(x.data).hexdigest()}"
+
+
+# --------------------------------------------------------------------------------------------------
+# pseudo labels
+# --------------------------------------------------------------------------------------------------
+def pseudo_label_all(train_index: pd.DataFrame, waves: np.ndarray, cfg: Mapping, *, sample_rate: int = 16000,
+                     seed: int = 0, cache_dir: str | Path | None = None,
+                     progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pseudo labels of every hidden-attribute machine type's training clips.
+
+    train_index: training rows (``machine, file_name, domain, attributes``), waves ``(N, T)``
+    aligned with it. Returns ``(labels, summary)``: labels one row per hidden-attribute clip
+    (``machine, file_name, domain, charfreq_hz, clustering, charfreq, chosen, pseudo``; ``pseudo``
+    = the chosen method's label, or ``noAttribute`` when no method is chosen), summary one row per
+    machine x method x domain (``n_labels``, ``stability``, ``chosen``). Results are cached per
+    machine type in ``cache_dir`` (keyed by the waveforms, file names and config).
+    """
+    from tqdm.auto import tqdm
+
+    from asd_utils import pseudo_labels as pl
+    from asd_utils.io_utils import atomic_write_csv, stable_hash
+
+    label_parts, summary_parts = [], []
+    for machine in tqdm(pl.hidden_attribute_machines(train_index), desc="pseudo labels", disable=not progress,
+                        leave=False):
+        rows = (train_index["machine"] == machine).to_numpy()
+        m_index = train_index[rows].reset_index(drop=True)
+        m_waves = np.asarray(waves)[rows]
+        key = stable_hash({"version": CACHE_VERSION, "machine": machine, "cfg": dict(cfg), "seed": int(seed),
+                           "sr": int(sample_rate), "files": m_index["file_name"].tolist(),
+                           "waves": _hash_array(m_waves)})
+        cached = None if cache_dir is None else Path(cache_dir) / f"{machine}_{key}"
+        if cached is not None and (cached / "labels.csv").exists() and (cached / "summary.csv").exists():
+            labels = pd.read_csv(cached / "labels.csv", dtype={"file_name": str})
+            summary = pd.read_csv(cached / "summary.csv")
+        else:
+            labels, summary = pl.pseudo_label_machine(m_index, m_waves, cfg, sample_rate=sample_rate, seed=seed)
+            chosen = pl.choose_method(summary, min_stability=float(cfg.get("min_stability", 0.0)))
+            labels.insert(0, "machine", machine)
+            labels["chosen"] = chosen or "none"
+            labels["pseudo"] = labels[chosen] if chosen else pl.HIDDEN_ATTRIBUTE
+            summary.insert(0, "machine", machine)
+            summary["chosen"] = summary["method"] == chosen
+            if cached is not None:
+                atomic_write_csv(cached / "labels.csv", labels, index=False)
+                atomic_write_csv(cached / "summary.csv", summary, index=False)
+        label_parts.append(labels)
+        summary_parts.append(summary)
+    if not label_parts:
+        empty = pd.DataFrame(columns=["machine", "file_name", "domain", "charfreq_hz", "clustering", "charfreq",
+                                      "chosen", "pseudo"])
+        return empty, pd.DataFrame(columns=["machine", "method", "domain", "n_clips", "n_labels", "stability",
+                                            "chosen"])
+    return pd.concat(label_parts, ignore_index=True), pd.concat(summary_parts, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# high-pass rule
+# --------------------------------------------------------------------------------------------------
+def highpass_decision(train_index: pd.DataFrame, waves: np.ndarray, cfg: Mapping, *,
+                      sample_rate: int = 16000) -> pd.DataFrame:
+    """Which machine types get the high-pass filter, from their training clips only.
+
+    For each machine type: the mean Welch power spectrum of its training clips (1024-sample Hann
+    segments), the share of the power in ``[fmin, fmax]`` (the log-mel range) that lies above
+    ``cutoff_hz``; the filter is applied when that share is at least ``min_high_share``.
+    cfg: ``cutoff_hz``, ``min_high_share``, ``fmin``, ``fmax``. Returns one row per machine type:
+    ``machine, high_share, highpass`` (bool).
+    """
+    from scipy.signal import welch
+
+    cutoff, fmin, fmax = float(cfg["cutoff_hz"]), float(cfg["fmin"]), float(cfg["fmax"])
+    threshold = float(cfg["min_high_share"])
+    rows = []
+    for machine in sorted(train_index["machine"].unique()):
+        sel = (train_index["machine"] == machine).to_numpy()
+        freqs, power = welch(np.asarray(waves)[sel], fs=sample_rate, nperseg=1024, axis=-1)
+        mean_power = power.mean(axis=0)
+        band = (freqs >= fmin) & (freqs <= fmax)
+        total = float(mean_power[band].sum())
+        share = float(mean_power[band & (freqs >= cutoff)].sum() / total) if total > 0 else 0.0
+        rows.append({"machine": machine, "high_share": share, "highpass": share >= threshold})
+    return pd.DataFrame(rows)
+
+
+def apply_highpass(waves: np.ndarray, machines: Sequence[str], chosen: Sequence[str], *, cutoff_hz: float,
+                   sample_rate: int = 16000, order: int = 4) -> np.ndarray:
+    """``waves (N, T)`` with the rows whose machine type is in ``chosen`` high-passed
+    (``asd_utils.signal.highpass``); other rows are copied unchanged. Returns float32."""
+    from asd_utils.signal import highpass
+
+    out = np.array(waves, dtype=np.float32, copy=True)
+    machines = np.asarray(machines)
+    if len(machines) != len(out):
+        raise ValueError(f"{len(out)} waveforms but {len(machines)} machine names")
+    rows = np.isin(machines, list(chosen))
+    if rows.any():
+        out[rows] = highpass(out[rows], sample_rate, cutoff_hz, order=order).astype(np.float32)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# supplemental simulated clips
+# --------------------------------------------------------------------------------------------------
+def simulate_supplemental(supplemental_index: pd.DataFrame, clean_waves: np.ndarray, noise_waves: np.ndarray,
+                          cfg: Mapping, *, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
+    """Simulated training clips: clean-machine clips mixed with noise-only clips of the same machine
+    type and section (``asd_utils.training.mix_at_snr``).
+
+    supplemental_index: the supplemental rows (``machine, section, domain, supplemental_kind``);
+    clean_waves / noise_waves: ``(n_clean, T)`` / ``(n_noise, T)`` aligned with its clean / noise
+    rows (in index order). cfg: ``mixes_per_clean`` (int), ``snr_db`` ([low, high]). Each clean
+    clip is mixed ``mixes_per_clean`` times with a random noise clip at an SNR drawn uniformly
+    (seeded). Returns ``(waves (M, T) float32, rows)``; rows carry ``machine, section, domain``
+    (the clean clip's), ``attributes = "simulated"`` and ``file_name`` (a descriptive name).
+    A machine type/section without clean or without noise clips gives none.
+    """
+    from asd_utils.training import mix_at_snr
+
+    kinds = supplemental_index["supplemental_kind"].to_numpy()
+    clean_rows = supplemental_index[kinds == "clean"].reset_index(drop=True)
+    noise_rows = supplemental_index[kinds == "noise"].reset_index(drop=True)
+    if len(clean_rows) != len(clean_waves) or len(noise_rows) != len(noise_waves):
+        raise ValueError("clean/noise waveforms do not align with the supplemental index's clean/noise rows")
+    rng = np.random.default_rng(seed)
+    low, high = (float(v) for v in cfg["snr_db"])
+    n_mix = int(cfg["mixes_per_clean"])
+    waves, rows = [], []
+    for (machine, section), group in clean_rows.groupby(["machine", "section"], sort=True):
+        noise_sel = np.flatnonzero(((noise_rows["machine"] == machine) & (noise_rows["section"] == section)).to_numpy())
+        if len(noise_sel) == 0:
+            continue
+        for i in group.index:
+            for j in range(n_mix):
+                k = int(rng.choice(noise_sel))
+                snr = float(rng.uniform(low, high))
+                waves.append(mix_at_snr(np.asarray(clean_waves[i], dtype=np.float32),
+                                        np.asarray(noise_waves[k], dtype=np.float32), snr))
+                rows.append({"machine": machine, "section": section, "domain": clean_rows.at[i, "domain"] or "source",
+                             "attributes": SIMULATED_ATTRIBUTE,
+                             "file_name": f"sim_{clean_rows.at[i, 'file_name']}+{noise_rows.at[k, 'file_name']}"
+                                          f"@{snr:.1f}dB#{j}"})
+    if not waves:
+        return np.zeros((0, clean_waves.shape[1] if np.ndim(clean_waves) == 2 else 0), np.float32), pd.DataFrame(
+            columns=["machine", "section", "domain", "attributes", "file_name"])
+    return np.stack(waves).astype(np.float32), pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# classes
+# --------------------------------------------------------------------------------------------------
+def class_table(train_index: pd.DataFrame, pseudo: pd.DataFrame | None, *, use_pseudo: bool,
+                simulated: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Rows to train on with their class attribute column :data:`CLASS_COLUMN`.
+
+    Training clips keep their attribute string; hidden-attribute clips get ``"pseudo-" + label``
+    from ``pseudo`` (columns ``machine, file_name, pseudo``) when ``use_pseudo`` (else
+    ``noAttribute``: one class per machine/section/domain); simulated rows (``attributes =
+    "simulated"``) are appended. Classes are then ``machine x section x class_attributes x domain``.
+    """
+    from asd_utils.pseudo_labels import HIDDEN_ATTRIBUTE
+
+    rows = train_index[["machine", "section", "domain", "attributes", "file_name"]].copy()
+    rows[CLASS_COLUMN] = rows["attributes"].astype(str)
+    if use_pseudo and pseudo is not None and len(pseudo):
+        lookup = {(m, f): p for m, f, p in zip(pseudo["machine"], pseudo["file_name"], pseudo["pseudo"])}
+        hidden = (rows["attributes"] == HIDDEN_ATTRIBUTE).to_numpy()
+        mapped = [lookup.get((m, f)) for m, f in zip(rows["machine"], rows["file_name"])]
+        for i in np.flatnonzero(hidden):
+            if mapped[i] is not None and mapped[i] != HIDDEN_ATTRIBUTE:
+                rows.iloc[i, rows.columns.get_loc(CLASS_COLUMN)] = f"pseudo-{mapped[i]}"
+    rows["simulated"] = False
+    if simulated is not None and len(simulated):
+        sim = simulated[["machine", "section", "domain", "attributes", "file_name"]].copy()
+        sim[CLASS_COLUMN] = sim["attributes"]
+        sim["simulated"] = True
+        rows = pd.concat([rows, sim], ignore_index=True)
+    return rows.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# model training and embeddings
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class NivicModel:
+    """A trained system: ``model`` (eval mode), ``heads`` (the C / 3C / 9C losses), ``classes``,
+    trainer ``history``, held-out training-clip accuracy of the C head, and the config."""
+
+    model: torch.nn.Module
+    heads: torch.nn.Module
+    classes: list[str]
+    history: list[dict] = field(default_factory=list)
+    heldout_accuracy: float = float("nan")
+    config: dict = field(default_factory=dict)
+
+
+def build_model(cfg: Mapping, n_classes: int, *, ssl: bool):
+    """``(SEResNetFFTModel, SelfSupervisedHeads)`` for ``cfg`` (config section ``model``);
+    ``ssl=False`` switches StatEx/FeatEx off and keeps the C head only (loss weights [1, 0, 0])."""
+    from asd_utils.models.seresnet import SEResNetFFTModel
+    from asd_utils.training.statex import SelfSupervisedHeads
+
+    sr = int(cfg.get("sample_rate", 16000))
+    crop = int(round(float(cfg["crop_seconds"]) * sr))
+    model = SEResNetFFTModel(crop, sample_rate=sr, n_fft=int(cfg["n_fft"]), hop_length=int(cfg["hop_length"]),
+                             n_mels=int(cfg["n_mels"]), fmin=float(cfg["fmin"]), fmax=float(cfg["fmax"]),
+                             emb_dim=int(cfg["emb_dim"]), width=float(cfg["width"]), se_ratio=int(cfg["se_ratio"]),
+                             statex_prob=float(cfg["statex_prob"]) if ssl else 0.0,
+                             featex_prob=float(cfg["featex_prob"]) if ssl else 0.0)
+    weights = list(cfg["loss_weights"]) if ssl else [1.0, 0.0, 0.0]
+    heads = SelfSupervisedHeads(n_classes, model.dim, n_subclusters=int(cfg["n_subclusters"]), loss_weights=weights,
+                                trainable=list(cfg.get("trainable_centres", [False, True, True])))
+    return model, heads
+
+
+def train_model(waves: np.ndarray, labels: np.ndarray, classes: Sequence[str], cfg: Mapping, *, ssl: bool = True,
+                seed: int = 0, device: str | torch.device = "cpu", heldout_waves: np.ndarray | None = None,
+                heldout_labels: np.ndarray | None = None, progress: bool = True,
+                checkpoint_dir: str | Path | None = None) -> NivicModel:
+    """Train the two-branch model on random crops of whole clips.
+
+    waves: ``(N, T)`` float32 whole clips at ``cfg['sample_rate']``; labels ``(N,)`` int64 into
+    ``classes``. cfg (config section ``model``): front end (``n_fft, hop_length, n_mels, fmin,
+    fmax``), ``crop_seconds``, ``embed_hop_seconds``, ``width``, ``emb_dim``, ``se_ratio``,
+    ``n_subclusters``, ``statex_prob``, ``featex_prob``, ``loss_weights``, ``optimizer``,
+    ``scheduler`` (optional), ``batch_size``, ``epochs``, ``mixup_alpha``, ``mixup_prob``.
+    ``heldout_*``: training clips kept out of the fit; the C head's accuracy on them is returned.
+    ``checkpoint_dir`` (``ioa.training_run_dir``): a finished run there is restored, not retrained.
+    """
+    from asd_utils.methods.ioa import classification_accuracy
+    from asd_utils.training import Trainer, seed_everything
+    from asd_utils.training.crops import make_crop_loader
+
+    sr = int(cfg.get("sample_rate", 16000))
+    crop = int(round(float(cfg["crop_seconds"]) * sr))
+    seed_everything(seed)
+    model, heads = build_model(cfg, len(classes), ssl=ssl)
+    trainer = Trainer(model, heads, dict(cfg.get("optimizer") or {"name": "adam", "lr": 1e-3}),
+                      dict(cfg.get("scheduler") or {"name": "constant"}), int(cfg["epochs"]), device=device,
+                      mixup_alpha=cfg.get("mixup_alpha"), mixup_prob=float(cfg.get("mixup_prob", 1.0)),
+                      max_grad_norm=cfg.get("max_grad_norm"), seed=seed, progress=progress,
+                      checkpoint_dir=checkpoint_dir, config={"system": "nivic_seresnet_fft", "ssl": bool(ssl)})
+    loader = make_crop_loader(waves, labels, crop_samples=crop, batch_size=int(cfg["batch_size"]), seed=seed)
+    history = trainer.fit(loader, resume=checkpoint_dir is not None)
+    model.eval()
+    heads.eval()
+    accuracy = float("nan")
+    if heldout_waves is not None and len(heldout_waves):
+        emb = embed(model, heldout_waves, cfg, device=device)
+        accuracy = classification_accuracy(emb, heldout_labels, heads)
+    return NivicModel(model=model, heads=heads, classes=list(classes), history=list(history),
+                      heldout_accuracy=accuracy, config=dict(cfg))
+
+
+def embed(model: torch.nn.Module, waves: np.ndarray, cfg: Mapping, *, device: str | torch.device = "cpu",
+          progress: bool = False, desc: str = "embedding") -> np.ndarray:
+    """``(N, T)`` whole clips -> ``(N, D)`` float32: the mean embedding of the crops of
+    ``crop_seconds`` every ``embed_hop_seconds`` that cover each clip (``asd_utils.training.crops``);
+    the model must be in eval mode. A clip's embedding depends on that clip alone."""
+    from asd_utils.training.crops import embed_crops
+
+    sr = int(cfg.get("sample_rate", 16000))
+    return embed_crops(model, waves, crop_samples=int(round(float(cfg["crop_seconds"]) * sr)),
+                       hop_samples=int(round(float(cfg["embed_hop_seconds"]) * sr)),
+                       batch_size=int(cfg.get("embed_batch_size", 64)), device=device, progress=progress, desc=desc)
+
+
+def embedding_key(bank_waves: np.ndarray, test_waves: np.ndarray, test_names: Sequence[str]) -> str:
+    """Cache key of a system's embeddings inside its training-run folder: the bank (training) and
+    test waveforms (shape + sha256) and the test clip names."""
+    from asd_utils.io_utils import stable_hash
+
+    return stable_hash({"version": CACHE_VERSION, "bank": _hash_array(np.asarray(bank_waves, dtype=np.float32)),
+                        "test": _hash_array(np.asarray(test_waves, dtype=np.float32)),
+                        "names": [str(n) for n in test_names]})
+
+
+def load_run(run_dir: str | Path | None, name: str) -> dict[str, np.ndarray] | None:
+    """Arrays cached by the notebook in ``run_dir/<name>.npz`` (embeddings of a finished run), or None."""
+    if run_dir is None:
+        return None
+    path = Path(run_dir) / f"{name}.npz"
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+# --------------------------------------------------------------------------------------------------
+# back end
+# --------------------------------------------------------------------------------------------------
+def score(train_index: pd.DataFrame, train_emb: np.ndarray, test_index: pd.DataFrame, test_emb: np.ndarray,
+          cfg: Mapping, *, seed: int = 0, progress: bool = False):
+    """kNN back end per machine type and section (``ioa.score_sections`` with
+    ``asd_utils.scorers.KNNScorer(k, metric, separate_domains)``): embeddings L2-normalised, one
+    bank per domain, score = min over the banks of the mean distance to the k nearest training
+    clips; training scores cross-fitted (thresholds). cfg: ``k``, ``metric``, ``separate_domains``,
+    ``n_splits``, ``l2_normalise``. Returns ``ioa.SectionScores``."""
+    from asd_utils.methods.ioa import score_sections
+    from asd_utils.scorers import KNNScorer
+
+    scorer = KNNScorer(k=int(cfg["k"]), metric=str(cfg["metric"]), separate_domains=bool(cfg["separate_domains"]),
+                       n_threads=1)
+    return score_sections(scorer, train_index, train_emb, test_index, test_emb, n_splits=int(cfg["n_splits"]),
+                          seed=seed, l2_normalise=bool(cfg["l2_normalise"]), progress=progress, desc="kNN")

@@ -1,0 +1,148 @@
+"""Report 002 glue (asd_utils.methods.nivic): high-pass rule, simulated clips, classes, training, kNN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from clip_independence import assert_clip_independent
+
+from asd_utils.methods import nivic
+
+SR = 16000
+
+
+def _tone_clips(freq: float, n: int, seconds: float, rng: np.random.Generator, noise: float = 0.05) -> np.ndarray:
+    t = np.arange(int(SR * seconds)) / SR
+    return np.stack([np.sin(2 * np.pi * freq * rng.uniform(0.99, 1.01) * t + rng.uniform(0, 6.28))
+                     + noise * rng.normal(size=t.size) for _ in range(n)]).astype(np.float32)
+
+
+def test_system_names_are_the_fixed_ones():
+    assert list(nivic.SYSTEMS) == ["Full", "No pseudo-labels", "No StatEx/FeatEx", "No high-pass",
+                                   "No supplemental mixing"]
+    assert nivic.system_options("Full") == {"pseudo_labels": True, "ssl": True, "highpass": True, "supplemental": True}
+    assert not nivic.system_options("No high-pass")["highpass"]
+    with pytest.raises(ValueError, match="unknown system"):
+        nivic.system_options("Everything")
+
+
+def test_highpass_rule_uses_the_training_spectrum():
+    rng = np.random.default_rng(0)
+    waves = np.concatenate([_tone_clips(400.0, 4, 0.5, rng), _tone_clips(3000.0, 4, 0.5, rng)])
+    index = pd.DataFrame({"machine": ["low"] * 4 + ["high"] * 4})
+    cfg = {"cutoff_hz": 1000.0, "min_high_share": 0.5, "fmin": 200.0, "fmax": 8000.0}
+    table = nivic.highpass_decision(index, waves, cfg).set_index("machine")
+    assert table.loc["high", "highpass"] and not table.loc["low", "highpass"]
+    assert table.loc["high", "high_share"] > 0.9 and table.loc["low", "high_share"] < 0.1
+
+
+def test_apply_highpass_only_on_chosen_machines():
+    rng = np.random.default_rng(0)
+    waves = _tone_clips(100.0, 2, 0.5, rng, noise=0.0)
+    out = nivic.apply_highpass(waves, ["a", "b"], ["b"], cutoff_hz=1000.0)
+    np.testing.assert_array_equal(out[0], waves[0])
+    assert np.sqrt(np.mean(out[1, 2000:-2000] ** 2)) < 1e-3 * np.sqrt(np.mean(waves[1] ** 2))
+    assert out.dtype == np.float32
+    with pytest.raises(ValueError):
+        nivic.apply_highpass(waves, ["a"], ["a"], cutoff_hz=1000.0)
+
+
+def test_simulated_clips_mix_clean_and_noise_at_the_drawn_snr():
+    rng = np.random.default_rng(0)
+    sup = pd.DataFrame({"machine": ["m", "m", "m", "n"], "section": ["00"] * 4, "domain": ["source"] * 4,
+                        "supplemental_kind": ["clean", "noise", "clean", "clean"],
+                        "file_name": ["c0.wav", "n0.wav", "c1.wav", "c2.wav"]})
+    clean = _tone_clips(500.0, 3, 0.25, rng, noise=0.0)
+    noise = rng.normal(size=(1, 4000)).astype(np.float32)
+    cfg = {"mixes_per_clean": 2, "snr_db": [5.0, 5.0]}
+    waves, rows = nivic.simulate_supplemental(sup, clean, noise, cfg, seed=0)
+    # machine n has no noise clip: no simulated clip; m: 2 clean x 2 mixes
+    assert len(waves) == 4 and set(rows["machine"]) == {"m"}
+    assert (rows["attributes"] == "simulated").all()
+    residual = waves[0] - clean[0]
+    snr = 10 * np.log10(np.mean(clean[0].astype(np.float64) ** 2) / np.mean(residual.astype(np.float64) ** 2))
+    assert snr == pytest.approx(5.0, abs=0.01)
+    waves2, _ = nivic.simulate_supplemental(sup, clean, noise, cfg, seed=0)
+    np.testing.assert_array_equal(waves, waves2)  # seeded
+
+
+def test_class_table_pseudo_labels_and_simulated_classes():
+    from asd_utils.training import build_class_labels
+
+    train = pd.DataFrame({"machine": ["a", "a", "h", "h", "h"], "section": ["00"] * 5,
+                          "domain": ["source", "source", "source", "source", "target"],
+                          "attributes": ["x_1", "x_2", "noAttribute", "noAttribute", "noAttribute"],
+                          "file_name": [f"f{i}.wav" for i in range(5)]})
+    pseudo = pd.DataFrame({"machine": ["h", "h", "h"], "file_name": ["f2.wav", "f3.wav", "f4.wav"],
+                           "pseudo": ["source-0", "source-1", "target-0"]})
+    sim = pd.DataFrame({"machine": ["a"], "section": ["00"], "domain": ["source"], "attributes": ["simulated"],
+                        "file_name": ["sim.wav"]})
+    rows = nivic.class_table(train, pseudo, use_pseudo=True, simulated=sim)
+    assert rows[nivic.CLASS_COLUMN].tolist() == ["x_1", "x_2", "pseudo-source-0", "pseudo-source-1",
+                                                 "pseudo-target-0", "simulated"]
+    assert rows["simulated"].tolist() == [False] * 5 + [True]
+    _, classes = build_class_labels(rows, ["machine", "section", nivic.CLASS_COLUMN, "domain"])
+    assert len(classes) == 6
+    plain = nivic.class_table(train, pseudo, use_pseudo=False)
+    _, classes = build_class_labels(plain, ["machine", "section", nivic.CLASS_COLUMN, "domain"])
+    assert len(classes) == 4  # hidden type: one class per domain
+
+
+def _toy_cfg() -> dict:
+    return {"sample_rate": SR, "crop_seconds": 0.25, "embed_hop_seconds": 0.125, "n_fft": 512, "hop_length": 256,
+            "n_mels": 16, "fmin": 200.0, "fmax": 8000.0, "width": 0.125, "emb_dim": 16, "se_ratio": 4,
+            "n_subclusters": 2, "statex_prob": 0.5, "featex_prob": 0.5, "loss_weights": [1.0, 0.0, 1.0],
+            "trainable_centres": [False, True, True], "mixup_alpha": None, "mixup_prob": 0.5,
+            "optimizer": {"name": "adam", "lr": 0.003}, "batch_size": 16, "epochs": 8, "embed_batch_size": 32}
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    freqs = [600.0, 1500.0, 3500.0]
+    waves = np.concatenate([_tone_clips(f, 16, 0.5, rng) for f in freqs])
+    labels = np.repeat(np.arange(3), 16)
+    held_waves = np.concatenate([_tone_clips(f, 4, 0.5, rng) for f in freqs])
+    held_labels = np.repeat(np.arange(3), 4)
+    run_dir = tmp_path_factory.mktemp("nivic_run")
+    result = nivic.train_model(waves, labels, ["c0", "c1", "c2"], _toy_cfg(), ssl=True, seed=0,
+                               heldout_waves=held_waves, heldout_labels=held_labels, progress=False,
+                               checkpoint_dir=run_dir)
+    return result, waves, labels, run_dir
+
+
+def test_model_learns_a_separable_toy_set(toy_run):
+    result, _, _, _ = toy_run
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    assert result.heldout_accuracy >= 0.9, (result.heldout_accuracy, losses)
+
+
+def test_finished_run_is_restored_not_retrained(toy_run):
+    result, waves, labels, run_dir = toy_run
+    again = nivic.train_model(waves, labels, ["c0", "c1", "c2"], _toy_cfg(), ssl=True, seed=0, progress=False,
+                              checkpoint_dir=run_dir)
+    assert again.history == result.history
+    for a, b in zip(again.model.state_dict().values(), result.model.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+
+def test_knn_scores_are_per_clip(toy_run):
+    result, waves, labels, _ = toy_run
+    cfg = _toy_cfg()
+    train_index = pd.DataFrame({"machine": ["m"] * len(waves), "section": ["00"] * len(waves),
+                                "domain": ["source"] * (len(waves) - 4) + ["target"] * 4})
+    train_emb = nivic.embed(result.model, waves, cfg)
+    rng = np.random.default_rng(5)
+    test_waves = np.concatenate([_tone_clips(1500.0, 4, 0.5, rng), _tone_clips(5000.0, 4, 0.5, rng)])
+    scoring = {"k": 1, "metric": "cosine", "separate_domains": True, "l2_normalise": True, "n_splits": 2}
+
+    def score_fn(items):
+        test_index = pd.DataFrame({"machine": ["m"] * len(items), "section": ["00"] * len(items)})
+        return nivic.score(train_index, train_emb, test_index, nivic.embed(result.model, items, cfg), scoring).test
+
+    scores = score_fn(test_waves)
+    assert scores[4:].mean() > scores[:4].mean()  # an unseen tone lies farther from the training clips
+    assert_clip_independent(score_fn, test_waves, atol=1e-5)

@@ -1,0 +1,113 @@
+"""Notebook 00's helpers: the clip browser driven like a user would, the figures, the picks."""
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import soundfile as sf  # noqa: E402
+
+from asd_utils import tour  # noqa: E402
+from asd_utils.data import discover, load_audio  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    """Two machine types in DCASE layout; fan has no target anomaly (an empty combination)."""
+    root = tmp_path_factory.mktemp("tour")
+    rng = np.random.default_rng(0)
+    t = np.arange(8000) / 16000
+    specs = {
+        "fan": [("train", "source", "normal", 3), ("train", "target", "normal", 1), ("test", "source", "normal", 2),
+                ("test", "source", "anomaly", 2), ("test", "target", "normal", 2)],
+        "valve": [("train", "source", "normal", 2), ("test", "source", "normal", 1), ("test", "source", "anomaly", 1),
+                  ("test", "target", "normal", 1), ("test", "target", "anomaly", 2)],
+    }
+    counter = 0
+    for machine, rows in specs.items():
+        for split, domain, label, n in rows:
+            folder = root / "dev_data" / "raw" / machine / split
+            folder.mkdir(parents=True, exist_ok=True)
+            for _ in range(n):
+                wave = 0.1 * np.sin(2 * np.pi * rng.uniform(200, 2000) * t) + 0.01 * rng.standard_normal(t.size)
+                name = f"section_00_{domain}_{split}_{label}_{counter:04d}_a_1.wav"
+                sf.write(folder / name, wave.astype(np.float32), 16000)
+                counter += 1
+    return discover(root)
+
+
+def _matching(index, machine, domain, label):
+    rows = index[(index["machine"] == machine) & (index["domain"] == domain) & (index["label"] == label)]
+    return list(rows["path"])
+
+
+def _assert_shows(browser, index, machine, domain, label):
+    paths = _matching(index, machine, domain, label)
+    assert [value for _, value in browser.clip.options] == paths
+    assert browser.clip.value == paths[0]  # selected without a click
+    rendered = browser.rendered
+    assert rendered["path"] == paths[0]
+    played, rate = sf.read(io.BytesIO(rendered["audio"].data))  # the WAV the browser plays
+    assert rate == 16000
+    np.testing.assert_allclose(played, load_audio(paths[0]), atol=1e-4)  # not normalised
+    assert len(rendered["figure"].axes) == 4  # waveform, spectrogram, colour bar, spacer
+    kinds = [set(output.get("data", {})) for output in browser.out.outputs]
+    assert any("text/html" in k for k in kinds) and any("image/png" in k for k in kinds)
+
+
+def test_browser_selects_and_shows_a_clip_at_start(index):
+    browser = tour.clip_browser(index)
+    assert (browser.machine.value, browser.domain.value, browser.label.value) == ("fan", "source", "normal")
+    _assert_shows(browser, index, "fan", "source", "normal")
+    assert 'src="data:audio/wav;base64,' in browser.rendered["audio"]._repr_html_()
+
+
+def test_browser_follows_machine_domain_and_label_changes(index):
+    browser = tour.clip_browser(index)
+    browser.machine.value = "valve"
+    _assert_shows(browser, index, "valve", "source", "normal")
+    browser.domain.value = "target"
+    _assert_shows(browser, index, "valve", "target", "normal")
+    browser.label.value = "anomaly"
+    _assert_shows(browser, index, "valve", "target", "anomaly")
+    # picking another clip by hand shows that clip
+    second = _matching(index, "valve", "target", "anomaly")[1]
+    browser.clip.value = second
+    assert browser.rendered["path"] == second
+    # a combination without clips says so, and the next change selects a clip again
+    browser.machine.value = "fan"
+    assert browser.clip.value is None and browser.rendered is None
+    assert browser.out.outputs[0]["text"].startswith("no clip with this machine / domain / label")
+    browser.label.value = "normal"
+    _assert_shows(browser, index, "fan", "target", "normal")
+
+
+def test_clip_figure_panels_share_the_time_axis_and_width(index):
+    path = _matching(index, "fan", "source", "normal")[0]
+    fig, wave = tour.clip_figure(path, title="x")
+    fig.canvas.draw()
+    wave_ax, mel_ax, colorbar_ax = fig.axes[0], fig.axes[1], fig.axes[2]
+    top, bottom = wave_ax.get_position(), mel_ax.get_position()
+    assert top.x0 == pytest.approx(bottom.x0, abs=1e-3) and top.x1 == pytest.approx(bottom.x1, abs=1e-3)
+    assert colorbar_ax.get_position().x0 > bottom.x1  # the colour bar sits beside, not inside
+    assert wave_ax.get_xlim() == mel_ax.get_xlim() == pytest.approx((0, len(wave) / 16000))
+    plt.close(fig)
+
+
+def test_normal_vs_anomalous_picks_source_domain_clips(index):
+    for seed in range(5):
+        picks = tour.pick_normal_anomalous(index, seed=seed)
+        assert set(picks["domain"]) == {"source"} and set(picks["split"]) == {"test"}
+        assert list(picks["machine"]) == ["fan", "fan", "valve", "valve"]
+        assert list(picks["label"]) == ["normal", "anomaly", "normal", "anomaly"]
+    fig = tour.normal_vs_anomalous(index, seed=0)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(titles) == 4 and all("(source)" in t and "_source_test_" in t for t in titles)
+    plt.close(fig)
+    target_only = index[index["domain"] != "source"]
+    with pytest.raises(ValueError, match="no machine type has labelled source-domain"):
+        tour.pick_normal_anomalous(target_only)
