@@ -36,7 +36,7 @@ import pandas as pd
 
 from asd_utils.data import parse_filename
 from asd_utils.metrics import DOMAINS, EPS, MAX_FPR, METRICS
-from asd_utils.submission import read_submission
+from asd_utils.submission import read_submission, submission_folder_name
 
 __all__ = [
     "CELL_ORDER",
@@ -60,12 +60,6 @@ __all__ = [
 
 CELL_ORDER = (("source", "normal"), ("source", "anomaly"), ("target", "normal"), ("target", "anomaly"))
 _SCORE_FILE_RE = re.compile(r"^anomaly_score_(?P<machine>.+)_section_(?P<section>\d+)_test\.csv$")
-
-
-def submission_folder_name(system: str) -> str:
-    """The folder name of a system's submission files (the rule of ``RunContext.submission_dir``:
-    every character other than letters, digits, ``-``, ``_`` and ``.`` becomes ``_``)."""
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(system))
 
 
 # -- per-clip scores ---------------------------------------------------------------------------------

@@ -158,8 +158,9 @@ class RunContext:
 
     def submission_dir(self, system: str) -> Path:
         """Folder for one system's DCASE submission CSVs."""
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in system)
-        path = self.results_dir / "submissions" / self.notebook / safe
+        from asd_utils.submission import submission_folder_name
+
+        path = self.results_dir / "submissions" / self.notebook / submission_folder_name(system)
         path.mkdir(parents=True, exist_ok=True)
         return path
 

@@ -31,6 +31,7 @@ __all__ = [
     "decision_file_name",
     "gamma_threshold",
     "read_submission",
+    "submission_folder_name",
     "score_file_name",
     "section_tag",
     "write_submission",
@@ -204,3 +205,9 @@ def read_submission(path: str | os.PathLike) -> pd.DataFrame:
             column: np.array([r[1] for r in rows], dtype=np.float64).astype(dtype),
         }
     )
+
+
+def submission_folder_name(system: str) -> str:
+    """The folder name of a system's submission files under ``submissions/<notebook>/``: the system
+    name with every character other than letters, digits, ``-``, ``_`` and ``.`` replaced by ``_``."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(system))

@@ -28,9 +28,9 @@ def _run(notebook: Path, out_dir: Path, **parameters) -> Path:
 
 
 def _submission_folder(results_dir: Path, notebook: str, system: str) -> Path:
-    # the folder name RunContext.submission_dir gives a system
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in system)
-    return results_dir / "submissions" / notebook / safe
+    from asd_utils.submission import submission_folder_name
+
+    return results_dir / "submissions" / notebook / submission_folder_name(system)
 
 
 def assert_metrics_match_submissions(results_dir: Path, test_index: pd.DataFrame) -> int:
