@@ -13,8 +13,8 @@ Output fit for a log: when stderr is not a terminal (``make reproduce > log``), 
 prints one line per phase (data, each notebook, summary) and no progress bars, and the kernels
 it starts get ``TQDM_MININTERVAL``/``TQDM_MAXINTERVAL`` (:data:`LOG_TQDM_ENV`, read by tqdm
 itself), so a text-mode bar in a kernel redraws at most once an hour instead of ten times a second.
-Kernels talk to the runner over local IPC sockets (``_ipc_kernel_manager_class``), which is also why
-ipykernel's "Kernel is running over TCP without encryption" warning no longer appears.
+Kernels log from ERROR up (:data:`KERNEL_ARGUMENTS`), so ipykernel's harmless "Kernel is running
+over TCP without encryption" warning no longer appears once per notebook.
 Lines a notebook flags with ``nbtools.loud_warning`` are repeated in the log after its line.
 """
 
@@ -143,34 +143,11 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
-def _ipc_kernel_manager_class():
-    """An nbclient kernel manager whose kernel listens on Unix-domain (IPC) sockets (random names
-    under the system temporary folder) instead of TCP ports on localhost (POSIX only; elsewhere
-    None = papermill's default manager).
-
-    ipykernel (>= 7) warns "Kernel is running over TCP without encryption" for every TCP kernel;
-    for a kernel on this machine, whose messages are HMAC-signed anyway, the warning is harmless but
-    fills the log once per notebook. Over IPC it has no cause. The sockets are removed when the
-    kernel shuts down.
-    """
-    if os.name != "posix":
-        return None
-    import tempfile
-    import uuid
-
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import default
-
-    class IPCKernelManager(AsyncKernelManager):
-        @default("transport")
-        def _transport_default(self) -> str:
-            return "ipc"
-
-        @default("ip")
-        def _ip_default(self) -> str:  # socket path prefix: absolute, so kernel cwd does not matter
-            return os.path.join(tempfile.gettempdir(), f"asd-kernel-{uuid.uuid4().hex}")
-
-    return IPCKernelManager
+# ipykernel (>= 7) logs "Kernel is running over TCP without encryption" at WARNING level for every
+# kernel on a localhost TCP port; for a kernel on this machine (messages HMAC-signed) it is harmless
+# noise in the log, so the runner's kernels log from ERROR up. (IPC sockets would avoid the warning
+# too, but a notebook hung once over IPC in a loaded run: TCP is the transport papermill is tested on.)
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 def notebook_warnings(executed: Path) -> list[str]:
@@ -202,10 +179,6 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, kernel: str
 
     terminal = is_terminal() if terminal is None else bool(terminal)
     output.parent.mkdir(parents=True, exist_ok=True)
-    extra = {}
-    manager = _ipc_kernel_manager_class()
-    if manager is not None:
-        extra["kernel_manager_class"] = manager
     try:
         with environment({} if terminal else LOG_TQDM_ENV):
             papermill.execute_notebook(
@@ -216,7 +189,7 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, kernel: str
                 cwd=str(notebook.parent),
                 progress_bar=terminal,
                 log_output=False,
-                **extra,
+                extra_arguments=list(KERNEL_ARGUMENTS),
             )
     except PapermillExecutionError as error:
         first_line = str(error.evalue).splitlines()[0] if error.evalue else ""
