@@ -72,6 +72,22 @@ def atomic_write_csv(path: str | os.PathLike, frame, **to_csv_kwargs) -> Path:
     return atomic_write_text(path, frame.to_csv(**to_csv_kwargs))
 
 
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive cross-process lock on the file ``path`` (created) for the block (POSIX
+    ``flock``; elsewhere no lock). Used so that two processes never build the same cache at once."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - non-POSIX: no cross-process lock
+            pass
+        yield
+
+
 def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's content."""
     digest = hashlib.sha256()

@@ -21,14 +21,14 @@ notebooks never pretrain the same stand-in twice.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from asd_utils.io_utils import file_lock
 
 __all__ = [
     "MARKER_KEY", "PROVENANCES", "PUBLISHED", "STANDIN_PRETRAINED", "UNTRAINED", "backbone_provenance",
@@ -98,19 +98,6 @@ def _checkpoint_in(name: str, folder: Path) -> Path:
     return folder / file if file else folder
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            import fcntl
-
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        except ImportError:  # pragma: no cover - non-POSIX: no cross-process lock
-            pass
-        yield
-
-
 def standin_checkpoint(
     name: str,
     *,
@@ -161,7 +148,7 @@ def ensure_standin(name: str, cfg: dict, corpus, *, seed: int = 0, ensure: bool 
         return checkpoint
     if not ensure:
         return None
-    with _locked(folder.parent / f".{folder.name}.lock"):
+    with file_lock(folder.parent / f".{folder.name}.lock"):
         if (folder / "standin.json").is_file():  # another process finished it meanwhile
             return checkpoint
         from asd_utils.pretrain import run

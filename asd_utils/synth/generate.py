@@ -18,7 +18,6 @@ whatever the number of worker processes or the order in which clips are rendered
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -28,13 +27,14 @@ import re
 import shutil
 import uuid
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from ..io_utils import file_lock
 from . import sound_models as sm
 from .machines import MACHINE_TYPES, get_machine
 
@@ -302,19 +302,6 @@ def read_manifest(root: str | os.PathLike) -> dict | None:
         return None
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            import fcntl
-
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        except ImportError:  # pragma: no cover - non-POSIX: no cross-process lock
-            pass
-        yield
-
-
 def default_root(profile: str) -> Path:
     """Default folder of a profile's dataset: ``asd_utils.paths.synthetic_root`` (``full``: data/synth_full)."""
     from .. import paths
@@ -339,7 +326,7 @@ def ensure_dataset(profile: str = "default", root: str | os.PathLike | None = No
     expected = expected_manifest(profile, seed, names, machines)
     if read_manifest(root) == expected:
         return root
-    with _lock(root.parent / f".{root.name}.lock"):
+    with file_lock(root.parent / f".{root.name}.lock"):
         if read_manifest(root) == expected:  # another process finished it meanwhile
             return root
         for stale in root.parent.glob(f".{root.name}.partial-*"):
