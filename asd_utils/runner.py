@@ -275,7 +275,9 @@ def run(plan: RunPlan, log=print, *, terminal: bool | None = None) -> Path | Non
         output = plan.notebooks_out / notebook.name
         log(f"[{position}/{total}] {notebook.stem} ...", end="", flush=True)
         started = time.perf_counter()
-        kernel_env = {"MASTER_PORT": str(kernel_port_base + position)} if kernel_port_base else {}
+        # the kernels form their own group: rank 0's kernel hosts the store (not torchrun's agent)
+        kernel_env = ({"MASTER_PORT": str(kernel_port_base + position), "TORCHELASTIC_USE_AGENT_STORE": "False"}
+                      if kernel_port_base else {})
         try:
             with environment(kernel_env):
                 execute_notebook(notebook, output, parameters, plan.kernel, terminal=terminal)
