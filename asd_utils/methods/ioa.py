@@ -108,12 +108,9 @@ def make_loader(waves: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Ten
     The shuffling order comes from a ``torch.Generator`` seeded with ``seed`` (the trainer also
     checkpoints its state), so two runs with the same seed see the same batches.
     """
-    x = torch.as_tensor(np.asarray(waves, dtype=np.float32))
-    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-    if len(x) != len(y):
-        raise ValueError(f"{len(x)} waveforms but {len(y)} labels")
-    if len(x) == 0:
-        raise ValueError("no training clips")
+    from asd_utils.training.crops import training_tensors
+
+    x, y = training_tensors(waves, labels)
     batch_size = max(1, min(int(batch_size), len(x)))
     # BatchNorm needs two clips per batch in training mode: never leave a final batch of one
     drop_last = drop_last or (len(x) % batch_size == 1 and len(x) > 1)

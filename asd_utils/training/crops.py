@@ -105,6 +105,18 @@ class RandomCropCollate:
         return random_crops(waves, self.crop_samples, self.generator), labels
 
 
+def training_tensors(waves, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """``waves (N, T)`` and ``labels (N,)`` as float32 / int64 tensors; a clear error when their
+    counts differ or there are none."""
+    x = torch.as_tensor(np.asarray(waves, dtype=np.float32))
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} waveforms but {len(y)} labels")
+    if len(x) == 0:
+        raise ValueError("no training clips")
+    return x, y
+
+
 def make_crop_loader(waves: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, *, crop_samples: int,
                      batch_size: int, seed: int, shuffle: bool = True,
                      drop_last: bool = False) -> torch.utils.data.DataLoader:
@@ -116,12 +128,7 @@ def make_crop_loader(waves: np.ndarray | torch.Tensor, labels: np.ndarray | torc
     :class:`asd_utils.training.Trainer` checkpoints. A final batch of a single clip is dropped
     (BatchNorm needs two).
     """
-    x = torch.as_tensor(np.asarray(waves, dtype=np.float32))
-    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-    if len(x) != len(y):
-        raise ValueError(f"{len(x)} waveforms but {len(y)} labels")
-    if len(x) == 0:
-        raise ValueError("no training clips")
+    x, y = training_tensors(waves, labels)
     if x.dim() != 2 or x.shape[1] < int(crop_samples):
         raise ValueError(f"waves must be (N, T) with T >= crop_samples={int(crop_samples)}, got {tuple(x.shape)}")
     batch_size = max(1, min(int(batch_size), len(x)))
