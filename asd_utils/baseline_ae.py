@@ -343,9 +343,12 @@ def fit_score_machine(
         if cache_file is not None:
             with atomic_path(cache_file) as tmp:
                 torch.save(model.state(), tmp)
-    test_vectors = clip_vectors(load_batch(list(test_rows["path"]), n_samples=n_samples), config)
+    if len(test_rows):
+        test = model.score(clip_vectors(load_batch(list(test_rows["path"]), n_samples=n_samples), config))
+    else:  # a machine type with training clips only (its test clips not released yet)
+        test = {key: np.zeros(0) for key in SYSTEMS.values()}
     return {
-        "test": model.score(test_vectors),
+        "test": test,
         "train": model.score(train_vectors),
         "loss_history": list(model.loss_history_),
         "val_loss_history": list(model.val_loss_history_),

@@ -27,6 +27,7 @@ Markdown tables the README shows) atomically. A cold run trains everything; run 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import resource
@@ -91,16 +92,40 @@ def run_root(label: str, data_root: Path | None, notebooks: list[Path], workdir:
                         "cpu_s": round(_children_cpu_seconds() - cpu0, 1), **({"failed": failed} if failed else {})})
         print(f"  {label}: {notebook.stem} {timings[-1]['wall_s']:.1f} s wall, {timings[-1]['cpu_s']:.1f} s CPU"
               + (f" FAILED: {failed}" if failed else ""), flush=True)
-    tidy = collect_results(out_dir / "results")
+    return {"data_root": "synthetic default" if data_root is None else f"{label} ({data_root.name})",
+            "notebooks": timings, "total_wall_s": round(sum(t["wall_s"] for t in timings), 1),
+            "total_cpu_s": round(sum(t["cpu_s"] for t in timings), 1), "systems": _systems(out_dir / "results")}
+
+
+def _systems(results_dir: Path) -> list[dict]:
+    """Per system of a results folder: official score, lowest per-machine AUC-t, machine count, notes."""
+    tidy = collect_results(results_dir)
     systems = []
     for (nb, system), rows in tidy.groupby(["notebook", "system"], sort=False):
         notes = sorted({str(n) for n in rows["note"] if str(n) not in ("", "nan")})
         systems.append({"notebook": nb, "system": system, "official_score": round(official_score(rows), 4),
                         "min_auc_target": round(float(np.min(rows["auc_target"])), 4),
                         "machines": int(rows["machine"].nunique()), "note": "; ".join(notes)})
-    return {"data_root": "synthetic default" if data_root is None else f"{label} ({data_root.name})",
-            "notebooks": timings, "total_wall_s": round(sum(t["wall_s"] for t in timings), 1),
-            "total_cpu_s": round(sum(t["cpu_s"] for t in timings), 1), "systems": systems}
+    return systems
+
+
+def merge_reports(previous: dict, current: dict, workdir: Path) -> dict:
+    """``current`` plus what only ``previous`` has: roots not run now, and per root the timings of
+    notebooks not run now (kept in notebook order). Scores are re-read from ``workdir/<root>/results``,
+    which holds every notebook's results of both runs; each timing keeps its own measurement."""
+    merged = dict(current, roots=dict(previous.get("roots", {})))
+    for label, now in current["roots"].items():
+        before = merged["roots"].get(label)
+        if before is not None:
+            ran = {t["notebook"] for t in now["notebooks"]}
+            timings = sorted([t for t in before["notebooks"] if t["notebook"] not in ran] + now["notebooks"],
+                             key=lambda t: (t["notebook"].startswith("07"), t["notebook"]))
+            now = dict(now, notebooks=timings, systems=_systems(workdir / label / "results"),
+                       total_wall_s=round(sum(t["wall_s"] for t in timings), 1),
+                       total_cpu_s=round(sum(t["cpu_s"] for t in timings), 1))
+        merged["roots"][label] = now
+    merged["merged_from"] = sorted({previous.get("date", "?"), current["date"]})
+    return merged
 
 
 def markdown(report: dict) -> str:
@@ -146,6 +171,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--profile", default="default", choices=["smoke", "default"],
                         help="runner profile (smoke: to check this script quickly)")
     parser.add_argument("--output", type=Path, default=RESULTS_JSON)
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the timings of notebooks (and roots) not run this time from an existing "
+                             "--output (same --workdir: the scores are re-read from its results folders)")
     args = parser.parse_args(argv)
     notebooks = runner.select_notebooks(runner.available_notebooks(), args.notebooks)
     workdir = (args.workdir or paths.project_root() / "outputs" / "bench_default_run").resolve()
@@ -163,6 +191,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"== {label}", flush=True)
         report["roots"][label] = run_root(label, data_root, notebooks, workdir, args.profile)
     report["machine"]["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
+    if args.merge and args.output.exists():
+        report = merge_reports(json.loads(args.output.read_text()), report, workdir)
     atomic_write_json(args.output, report)
     text = markdown(report)
     atomic_write_text(args.output.with_suffix(".md"), text)

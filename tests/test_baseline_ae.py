@@ -288,3 +288,22 @@ def test_run_requires_train_and_test_clips():
                               is_anomaly=[0.0]))
     with pytest.raises(ValueError, match="needs train and test clips; got 1 train, 0 test"):
         run_autoencoder_baseline(index, AEConfig(epochs=1), progress=False)
+
+
+def test_a_machine_type_without_test_clips_is_trained_and_scored_on_training_clips_only(tmp_path):
+    rows = []
+    for machine in ("pump", "valve"):
+        for i in range(10):
+            path = tmp_path / f"{machine}_train_{i}.wav"
+            _write(path, i + (50 if machine == "valve" else 0))
+            rows.append(dict(path=str(path), file_name=path.name, machine=machine, section="00", split="train",
+                             domain="target" if i >= 8 else "source", is_anomaly=0.0))
+    for i in range(4):  # only pump has test clips
+        path = tmp_path / f"pump_test_{i}.wav"
+        _write(path, 100 + i, i % 2 == 1)
+        rows.append(dict(path=str(path), file_name=path.name, machine="pump", section="00", split="test",
+                         domain="source", is_anomaly=float(i % 2)))
+    result = run_autoencoder_baseline(pd.DataFrame(rows), AEConfig(epochs=1), progress=False)
+    assert result["scores"]["AE-MAHALA"].shape == (4,)
+    assert np.isfinite(result["train_scores"]["AE-MAHALA"]).all() and len(result["train_scores"]["AE-MSE"]) == 20
+    assert set(result["loss_history"]["machine"]) == {"pump", "valve"}

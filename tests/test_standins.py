@@ -121,6 +121,7 @@ def test_hook_pretrains_once_saves_published_format_and_reloads_identically(name
         for a, b in zip(reference.hidden_states(PROBE), reloaded.hidden_states(PROBE), strict=True):
             assert torch.equal(a, b)
     assert backbone_provenance(reloaded) == STANDIN_PRETRAINED
+    assert reloaded.describe() == f"{name}-tiny ({STANDIN_PRETRAINED})"
     assert is_standin_checkpoint(path)
     # the stand-in size and layer apply to a stand-in checkpoint, not the published base size
     section = {"size": "base", "layer": 1, "checkpoint_size": "base", "checkpoint_layer": 5}
@@ -155,6 +156,7 @@ def test_provenance_strings(tmp_path):
     assert backbone_provenance(untrained) == UNTRAINED == "untrained stand-in"
     published = save_beats_checkpoint(untrained, tmp_path / "published.pt")  # the official format, no marker
     assert backbone_provenance(load_backbone("beats", checkpoint=published, size="tiny")) == PUBLISHED
+    assert load_backbone("beats", checkpoint=published, size="tiny").describe() == "beats-tiny (published checkpoint)"
     assert PUBLISHED == "published checkpoint"
     assert STANDIN_PRETRAINED == "stand-in pretrained by the compendium on synthetic audio"
     assert backbone_provenance(STANDIN_PRETRAINED) == STANDIN_PRETRAINED

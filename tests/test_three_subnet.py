@@ -23,6 +23,13 @@ def test_embedding_shapes_and_branches():
     model.eval()
     with torch.inference_mode():
         assert torch.equal(model(waves), model(waves))
+        emb, parts = model.embed(waves), model.embed_branches(waves)
+    slices = model.branch_slices()
+    assert slices == {"waveform": slice(0, 128), "spectrum": slice(128, 256), "stft": slice(256, 512)}
+    for name, cols in slices.items():
+        torch.testing.assert_close(emb[:, cols], parts[name], rtol=0, atol=0)
+    small = ThreeSubNetwork(3, sample_rate=16000, clip_seconds=1.0, width=0.125, embedding_dims=(8, 4, 16))
+    assert small.branch_slices() == {"waveform": slice(0, 8), "spectrum": slice(8, 12), "stft": slice(12, 28)}
 
 
 def test_paper_configuration_sizes():

@@ -29,5 +29,10 @@ class Backbone(nn.Module):
 
     def describe(self) -> str:
         """One line for tables and figure captions, e.g. 'beats-base (untrained stand-in)'."""
-        origin = "pretrained checkpoint" if self.pretrained else "untrained stand-in, random weights"
+        if getattr(self, "standin_marker", None):
+            from asd_utils.backbones.standins import STANDIN_PRETRAINED
+
+            origin = STANDIN_PRETRAINED
+        else:
+            origin = "published checkpoint" if self.pretrained else "untrained stand-in, random weights"
         return f"{self.name}-{self.size} ({origin})"

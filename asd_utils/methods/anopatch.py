@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 __all__ = ["AttentiveStatsPool", "AnoPatchModel", "WaveDataset", "finetune", "embed_paths", "build_model",
            "train_and_embed", "score_machines", "extra_training_index", "pooled_training_index", "MAIN_ROOT",
-           "warn_if_years_missing"]
+           "warn_if_years_missing", "training_run_dir"]
 
 MAIN_ROOT = "main"  # root name of the notebook's own DATA_ROOT in pooled class names
 
@@ -201,16 +201,20 @@ def build_model(cfg: dict, *, checkpoint: str | None, clip_samples: int, device=
                 ) -> AnoPatchModel:
     """The AnoPatch model of the ``anopatch`` config section (backbone from ``checkpoint`` at
     ``checkpoint_size`` (default base) or an untrained stand-in of ``cfg['size']``).
-    ``target_length: auto`` sizes an untrained EAT's input
-    to the clip (a multiple of 16 frames); with a checkpoint the checkpoint's own length is kept."""
+    ``target_length: auto`` sizes a stand-in EAT's input to the clip (a multiple of 16 frames):
+    an untrained one, or a pretrained stand-in (``standins.is_standin_checkpoint``; its positional
+    table covers up to 1024 frames, a longer clip raises ``CheckpointError``); with a published
+    checkpoint the checkpoint's own length is kept."""
     from asd_utils.backbones import configured_size_and_layer, load_backbone
+    from asd_utils.backbones.standins import is_standin_checkpoint
 
     size, layer = configured_size_and_layer(cfg, checkpoint)
     kwargs = {}
     target_length = cfg.get("target_length")
     if cfg["backbone"] == "eat" and target_length not in (None, "auto"):
         kwargs["target_length"] = int(target_length)
-    elif cfg["backbone"] == "eat" and target_length == "auto" and checkpoint is None:
+    elif cfg["backbone"] == "eat" and target_length == "auto" and (checkpoint is None
+                                                                   or is_standin_checkpoint(checkpoint)):
         kwargs["target_length"] = max(16, _eat_frames(clip_samples) // 16 * 16)
     backbone = load_backbone(cfg["backbone"], checkpoint=checkpoint, size=size, device=device, seed=seed, **kwargs)
     torch.manual_seed(seed)
@@ -290,6 +294,25 @@ def pooled_training_index(train_index, extra_train_index=None):
     return pool_roots(frames), ROOT_COLUMN
 
 
+def training_run_dir(cache_dir: str | Path | None, cfg: dict, *, paths: Sequence[str], checkpoint,
+                     backbone: nn.Module, clip_samples: int, seed: int, classes: Sequence[str]) -> Path | None:
+    """Checkpoint folder of one AnoPatch fine-tuning run (None when ``cache_dir`` is None), keyed by
+    the config, the training files, the checkpoint path, the backbone's identity before
+    fine-tuning (checkpoint sha256, or stand-in seed, and a hash of its weights:
+    ``asd_utils.embeddings.backbone_identity``), the clip length, the seed and the classes; so an
+    untrained stand-in, a pretrained stand-in and a published checkpoint never share a run."""
+    if cache_dir is None:
+        return None
+    from asd_utils.embeddings import backbone_identity
+    from asd_utils.io_utils import stable_hash
+
+    key = stable_hash({"cfg": cfg, "paths": [str(p) for p in paths],
+                       "checkpoint": None if checkpoint is None else str(checkpoint),
+                       "backbone": backbone_identity(backbone), "clip_samples": int(clip_samples), "seed": int(seed),
+                       "classes": list(classes)})
+    return Path(cache_dir) / f"anopatch_{key}"
+
+
 def train_and_embed(cfg: dict, train_index, embed_index, *, checkpoint: str | None, clip_samples: int,
                     extra_train_index=None, device="cpu", seed: int = 0, cache_dir: str | Path | None = None,
                     progress: bool = True) -> tuple[np.ndarray, AnoPatchModel, list[dict]]:
@@ -300,7 +323,7 @@ def train_and_embed(cfg: dict, train_index, embed_index, *, checkpoint: str | No
     (``asd_utils.training.build_class_labels``); with extra clips they also carry the dataset root
     (:func:`pooled_training_index`), so equal metadata of two DCASE years are two classes.
     With ``cache_dir``, fine-tuning checkpoints to a
-    folder keyed by the config, the training files and the backbone checkpoint, so a second run
+    folder keyed by the config, the training files and the backbone (:func:`training_run_dir`), so a second run
     resumes the finished run (no training) and reuses cached embeddings.
     Returns ``(embeddings (len(embed_index), emb_dim), model, history)``.
     """
@@ -311,11 +334,10 @@ def train_and_embed(cfg: dict, train_index, embed_index, *, checkpoint: str | No
     fit_index, root_column = pooled_training_index(train_index, extra_train_index)
     labels, classes = build_class_labels(fit_index, cfg["class_keys"], root_column=root_column)
     paths = fit_index["path"].astype(str).tolist()
-    key = stable_hash({"cfg": cfg, "paths": paths, "checkpoint": None if checkpoint is None else str(checkpoint),
-                       "clip_samples": clip_samples, "seed": seed, "classes": classes})
-    run_dir = None if cache_dir is None else Path(cache_dir) / f"anopatch_{key}"
     seed_everything(seed)
     model = build_model(cfg, checkpoint=checkpoint, clip_samples=clip_samples, device=device, seed=seed)
+    run_dir = training_run_dir(cache_dir, cfg, paths=paths, checkpoint=checkpoint, backbone=model.backbone,
+                               clip_samples=clip_samples, seed=seed, classes=classes)
     loss = ArcFace(len(classes), model.emb_dim, scale=float(cfg["arcface"]["scale"]),
                    margin=float(cfg["arcface"]["margin"]))
     history = finetune(model, loss, paths, labels, clip_samples=clip_samples, epochs=int(cfg["epochs"]),

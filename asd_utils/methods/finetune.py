@@ -146,7 +146,7 @@ def finetune(backbone: nn.Module, waves: np.ndarray, labels: np.ndarray, n_class
     batch order, mixup draws). ``checkpoint_dir`` (e.g. ``ioa.training_run_dir(...)``): save
     checkpoints there and resume from them; a finished run is restored without training.
     """
-    from asd_utils.methods.ioa import classification_accuracy, embed, make_loader
+    from asd_utils.pipeline import classification_accuracy, embed, make_loader
     from asd_utils.training import Trainer, seed_everything
 
     seed_everything(seed)

@@ -118,15 +118,18 @@ def build_backbone(eat_cfg: Mapping, *, checkpoint: str | None, crop_samples: in
 
     eat_cfg: the ``eat`` config section (``size``, ``layer``, ``checkpoint_size``,
     ``checkpoint_layer``, ``target_length``: null = the model's own (1024 frames) / ``auto`` = the
-    training crop rounded down to a multiple of 16 frames, for stand-ins only).
+    training crop rounded down to a multiple of 16 frames, for stand-ins only: untrained ones and
+    pretrained stand-ins (``standins.is_standin_checkpoint``, whose positional table covers up to
+    1024 frames; a longer crop raises ``CheckpointError``); a published checkpoint keeps its own).
     """
     from asd_utils.backbones import configured_size_and_layer, load_backbone
+    from asd_utils.backbones.standins import is_standin_checkpoint
 
     size, layer = configured_size_and_layer(dict(eat_cfg), checkpoint)
     kwargs = {}
     target_length = eat_cfg.get("target_length")
     if target_length == "auto":
-        if checkpoint is None:
+        if checkpoint is None or is_standin_checkpoint(checkpoint):
             kwargs["target_length"] = max(16, _eat_frames(crop_samples) // 16 * 16)
     elif target_length is not None:
         kwargs["target_length"] = int(target_length)
@@ -498,7 +501,7 @@ def checkpoint_ensemble(members: Mapping[str, object], train_index: pd.DataFrame
     normalisation uses the member's *training* scores of the same machine type and section only, so
     a test clip's ensemble score depends on that clip alone.
     """
-    from asd_utils.methods.ioa import combine
+    from asd_utils.pipeline import combine
 
     w = {n: 1.0 for n in members} if weights is None else {n: float(weights.get(n, 0.0)) for n in members}
     if sum(w.values()) <= 0:
@@ -513,7 +516,7 @@ def replace_machines(base, replacement, train_index: pd.DataFrame, test_index: p
     Both are ``SectionScores`` aligned with the same indices; training scores are replaced too, so
     decision thresholds of the replaced types come from the replacement's own training scores.
     """
-    from asd_utils.methods.ioa import SectionScores
+    from asd_utils.pipeline import SectionScores
 
     machines = set(machines)
     te = test_index["machine"].isin(machines).to_numpy()
@@ -602,7 +605,7 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
     import json
 
     from asd_utils.io_utils import atomic_save_npz, atomic_write_json
-    from asd_utils.methods.ioa import training_run_dir
+    from asd_utils.pipeline import training_run_dir
     from asd_utils.training import seed_everything
     from asd_utils.training.crops import embed_crops
 
@@ -706,7 +709,7 @@ def snapshot_scores(snapshots: Mapping[str, SnapshotEmbeddings], scorer, train_i
     snapshot's embeddings of ``train_set`` (aligned with ``train_index``) and scoring ``test_set``.
     Training scores are leave-one-out (``asd_utils.scorers.fit_scores_from_training``).
     """
-    from asd_utils.methods.ioa import score_sections
+    from asd_utils.pipeline import score_sections
 
     return {name: score_sections(scorer, train_index, snap.embeddings[train_set], test_index,
                                  snap.embeddings[test_set], l2_normalise=False, progress=progress, desc=name)
@@ -758,7 +761,7 @@ def mechanism_scores(indicators_train: Mapping[str, pd.DataFrame], indicators_te
     ``test_index``. Returns ``(SectionScores, {machine: fitted scorer on all its training clips},
     decisions (M,) int 0/1 of the test clips)``.
     """
-    from asd_utils.methods.ioa import SectionScores, score_sections
+    from asd_utils.pipeline import SectionScores, score_sections
     from asd_utils.signal.mechanism import MechanismScorer
 
     test = np.full(len(test_index), np.nan)

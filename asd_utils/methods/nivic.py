@@ -308,7 +308,7 @@ def train_model(waves: np.ndarray, labels: np.ndarray, classes: Sequence[str], c
     ``heldout_*``: training clips kept out of the fit; the C head's accuracy on them is returned.
     ``checkpoint_dir`` (``ioa.training_run_dir``): a finished run there is restored, not retrained.
     """
-    from asd_utils.methods.ioa import classification_accuracy
+    from asd_utils.pipeline import classification_accuracy
     from asd_utils.training import Trainer, seed_everything
     from asd_utils.training.crops import make_crop_loader
 
@@ -377,7 +377,7 @@ def score(train_index: pd.DataFrame, train_emb: np.ndarray, test_index: pd.DataF
     bank per domain, score = min over the banks of the mean distance to the k nearest training
     clips; training scores cross-fitted (thresholds). cfg: ``k``, ``metric``, ``separate_domains``,
     ``n_splits``, ``l2_normalise``. Returns ``ioa.SectionScores``."""
-    from asd_utils.methods.ioa import score_sections
+    from asd_utils.pipeline import score_sections
     from asd_utils.scorers import KNNScorer
 
     scorer = KNNScorer(k=int(cfg["k"]), metric=str(cfg["metric"]), separate_domains=bool(cfg["separate_domains"]),

@@ -127,9 +127,12 @@ def load_backbones(system: str, model_cfg: Mapping, checkpoints: Mapping[str, ob
     Each backbone comes from its checkpoint when one is configured (at ``checkpoint_size``, default
     base; ``asd_utils.backbones.configured_size_and_layer``), otherwise it is an untrained stand-in
     of ``size`` seeded from ``seed`` (BEATs ``seed``, EAT ``seed + 1``). ``target_length: auto``
-    sizes an untrained EAT's input to the crop (a multiple of 16 frames); a checkpoint keeps its own.
+    sizes a stand-in EAT's input to the crop (a multiple of 16 frames): an untrained one or a
+    pretrained stand-in (``standins.is_standin_checkpoint``; its positional table covers up to 1024
+    frames, a longer crop raises ``CheckpointError``); a published checkpoint keeps its own.
     """
     from asd_utils.backbones import configured_size_and_layer, load_backbone
+    from asd_utils.backbones.standins import is_standin_checkpoint
 
     out = {}
     for name in SYSTEM_BRANCHES[system]:
@@ -143,7 +146,7 @@ def load_backbones(system: str, model_cfg: Mapping, checkpoints: Mapping[str, ob
             target = section.get("target_length", "auto")
             if target not in (None, "auto"):
                 kwargs["target_length"] = int(target)
-            elif ckpt is None:
+            elif ckpt is None or is_standin_checkpoint(ckpt):
                 kwargs["target_length"] = max(16, _eat_frames(crop_samples) // 16 * 16)
         out[name] = load_backbone(name, ckpt, size=size, device=device, seed=seed + PRETRAINED.index(name),
                                   **kwargs)
@@ -440,7 +443,7 @@ def training_run_dir(cache_root, system: str, *, model_cfg: Mapping, train_cfg: 
     waveforms and labels and every backbone's identity (checkpoint sha256 or stand-in seed and
     state hash, ``asd_utils.embeddings.backbone_identity``). None when ``cache_root`` is None."""
     from asd_utils.embeddings import backbone_identity
-    from asd_utils.methods.ioa import training_run_dir as run_dir
+    from asd_utils.pipeline import training_run_dir as run_dir
 
     identity = {"model": dict(model_cfg), "training": dict(train_cfg), "crop_samples": int(crop_samples),
                 "backbones": {name: backbone_identity(b) for name, b in sorted(backbones.items())}}

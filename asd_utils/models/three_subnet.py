@@ -204,10 +204,18 @@ class ThreeSubNetwork(nn.Module):
         return {"waveform": self.waveform_branch(waves), "spectrum": self.spectrum_branch(spectrum),
                 "stft": self.stft_branch(waves)}
 
+    BRANCHES = ("waveform", "spectrum", "stft")  # order of the branches in the embedding
+
+    def branch_slices(self) -> dict[str, slice]:
+        """Columns of each branch in :meth:`embed`'s output (waveform, spectrum, STFT), so that a
+        cached clip embedding ``(N, embedding_dim)`` can be scored one branch at a time."""
+        bounds = [0, *torch.tensor(self.embedding_dims).cumsum(0).tolist()]
+        return {name: slice(bounds[i], bounds[i + 1]) for i, name in enumerate(self.BRANCHES)}
+
     def embed(self, waves: torch.Tensor) -> torch.Tensor:
         """``waves (B, samples)`` float32 at ``sample_rate`` -> ``(B, embedding_dim)`` embedding."""
         parts = self.embed_branches(waves)
-        return torch.cat([parts["waveform"], parts["spectrum"], parts["stft"]], dim=1)
+        return torch.cat([parts[name] for name in self.BRANCHES], dim=1)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         return self.embed(waves)
