@@ -13,8 +13,10 @@ Output fit for a log: when stderr is not a terminal (``make reproduce > log``), 
 prints one line per phase (data, each notebook, summary) and no progress bars, and the kernels
 it starts get ``TQDM_MININTERVAL``/``TQDM_MAXINTERVAL`` (:data:`LOG_TQDM_ENV`, read by tqdm
 itself), so a text-mode bar in a kernel redraws at most once an hour instead of ten times a second.
-Kernels log from ERROR up (:data:`KERNEL_ARGUMENTS`), so ipykernel's harmless "Kernel is running
-over TCP without encryption" warning no longer appears once per notebook.
+Kernels log only CRITICAL messages (:data:`KERNEL_ARGUMENTS`), so ipykernel's harmless "Kernel is
+running over TCP without encryption" warning and its "KeyboardInterrupt caught in kernel" line (the
+interrupt that shutting a finished kernel down may send) no longer appear in the log. A failing
+cell is reported through papermill, not the kernel's log.
 Lines a notebook flags with ``nbtools.loud_warning`` are repeated in the log after its line.
 """
 
@@ -145,9 +147,11 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 
 # ipykernel (>= 7) logs "Kernel is running over TCP without encryption" at WARNING level for every
 # kernel on a localhost TCP port; for a kernel on this machine (messages HMAC-signed) it is harmless
-# noise in the log, so the runner's kernels log from ERROR up. (IPC sockets would avoid the warning
-# too, but a notebook hung once over IPC in a loaded run: TCP is the transport papermill is tested on.)
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+# noise in the log. So is "KeyboardInterrupt caught in kernel", logged at ERROR when the shutdown of a
+# finished kernel interrupts it. The runner's kernels therefore log only CRITICAL messages: a failing
+# cell reaches the runner through papermill, not through the kernel's log. (IPC sockets would avoid
+# the warning too, but a notebook hung once over IPC in a loaded run: TCP is what papermill is tested on.)
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 def notebook_warnings(executed: Path) -> list[str]:
