@@ -7,7 +7,8 @@ The notebooks of reports 001-004 run the same skeleton around their own models:
 2. train, with the run cached under a key of everything that determines it
    (:func:`training_run_dir`, :func:`make_loader`);
 3. embed clips batch by batch, whole clips as the mean over windows (:func:`embed`,
-   :func:`embed_clips`), and check the auxiliary task (:func:`classification_accuracy`);
+   :func:`embed_clips`), cached beside the training run (:func:`cached_embeddings`), and check
+   the auxiliary task (:func:`classification_accuracy`);
 4. fit a scorer per machine type and section on training embeddings and score the test clips,
    with cross-fitted training scores (:func:`score_sections`, :class:`SectionScores`,
    :func:`make_scorer`), and combine systems with training-score normalisation (:func:`combine`).
@@ -31,6 +32,7 @@ from tqdm.auto import tqdm
 __all__ = [
     "SCORERS",
     "SectionScores",
+    "cached_embeddings",
     "class_labels",
     "classification_accuracy",
     "combine",
@@ -185,6 +187,34 @@ def classification_accuracy(embeddings: np.ndarray, labels: np.ndarray, loss: to
     logits = loss.logits(torch.as_tensor(np.asarray(embeddings, dtype=np.float32)).to(_module_device(loss)))
     pred = logits.argmax(dim=1).cpu().numpy()
     return float(np.mean(pred == np.asarray(labels)))
+
+
+def cached_embeddings(run_dir, name: str, waves: np.ndarray, compute, **settings) -> np.ndarray:
+    """Embeddings of ``waves`` by the model of a cached training run, stored beside its checkpoint.
+
+    run_dir: the run's folder (:func:`training_run_dir`; its name already keys the model) or None
+    (no caching: ``compute()`` is returned). name: what is embedded (e.g. ``"train"``); waves:
+    (N, T) float32, hashed into the key together with ``settings`` (hop, window, ...), so other
+    clips or settings never reuse a stale file. compute: ``() -> (N, D)`` array, called on a miss;
+    its result is written atomically to ``run_dir/embeddings_<name>_<key>.npz``.
+    """
+    import hashlib
+
+    from asd_utils.io_utils import atomic_save_npz, stable_hash
+
+    if run_dir is None:
+        return np.asarray(compute())
+    waves = np.ascontiguousarray(waves, dtype=np.float32)
+    key = stable_hash({"name": name, "waves": f"{waves.shape}:{hashlib.sha256(waves.data).hexdigest()}",
+                       "settings": {k: settings[k] for k in sorted(settings)}})
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+    path = Path(run_dir) / f"embeddings_{safe}_{key}.npz"
+    if path.exists():
+        with np.load(path) as stored:
+            return stored["embeddings"]
+    embeddings = np.asarray(compute())
+    atomic_save_npz(path, embeddings=embeddings)
+    return embeddings
 
 
 def _module_device(module: torch.nn.Module) -> torch.device:

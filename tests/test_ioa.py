@@ -259,3 +259,28 @@ def test_training_run_dir_caches_a_finished_run_and_changes_with_its_inputs(tmp_
                                     checkpoint_dir=run_dir)
     np.testing.assert_array_equal(ioa.embed(first.model, waves), ioa.embed(second.model, waves))
     assert second.history == first.history
+
+
+def test_cached_embeddings_are_reused_only_for_the_same_clips_and_settings(tmp_path):
+    from asd_utils.pipeline import cached_embeddings
+
+    calls = []
+
+    def compute(waves, hop):
+        calls.append(hop)
+        return waves[:, :3] * hop
+
+    waves = np.random.default_rng(0).standard_normal((4, 16)).astype(np.float32)
+    first = cached_embeddings(tmp_path, "train", waves, lambda: compute(waves, 1.0), hop_seconds=1.0)
+    again = cached_embeddings(tmp_path, "train", waves, lambda: compute(waves, 1.0), hop_seconds=1.0)
+    np.testing.assert_array_equal(first, again)
+    assert calls == [1.0] and len(list(tmp_path.glob("embeddings_train_*.npz"))) == 1
+    other_hop = cached_embeddings(tmp_path, "train", waves, lambda: compute(waves, 2.0), hop_seconds=2.0)
+    np.testing.assert_array_equal(other_hop, waves[:, :3] * 2.0)
+    changed = waves.copy()
+    changed[0, 0] += 1.0
+    np.testing.assert_array_equal(cached_embeddings(tmp_path, "train", changed, lambda: compute(changed, 1.0),
+                                                    hop_seconds=1.0), changed[:, :3])
+    assert calls == [1.0, 2.0, 1.0]
+    cached_embeddings(None, "train", waves, lambda: compute(waves, 1.0), hop_seconds=1.0)
+    assert calls == [1.0, 2.0, 1.0, 1.0]
