@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from asd_utils.backbones.beats import BEATs
-from asd_utils.pretrain.loop import History, Stopwatch, feature_crops, holdout_split, warmup_cosine
+from asd_utils.pretrain.loop import History, Stopwatch, feature_crops, holdout_split, scheduled_steps
 from asd_utils.pretrain.masking import random_mask
 
 __all__ = ["BEATsMaskedPredictor", "BEATsPretrainConfig", "RandomProjectionTokenizer", "beats_features",
@@ -196,15 +196,8 @@ def pretrain_beats(features: torch.Tensor, cfg: BEATsPretrainConfig, *, seed: in
         held_codes = tokenizer(held_fbank)
         held_mask = random_mask(len(held), held_codes.shape[1], cfg.mask_ratio, held_gen)
     rows_all = torch.as_tensor(train_rows)
-    steps = range(cfg.steps)
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps = tqdm(steps, desc="pretrain beats", leave=False)
     learner.train()
-    for step in steps:
-        for group in optimizer.param_groups:
-            group["lr"] = warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.lr)
+    for step in scheduled_steps(optimizer, cfg, desc="pretrain beats", progress=progress):
         rows = rows_all[torch.randint(len(rows_all), (cfg.batch_size,), generator=gen)]
         fbank = feature_crops(features, rows, cfg.crop_frames, gen)
         codes = tokenizer(fbank)

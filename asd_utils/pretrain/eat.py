@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from asd_utils.backbones.eat import EAT, eat_preprocess
-from asd_utils.pretrain.loop import History, Stopwatch, feature_crops, holdout_split, warmup_cosine
+from asd_utils.pretrain.loop import History, Stopwatch, feature_crops, holdout_split, scheduled_steps
 from asd_utils.pretrain.masking import inverse_block_mask
 from asd_utils.training.ema import EMA
 
@@ -241,15 +241,8 @@ def pretrain_eat(features: torch.Tensor, cfg: EATPretrainConfig, *, seed: int = 
     held_mask = inverse_block_mask(len(held), grid, cfg.mask_prob, cfg.mask_length, held_gen) if len(held) else None
     history = History(objective="EAT: EMA-teacher regression of masked patches (inverse block masks) + CLS")
     frame_curve, utter_curve, decay_curve = [], [], []
-    steps = range(cfg.steps)
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps = tqdm(steps, desc="pretrain eat", leave=False)
     learner.train()
-    for step in steps:
-        for group in optimizer.param_groups:
-            group["lr"] = warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.lr)
+    for step in scheduled_steps(optimizer, cfg, desc="pretrain eat", progress=progress):
         rows = rows_all[torch.randint(len(rows_all), (cfg.batch_size,), generator=gen)]
         image = feature_crops(features, rows, cfg.crop_frames, gen).unsqueeze(1)
         with torch.no_grad():

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-__all__ = ["History", "Stopwatch", "feature_crops", "holdout_split", "warmup_cosine"]
+__all__ = ["History", "Stopwatch", "feature_crops", "holdout_split", "scheduled_steps", "warmup_cosine"]
 
 
 def feature_crops(features: torch.Tensor, rows: torch.Tensor, frames: int,
@@ -32,6 +32,21 @@ def warmup_cosine(step: int, total: int, warmup: int, base_lr: float, final_rati
         return base_lr * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return base_lr * (final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def scheduled_steps(optimizer: torch.optim.Optimizer, cfg, *, desc: str, progress: bool = False):
+    """Yield ``0 .. cfg.steps - 1``, setting every parameter group's learning rate to
+    :func:`warmup_cosine` (``cfg.warmup_steps``, ``cfg.lr``) before each step; a tqdm bar named
+    ``desc`` when ``progress``."""
+    steps = range(cfg.steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc=desc, leave=False)
+    for step in steps:
+        for group in optimizer.param_groups:
+            group["lr"] = warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.lr)
+        yield step
 
 
 def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

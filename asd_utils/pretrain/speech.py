@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from asd_utils.pretrain.loop import History, Stopwatch, holdout_split, warmup_cosine
+from asd_utils.pretrain.loop import History, Stopwatch, holdout_split, scheduled_steps
 
 __all__ = ["UNTRAINED_SPEECH_MODELS", "Wav2Vec2PretrainConfig", "pretrain_wav2vec2", "wav2vec2_pretraining_model"]
 
@@ -146,15 +146,8 @@ def pretrain_wav2vec2(waves: np.ndarray, cfg: Wav2Vec2PretrainConfig, *, seed: i
     held_inputs = _step_inputs(model, held, np.random.default_rng(seed + 1)) if held is not None else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history = History(objective="wav2vec 2.0: contrastive loss over quantised latents + diversity loss")
-    steps = range(cfg.steps)
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps = tqdm(steps, desc="pretrain wav2vec2", leave=False)
     model.train()
-    for step in steps:
-        for group in optimizer.param_groups:
-            group["lr"] = warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.lr)
+    for step in scheduled_steps(optimizer, cfg, desc="pretrain wav2vec2", progress=progress):
         temperature = max(cfg.max_gumbel_temperature * cfg.gumbel_temperature_decay**step, cfg.min_gumbel_temperature)
         model.set_gumbel_temperature(temperature)
         rows = train_rows[rng.integers(len(train_rows), size=cfg.batch_size)]
