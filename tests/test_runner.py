@@ -92,6 +92,9 @@ def _stream_text(executed, name):
                    if o.get("output_type") == "stream" and o.get("name") == name)
 
 
+ZMQ_SHUTDOWN_ABORT = "Assertion failed: pfd.revents & POLLIN (src/signaler.cpp:238)\n"
+
+
 @pytest.mark.notebook
 def test_runner_log_has_one_line_per_phase_no_bar_storm_and_no_tcp_warning(tmp_path):
     """The runner with stdout/stderr redirected to a file, as ``make reproduce > log`` does."""
@@ -109,7 +112,10 @@ def test_runner_log_has_one_line_per_phase_no_bar_storm_and_no_tcp_warning(tmp_p
     log_path = tmp_path / "run.log"
     with open(log_path, "w") as log:
         done = subprocess.run([sys.executable, "-c", script], stdout=log, stderr=subprocess.STDOUT, timeout=300)
-    log_text = log_path.read_text()
+    # A kernel shares the runner's stderr. Rarely, libzmq aborts inside an already finished kernel as
+    # it shuts down and prints this one assertion line there; the run itself is complete (return code
+    # 0, results written). It is the kernel's line, not the runner's, so it is left out of the check.
+    log_text = log_path.read_text().replace(ZMQ_SHUTDOWN_ABORT, "")
     assert done.returncode == 0, log_text
     assert "\r" not in log_text
     assert "running over TCP" not in log_text
