@@ -18,6 +18,13 @@ running over TCP without encryption" warning and its "KeyboardInterrupt caught i
 interrupt that shutting a finished kernel down may send) no longer appear in the log. A failing
 cell is reported through papermill, not the kernel's log.
 Lines a notebook flags with ``nbtools.loud_warning`` are repeated in the log after its line.
+
+A kernel that hangs never stalls a run for ever. Every cell has a time limit
+(:func:`cell_timeout`: 10 minutes in ``smoke``, an hour in ``default``, none in ``paper``;
+``ASD_CELL_TIMEOUT`` overrides), and the kernels load :mod:`asd_utils.kernel_watchdog`, which writes
+every thread's stack to ``<executed notebook>.stacks.txt`` shortly before the limit. A notebook whose
+cell passes the limit is executed once more from the start (its caches are written atomically, so
+that is safe), with a WARNING in the log that quotes the stacks; a second hang fails the run.
 """
 
 from __future__ import annotations
@@ -45,6 +52,39 @@ WARNING_PREFIX = "ASD-WARNING: "  # stderr lines of nbtools.loud_warning, repeat
 
 class NotebookFailed(RuntimeError):
     """A notebook raised while executing; the message names the notebook and the cell."""
+
+
+# A cell of a notebook in these profiles that runs longer than this is taken for a hung kernel. The
+# slowest cells of a cold run take about 2 minutes on 2 cores (smoke: seconds); paper-profile training
+# has no bound. ASD_CELL_TIMEOUT (seconds; 0 or "none": no limit) overrides.
+CELL_TIMEOUT_S = {"smoke": 600, "default": 3600, "paper": None}
+CELL_TIMEOUT_ENV = "ASD_CELL_TIMEOUT"
+HANG_RETRIES = 1          # executions of a notebook after its first one hung
+WATCHDOG_LEAD_S = 15      # the kernel dumps its stacks this long before the runner gives up on a cell
+
+
+def cell_timeout(profile: str | None) -> float | None:
+    """Seconds one cell may run before its kernel is taken for hung (None: no limit)."""
+    raw = os.environ.get(CELL_TIMEOUT_ENV)
+    if raw is None or not raw.strip():
+        return CELL_TIMEOUT_S.get(profile or "", None)
+    if raw.strip().lower() in ("0", "none"):
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise ValueError(f"{CELL_TIMEOUT_ENV}={raw!r}: expected a number of seconds > 0, or 0/none for no limit")
+    return seconds
+
+
+class KernelHung(RuntimeError):
+    """A cell produced no reply within :func:`cell_timeout`; ``stacks`` holds the kernel's dump."""
+
+    def __init__(self, message: str, stacks: str):
+        super().__init__(message)
+        self.stacks = stacks
 
 
 @dataclass
@@ -151,7 +191,8 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 # finished kernel interrupts it. The runner's kernels therefore log only CRITICAL messages: a failing
 # cell reaches the runner through papermill, not through the kernel's log. (IPC sockets would avoid
 # the warning too, but a notebook hung once over IPC in a loaded run: TCP is what papermill is tested on.)
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+# ... and load the hang watchdog (it acts only when the runner sets its environment variables)
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL", "--IPKernelApp.extensions=asd_utils.kernel_watchdog"]
 
 
 def notebook_warnings(executed: Path) -> list[str]:
@@ -172,19 +213,47 @@ def notebook_warnings(executed: Path) -> list[str]:
 
 
 def execute_notebook(notebook: Path, output: Path, parameters: dict, kernel: str | None = None, *,
-                     terminal: bool | None = None) -> None:
+                     terminal: bool | None = None, log=None) -> None:
     """Execute one notebook with papermill; raise :class:`NotebookFailed` naming the cell.
 
     terminal: whether progress may be drawn for a person (default: stderr is a terminal); when
     False the kernel gets :data:`LOG_TQDM_ENV` and papermill draws no cell progress bar.
+    A cell that runs past :func:`cell_timeout` (of ``parameters["PROFILE"]``) is taken for a hung
+    kernel: the notebook is executed once more (not under torchrun, whose other ranks would wait),
+    with a warning through ``log`` (default: stderr) quoting the kernel's stacks.
     """
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    timeout = cell_timeout(parameters.get("PROFILE"))
+    retries = HANG_RETRIES if int(os.environ.get("WORLD_SIZE", "1")) <= 1 else 0
+    for attempt in range(retries + 1):
+        try:
+            _execute_once(notebook, output, parameters, kernel, terminal, timeout)
+            return
+        except KernelHung as hung:
+            if attempt == retries:
+                raise NotebookFailed(f"notebook {notebook.name}: {hung}; gave up after {attempt + 1} "
+                                     f"execution(s)\n{hung.stacks}") from None
+            log(f"  WARNING ({notebook.stem}): {hung}; executing it again from the start\n{hung.stacks}")
+
+
+def _execute_once(notebook: Path, output: Path, parameters: dict, kernel: str | None, terminal: bool | None,
+                  timeout: float | None) -> None:
     import papermill
+    from nbclient.exceptions import CellTimeoutError
     from papermill.exceptions import PapermillExecutionError
+
+    from asd_utils import kernel_watchdog
 
     terminal = is_terminal() if terminal is None else bool(terminal)
     output.parent.mkdir(parents=True, exist_ok=True)
+    stacks_file = output.with_name(output.stem + ".stacks.txt")
+    stacks_file.unlink(missing_ok=True)
+    env = dict({} if terminal else LOG_TQDM_ENV)
+    if timeout is not None:
+        env.update({kernel_watchdog.SECONDS_ENV: str(max(1.0, timeout - WATCHDOG_LEAD_S)),
+                    kernel_watchdog.FILE_ENV: str(stacks_file)})
     try:
-        with environment({} if terminal else LOG_TQDM_ENV):
+        with environment(env):
             papermill.execute_notebook(
                 str(notebook),
                 str(output),
@@ -193,14 +262,24 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, kernel: str
                 cwd=str(notebook.parent),
                 progress_bar=terminal,
                 log_output=False,
+                execution_timeout=None if timeout is None else int(max(1, round(timeout))),
                 extra_arguments=list(KERNEL_ARGUMENTS),
             )
+        stacks_file.unlink(missing_ok=True)  # no hang: nothing to keep
     except PapermillExecutionError as error:
         first_line = str(error.evalue).splitlines()[0] if error.evalue else ""
         raise NotebookFailed(
             f"notebook {notebook.name} failed in cell {error.cell_index} (execution count {error.exec_count}): "
             f"{error.ename}: {first_line}\n  executed copy with the traceback: {output}"
         ) from None
+    except (CellTimeoutError, TimeoutError) as error:
+        # nbclient raises CellTimeoutError for a cell; a reply it waits for outside a cell (the final
+        # kernel_info) times out with the same limit
+        stacks = stacks_file.read_text(errors="replace").strip() if stacks_file.is_file() else ""
+        where = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise KernelHung(f"no reply from the kernel within {timeout:.0f} s ({where})",
+                         f"  kernel stacks ({stacks_file}):\n{stacks}" if stacks
+                         else "  (the kernel wrote no stacks)") from None
 
 
 def collect_summary(results_dir: Path) -> Path | None:
@@ -284,7 +363,7 @@ def run(plan: RunPlan, log=print, *, terminal: bool | None = None) -> Path | Non
                       if kernel_port_base else {})
         try:
             with environment(kernel_env):
-                execute_notebook(notebook, output, parameters, plan.kernel, terminal=terminal)
+                execute_notebook(notebook, output, parameters, plan.kernel, terminal=terminal, log=log)
         except NotebookFailed:
             log(f" FAILED after {time.perf_counter() - started:.1f} s")
             _log_warnings(log, notebook, output)

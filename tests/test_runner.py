@@ -1,4 +1,5 @@
 import argparse
+import time
 
 import pytest
 
@@ -51,6 +52,76 @@ def test_failing_notebook_is_named_with_its_cell(tmp_path):
     assert (tmp_path / "out" / path.name).exists()
     source = nbformat.read(path, as_version=4)  # never executed in place
     assert all(not cell.get("outputs") for cell in source.cells if cell.cell_type == "code")
+
+
+def test_cell_timeout_by_profile_and_environment(monkeypatch):
+    monkeypatch.delenv(runner.CELL_TIMEOUT_ENV, raising=False)
+    assert runner.cell_timeout("smoke") == 600 and runner.cell_timeout("default") == 3600
+    assert runner.cell_timeout("paper") is None and runner.cell_timeout(None) is None
+    monkeypatch.setenv(runner.CELL_TIMEOUT_ENV, "42.5")
+    assert runner.cell_timeout("paper") == 42.5
+    for off in ("0", "none", "None"):
+        monkeypatch.setenv(runner.CELL_TIMEOUT_ENV, off)
+        assert runner.cell_timeout("smoke") is None
+    for bad in ("soon", "-3"):
+        monkeypatch.setenv(runner.CELL_TIMEOUT_ENV, bad)
+        with pytest.raises(ValueError, match="ASD_CELL_TIMEOUT='.*': expected a number of seconds"):
+            runner.cell_timeout("smoke")
+
+
+def _sleepy_notebook(path, body):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("PROFILE = 'smoke'", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_a_hung_cell_is_retried_once_and_then_fails_with_the_kernels_stacks(tmp_path, monkeypatch):
+    """A cell that never answers does not stall the run: after the time limit the notebook runs once
+    more, and a second hang fails with the kernel's own stack dump (written by the watchdog)."""
+    monkeypatch.setenv(runner.CELL_TIMEOUT_ENV, "4")
+    path = _sleepy_notebook(tmp_path / "09_hangs.ipynb",
+                            "import time\ndef stuck_here():\n    time.sleep(120)\nstuck_here()")
+    warnings = []
+    started = time.perf_counter()
+    with pytest.raises(runner.NotebookFailed) as failure:
+        runner.execute_notebook(path, tmp_path / "out" / path.name, {"PROFILE": "smoke"}, log=warnings.append)
+    elapsed = time.perf_counter() - started
+    message = str(failure.value)
+    assert "09_hangs.ipynb: no reply from the kernel within 4 s" in message and "2 execution(s)" in message
+    assert "stuck_here" in message and "Thread 0x" in message      # faulthandler's dump of the kernel
+    assert len(warnings) == 1 and "executing it again" in warnings[0] and "stuck_here" in warnings[0]
+    assert elapsed < 60
+
+
+def test_a_kernel_that_hangs_once_is_executed_again_and_succeeds(tmp_path, monkeypatch):
+    monkeypatch.setenv(runner.CELL_TIMEOUT_ENV, "4")
+    marker = tmp_path / "hung_once"
+    path = _sleepy_notebook(tmp_path / "09_flaky.ipynb",
+                            f"import pathlib, time\nmarker = pathlib.Path({str(marker)!r})\n"
+                            "if not marker.exists():\n    marker.touch()\n    time.sleep(120)\nprint('ran')")
+    warnings = []
+    out = tmp_path / "out" / path.name
+    runner.execute_notebook(path, out, {"PROFILE": "smoke"}, log=warnings.append)
+    assert len(warnings) == 1 and "no reply from the kernel within 4 s" in warnings[0]
+    assert "ran" in out.read_text() and not out.with_name("09_flaky.stacks.txt").exists()
+
+
+def test_watchdog_writes_nothing_without_its_environment(tmp_path, monkeypatch):
+    from asd_utils import kernel_watchdog
+
+    monkeypatch.delenv(kernel_watchdog.SECONDS_ENV, raising=False)
+
+    class Shell:
+        registered = []
+        events = type("E", (), {"register": lambda self, *a: Shell.registered.append(a)})()
+
+    kernel_watchdog.load_ipython_extension(Shell())
+    assert Shell.registered == [] and "file" not in kernel_watchdog._state
 
 
 @pytest.mark.notebook
