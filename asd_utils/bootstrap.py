@@ -468,17 +468,19 @@ def bootstrap_official_score(
 
 def bootstrap_results_dir(
     results_dir: str | os.PathLike, tidy: pd.DataFrame | None = None, *, test_index: pd.DataFrame | None = None,
-    n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95,
+    n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95, clip_scores: pd.DataFrame | None = None,
 ) -> BootstrapResult:
     """Read every system's per-clip scores under ``results_dir`` and bootstrap them together.
 
     tidy: the collected results (system names of the submission folders); test_index: optional
     ``discover`` output holding the ground truth of blinded evaluation clips. Systems are keyed by
-    ``(notebook, system)``.
+    ``(notebook, system)``. clip_scores: the :func:`read_clip_scores` rows (with truth attached)
+    when the caller has read them already; then ``results_dir`` and ``test_index`` are not used.
     """
-    clip_scores = read_clip_scores(results_dir, tidy)
-    if test_index is not None and len(clip_scores):
-        clip_scores = attach_truth(clip_scores, test_index)
+    if clip_scores is None:
+        clip_scores = read_clip_scores(results_dir, tidy)
+        if test_index is not None and len(clip_scores):
+            clip_scores = attach_truth(clip_scores, test_index)
     order = None if tidy is None else list(dict.fromkeys(zip(tidy["notebook"].astype(str), tidy["system"].astype(str))))
     aligned = align_clip_scores(clip_scores, order=order)
     return bootstrap_official_score(aligned, n_resamples=n_resamples, seed=seed, confidence=confidence)

@@ -193,6 +193,7 @@ def rank_heatmap(table: pd.DataFrame, *, title: str = "", caveat: str = ""):
     """Figure: rank-normalised score of every clip (rows, grouped by domain x label) under every
     system (columns), with each system's wrong decisions outlined. Returns the figure."""
     import matplotlib.pyplot as plt
+    from matplotlib.collections import PatchCollection
     from matplotlib.patches import Rectangle
 
     systems = _systems_of(table)
@@ -205,8 +206,9 @@ def rank_heatmap(table: pd.DataFrame, *, title: str = "", caveat: str = ""):
     anomalous = (ordered["label"] == "anomaly").to_numpy()
     decisions = ordered[[f"decision:{s}" for s in systems]].to_numpy(dtype=np.float64)
     wrong = np.where(anomalous[:, None], decisions == 0, decisions == 1)
-    for i, j in zip(*np.nonzero(wrong)):
-        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=0.5, ec="black"))
+    # one collection, not one patch per cell: thousands of add_patch calls took seconds per figure
+    outlines = [Rectangle((j - 0.5, i - 0.5), 1, 1) for i, j in zip(*np.nonzero(wrong))]
+    ax.add_collection(PatchCollection(outlines, facecolor="none", edgecolor="black", linewidth=0.5))
     cells = ordered["domain"] + " " + ordered["label"]
     starts = np.flatnonzero(np.r_[True, cells.to_numpy()[1:] != cells.to_numpy()[:-1]])
     for start in starts[1:]:

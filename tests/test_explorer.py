@@ -119,6 +119,9 @@ def test_rank_heatmap_outlines_wrong_decisions(tmp_path):
     table, _ = explorer.clip_table(clip_scores, "fan")
     fig = explorer.rank_heatmap(table, title="fan", caveat="synthetic")
     ax = fig.axes[0]
-    assert len(ax.patches) == 16  # the inverted system is wrong on every clip, the perfect one on none
+    (outlines,) = ax.collections  # one outline per wrong decision, drawn as one collection
+    corners = np.array([path.vertices[0] for path in outlines.get_paths()])
+    # the inverted system (column 1) is wrong on every one of the 16 clips, the perfect one on none
+    assert len(corners) == 16 and np.allclose(corners[:, 0], 0.5) and sorted(corners[:, 1] + 0.5) == list(range(16))
     assert [t.get_text() for t in ax.get_xticklabels()] == ["01 Perfect", "02 Inverted"]
     assert explorer.system_label("05_xju_subcenter", "EAT-FFT") == "05 EAT-FFT"

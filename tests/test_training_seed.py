@@ -20,6 +20,28 @@ def test_seed_everything_repeats_draws():
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
 
 
+def test_deterministic_switches_without_and_with_inductor_loaded():
+    """Both paths leave ATen deterministic (warn only); the cheap one hands inductor its switch
+    through TORCHINDUCTOR_DETERMINISTIC, so a later torch.compile is deterministic too."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys, torch\n"
+            "from asd_utils.training import seed_everything\n"
+            "if sys.argv[1] == 'loaded': import torch._inductor.config\n"
+            "seed_everything(0)\n"
+            "before = 'torch._inductor.config' in sys.modules\n"
+            "import torch._inductor.config as c\n"
+            "print(json.dumps([before, torch.are_deterministic_algorithms_enabled(),\n"
+            "                  torch.is_deterministic_algorithms_warn_only_enabled(), c.deterministic]))")
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_DETERMINISTIC"}
+    for mode, inductor_before in (("fresh", False), ("loaded", True)):
+        out = subprocess.run([sys.executable, "-c", code, mode], env=env, capture_output=True, text=True, check=True)
+        assert json.loads(out.stdout.strip().splitlines()[-1]) == [inductor_before, True, True, True]
+
+
 def test_rng_states_round_trip_and_load_weights_only(tmp_path):
     seed_everything(3)
     np.random.standard_normal()  # leave a cached gaussian in numpy's state

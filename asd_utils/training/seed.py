@@ -30,8 +30,22 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> int:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        _use_deterministic_algorithms(warn_only=True)
     return seed
+
+
+def _use_deterministic_algorithms(*, warn_only: bool) -> None:
+    """``torch.use_deterministic_algorithms(True, warn_only=...)`` without its cost of importing
+    ``torch._inductor`` (about 2 s per process, in every notebook) when nothing has loaded it: eager
+    kernels read only ATen's flag, set here directly; inductor's own switch (for ``torch.compile``) is
+    its ``TORCHINDUCTOR_DETERMINISTIC`` variable, read when inductor is first imported."""
+    import sys
+
+    if "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(True, warn_only=warn_only)
+        return
+    os.environ.setdefault("TORCHINDUCTOR_DETERMINISTIC", "1")
+    torch._C._set_deterministic_algorithms(True, warn_only=warn_only)
 
 
 # Environment variables through which torch's CPU libraries choose their instruction-set code path,
