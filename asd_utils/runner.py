@@ -275,14 +275,28 @@ def _execute_once(notebook: Path, output: Path, parameters: dict, kernel: str | 
             f"notebook {notebook.name} failed in cell {error.cell_index} (execution count {error.exec_count}): "
             f"{error.ename}: {first_line}\n  executed copy with the traceback: {output}"
         ) from None
-    except (CellTimeoutError, TimeoutError) as error:
-        # nbclient raises CellTimeoutError for a cell; a reply it waits for outside a cell (the final
-        # kernel_info) times out with the same limit
-        stacks = stacks_file.read_text(errors="replace").strip() if stacks_file.is_file() else ""
-        where = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise KernelHung(f"no reply from the kernel within {timeout:.0f} s ({where})",
-                         f"  kernel stacks ({stacks_file}):\n{stacks}" if stacks
-                         else "  (the kernel wrote no stacks)") from None
+    except CellTimeoutError as error:
+        raise _kernel_hung(str(error).splitlines()[0], timeout, stacks_file) from None
+    except AssertionError as error:
+        # the request nbclient sends after the last cell (kernel_info) waits under the same limit;
+        # nbclient 0.11 reports its timeout with a bare ``assert cell is not None``
+        if not _is_nbclient_timeout(error):
+            raise
+        raise _kernel_hung("no reply to the request after the last cell", timeout, stacks_file) from None
+
+
+def _is_nbclient_timeout(error: BaseException) -> bool:
+    """Whether ``error`` was raised inside nbclient's timeout handler."""
+    import traceback
+
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and frames[-1].name == "_async_handle_timeout"
+
+
+def _kernel_hung(where: str, timeout: float | None, stacks_file: Path) -> KernelHung:
+    stacks = stacks_file.read_text(errors="replace").strip() if stacks_file.is_file() else ""
+    return KernelHung(f"no reply from the kernel within {timeout:.0f} s ({where})",
+                      f"  kernel stacks ({stacks_file}):\n{stacks}" if stacks else "  (the kernel wrote no stacks)")
 
 
 def collect_summary(results_dir: Path) -> Path | None:

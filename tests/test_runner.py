@@ -111,6 +111,35 @@ def test_a_kernel_that_hangs_once_is_executed_again_and_succeeds(tmp_path, monke
     assert "ran" in out.read_text() and not out.with_name("09_flaky.stacks.txt").exists()
 
 
+def test_a_timeout_after_the_last_cell_counts_as_a_hang_and_other_assertions_do_not(tmp_path, monkeypatch):
+    """nbclient times out its request after the last cell with an assertion in its timeout handler;
+    the runner treats exactly that as a hang (executed again), and lets any other assertion through."""
+    import papermill
+
+    calls = []
+
+    def _async_handle_timeout():  # named like nbclient's handler
+        assert None is not None
+
+    def timing_out(*args, **kwargs):
+        calls.append(1)
+        _async_handle_timeout()
+
+    monkeypatch.setattr(papermill, "execute_notebook", timing_out)
+    warnings = []
+    path = _sleepy_notebook(tmp_path / "09_quiet.ipynb", "x = 1")
+    with pytest.raises(runner.NotebookFailed, match="no reply to the request after the last cell"):
+        runner.execute_notebook(path, tmp_path / "out" / path.name, {"PROFILE": "smoke"}, log=warnings.append)
+    assert len(calls) == 2 and len(warnings) == 1
+
+    def failing(*args, **kwargs):
+        raise AssertionError("a bug elsewhere")
+
+    monkeypatch.setattr(papermill, "execute_notebook", failing)
+    with pytest.raises(AssertionError, match="a bug elsewhere"):
+        runner.execute_notebook(path, tmp_path / "out" / path.name, {"PROFILE": "smoke"}, log=warnings.append)
+
+
 def test_watchdog_writes_nothing_without_its_environment(tmp_path, monkeypatch):
     from asd_utils import kernel_watchdog
 
