@@ -270,6 +270,8 @@ def _execute_once(notebook: Path, output: Path, parameters: dict, kernel: str | 
             )
         stacks_file.unlink(missing_ok=True)  # no hang: nothing to keep
     except PapermillExecutionError as error:
+        if stacks_file.is_file() and stacks_file.stat().st_size == 0:
+            stacks_file.unlink()  # the watchdog never fired: no empty file beside the failed notebook
         first_line = str(error.evalue).splitlines()[0] if error.evalue else ""
         raise NotebookFailed(
             f"notebook {notebook.name} failed in cell {error.cell_index} (execution count {error.exec_count}): "

@@ -49,7 +49,7 @@ def test_failing_notebook_is_named_with_its_cell(tmp_path):
     nbformat.write(nb, path)
     with pytest.raises(runner.NotebookFailed, match=r"09_broken.ipynb failed in cell \d+ .*KeyError"):
         runner.execute_notebook(path, tmp_path / "out" / path.name, {"PROFILE": "smoke"})
-    assert (tmp_path / "out" / path.name).exists()
+    assert (tmp_path / "out" / path.name).exists() and not (tmp_path / "out" / "09_broken.stacks.txt").exists()
     source = nbformat.read(path, as_version=4)  # never executed in place
     assert all(not cell.get("outputs") for cell in source.cells if cell.cell_type == "code")
 
