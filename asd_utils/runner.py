@@ -252,6 +252,7 @@ def _execute_once(notebook: Path, output: Path, parameters: dict, kernel: str | 
     if timeout is not None:
         env.update({kernel_watchdog.SECONDS_ENV: str(max(1.0, timeout - WATCHDOG_LEAD_S)),
                     kernel_watchdog.FILE_ENV: str(stacks_file)})
+    finished = False
     try:
         with environment(env):
             papermill.execute_notebook(
@@ -268,10 +269,8 @@ def _execute_once(notebook: Path, output: Path, parameters: dict, kernel: str | 
                 # shutdown of a kernel that has loaded torch takes about 2 s more, per notebook)
                 shutdown_kernel="immediate",
             )
-        stacks_file.unlink(missing_ok=True)  # no hang: nothing to keep
+        finished = True
     except PapermillExecutionError as error:
-        if stacks_file.is_file() and stacks_file.stat().st_size == 0:
-            stacks_file.unlink()  # the watchdog never fired: no empty file beside the failed notebook
         first_line = str(error.evalue).splitlines()[0] if error.evalue else ""
         raise NotebookFailed(
             f"notebook {notebook.name} failed in cell {error.cell_index} (execution count {error.exec_count}): "
@@ -285,6 +284,10 @@ def _execute_once(notebook: Path, output: Path, parameters: dict, kernel: str | 
         if not _is_nbclient_timeout(error):
             raise
         raise _kernel_hung("no reply to the request after the last cell", timeout, stacks_file) from None
+    finally:
+        # keep a dump only beside a notebook that did not finish, and never an empty file
+        if stacks_file.is_file() and (finished or stacks_file.stat().st_size == 0):
+            stacks_file.unlink()
 
 
 def _is_nbclient_timeout(error: BaseException) -> bool:
