@@ -35,6 +35,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from asd_utils.features import log_mel, stack_frames
+from asd_utils.training.trainer import build_optimizer
 
 DOMAINS = ("source", "target")
 
@@ -213,7 +214,7 @@ class AutoencoderBaseline:
         train_idx, valid_idx = holdout_split(len(flat), cfg.validation_split, generator)
         self.validation_index_ = valid_idx.sort().values  # flat vector indices held out (clip-major)
         self.n_train_vectors_, self.n_validation_vectors_ = len(train_idx), len(valid_idx)
-        optimizer = torch.optim.Adam(self.model_.parameters(), lr=cfg.lr)
+        optimizer = build_optimizer(self.model_.parameters(), "adam", lr=cfg.lr)
         self.loss_history_, self.val_loss_history_ = [], []
         bar = tqdm(range(cfg.epochs), desc="AE epochs", leave=False, disable=not self.progress)
         for _ in bar:

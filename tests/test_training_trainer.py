@@ -117,3 +117,30 @@ def test_extract_embeddings_from_array_and_loader_restores_mode():
     assert trainer.embed(x, use_ema=True).shape == (10, 4)
     with pytest.raises(ValueError, match="no inputs"):
         extract_embeddings(model, [])
+
+
+@pytest.mark.parametrize("name, extra", [("adam", {}), ("adamw", {"weight_decay": 1e-2, "betas": (0.9, 0.98)})])
+def test_multi_tensor_update_is_default_and_bit_identical_to_the_per_tensor_loop(name, extra):
+    """build_optimizer defaults to torch's multi-tensor (foreach) update for speed; the trained
+    parameters must equal those of the per-tensor loop bit for bit, so no cached model or score
+    changes with it."""
+    def train(**kwargs):
+        seed_everything(0)
+        model = tiny_model()
+        initial = model[0].weight.detach().clone()
+        optimizer = build_optimizer(model.parameters(), name, lr=1e-2, **extra, **kwargs)
+        data = torch.Generator().manual_seed(5)
+        for _ in range(30):
+            x = torch.randn(16, 8, generator=data)
+            loss = (model(x) ** 2).mean() + model(x).abs().mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        assert not torch.equal(model[0].weight, initial)  # it trained
+        return optimizer, model.state_dict()
+
+    default_optimizer, default_state = train()
+    assert default_optimizer.defaults["foreach"] is True
+    loop_optimizer, loop_state = train(foreach=False)
+    assert loop_optimizer.defaults["foreach"] is False
+    assert_same_state(default_state, loop_state)

@@ -36,6 +36,7 @@ from torch import nn
 from asd_utils.backbones.beats import BEATs
 from asd_utils.pretrain.loop import History, Stopwatch, feature_crops, holdout_split, scheduled_steps
 from asd_utils.pretrain.masking import random_mask
+from asd_utils.training.trainer import build_optimizer
 
 __all__ = ["BEATsMaskedPredictor", "BEATsPretrainConfig", "RandomProjectionTokenizer", "beats_features",
            "patchify", "pretrain_beats"]
@@ -186,7 +187,7 @@ def pretrain_beats(features: torch.Tensor, cfg: BEATsPretrainConfig, *, seed: in
         torch.manual_seed(seed)
         learner = BEATsMaskedPredictor(model, tokenizer.codebook_size)
     params = [p for p in learner.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
+    optimizer = build_optimizer(params, "adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
     history = History(objective="BEATs iteration 1: masked patch prediction, random-projection tokenizer")
     held = torch.as_tensor(held_rows)
     held_gen = torch.Generator().manual_seed(int(seed) + 1)

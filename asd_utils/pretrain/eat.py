@@ -44,6 +44,7 @@ from asd_utils.backbones.eat import EAT, eat_preprocess
 from asd_utils.pretrain.loop import History, Stopwatch, feature_crops, holdout_split, scheduled_steps
 from asd_utils.pretrain.masking import inverse_block_mask
 from asd_utils.training.ema import EMA
+from asd_utils.training.trainer import build_optimizer
 
 __all__ = ["CNNDecoder", "EATPretrainConfig", "EATPretrainer", "eat_features", "ema_decay_at", "ema_step",
            "layer_targets", "pretrain_eat", "teacher_layer_results"]
@@ -231,7 +232,7 @@ def pretrain_eat(features: torch.Tensor, cfg: EATPretrainConfig, *, seed: int = 
     teacher = copy.deepcopy(student).eval().requires_grad_(False)
     ema = EMA(student, decay=cfg.ema_decay)
     params = [p for p in learner.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
+    optimizer = build_optimizer(params, "adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
     gen = torch.Generator().manual_seed(int(seed))
     train_rows, held_rows = holdout_split(len(features), cfg.holdout_fraction, seed)
     rows_all = torch.as_tensor(train_rows)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from asd_utils.pretrain.loop import History, Stopwatch, holdout_split, scheduled_steps
+from asd_utils.training.trainer import build_optimizer
 
 __all__ = ["UNTRAINED_SPEECH_MODELS", "Wav2Vec2PretrainConfig", "pretrain_wav2vec2", "wav2vec2_pretraining_model"]
 
@@ -144,7 +145,7 @@ def pretrain_wav2vec2(waves: np.ndarray, cfg: Wav2Vec2PretrainConfig, *, seed: i
     held_gen = torch.Generator().manual_seed(int(seed) + 1)
     held = crops(held_rows, held_gen) if len(held_rows) else None
     held_inputs = _step_inputs(model, held, np.random.default_rng(seed + 1)) if held is not None else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(model.parameters(), "adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
     history = History(objective="wav2vec 2.0: contrastive loss over quantised latents + diversity loss")
     model.train()
     for step in scheduled_steps(optimizer, cfg, desc="pretrain wav2vec2", progress=progress):

@@ -48,10 +48,15 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 def build_optimizer(params: Iterable[nn.Parameter], name: str = "adam", lr: float = 1e-3,
                     weight_decay: float = 0.0, **kwargs) -> torch.optim.Optimizer:
-    """``torch.optim.Adam`` or ``AdamW`` by name; extra keyword arguments go to the optimizer."""
+    """``torch.optim.Adam`` or ``AdamW`` by name; extra keyword arguments go to the optimizer.
+
+    The multi-tensor (``foreach``) update is the default on every device: on the CPU it gives the
+    same parameters bit for bit as torch's per-tensor loop and takes a fraction of its time
+    (``tests/test_trainer.py`` checks the equality)."""
     key = name.lower()
     if key not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
+    kwargs.setdefault("foreach", True)
     return OPTIMIZERS[key](params, lr=lr, weight_decay=weight_decay, **kwargs)
 
 
