@@ -1,0 +1,133 @@
+"""Diagnostic (issue 9): how much anomaly information do the trained embeddings hold at all?
+
+A *supervised* linear probe, run after a `make reproduce` of the default profile: for each
+machine type, a logistic regression (standardised inputs, C = 0.1) is trained on the test clips'
+embeddings with their normal/anomaly labels and scored on held-out test clips (stratified 5-fold
+cross-validation, repeated over 5 shuffles, AUC averaged). It reads **test labels**, so it is a
+diagnosis only: no setting, system or score of the compendium is chosen by its numbers.
+
+If even a probe that *sees* anomalies cannot separate them in an embedding, no unsupervised back
+end (k-means, kNN, GMM) on that embedding can. The reference row is the autoencoder's own front
+end without any training: per-clip mean and standard deviation over time of the 128-band log-mel
+spectrogram (n_fft 1024, hop 512), as the official baseline computes it.
+
+Embeddings are read from the run's caches (newest file of each kind under ``cache/<profile>/``)
+and checked against the number of test clips; a system whose cache is missing is left out and
+named.
+
+    python benchmarks/probe_anomaly_information.py [--profile default] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from asd_utils import pipeline  # noqa: E402
+from asd_utils.data import discover  # noqa: E402
+from asd_utils.data.audio import load_audio  # noqa: E402
+from asd_utils.features import log_mel  # noqa: E402
+from asd_utils.io_utils import atomic_path  # noqa: E402
+from asd_utils.results import to_markdown  # noqa: E402
+from asd_utils.synth import ensure_dataset  # noqa: E402
+
+# system -> (glob under cache/<profile>/, array name in the .npz); all trained from scratch or,
+# for 05, fused with stand-in backbones (the note of each result row says which).
+CACHED_EMBEDDINGS = {
+    "06 Three-subnet (K-Means/GMM input)": ("06_*/training/three_subnet_*/embeddings_test_*.npz", "embeddings"),
+    "04 Full (SE-ResNet18, StatEx/FeatEx)": ("04_*/training/Full_*/embeddings_*.npz", "test"),
+    "05 BEATs-FFT (stand-in BEATs + |FFT| branch)": ("05_*/training/xju_BEATs-FFT_*/embeddings_*_test_*.npz",
+                                                      "embeddings"),
+    "05 EAT-FFT (stand-in EAT + |FFT| branch)": ("05_*/training/xju_EAT-FFT_*/embeddings_*_test_*.npz", "embeddings"),
+}
+REFERENCE = "log-mel mean + std over time (no training)"
+
+
+def log_mel_statistics(paths: list[str], sample_rate: int = 16000) -> np.ndarray:
+    """Clip paths -> (clips, 256): mean and std over frames of each whole clip's 128-band log-mel."""
+    rows = []
+    for path in paths:
+        mel = log_mel(load_audio(path, sample_rate=sample_rate), sample_rate=sample_rate, n_mels=128,
+                      n_fft=1024, hop_length=512).double().reshape(128, -1)  # (128, frames)
+        rows.append(np.concatenate([mel.mean(dim=1).numpy(), mel.std(dim=1).numpy()]))
+    return np.stack(rows)
+
+
+def probe_auc(features: np.ndarray, is_anomaly: np.ndarray, repeats: int = 5) -> float:
+    """Cross-validated AUC of a linear probe, averaged over ``repeats`` shuffles of 5 folds."""
+    aucs = []
+    for seed in range(repeats):
+        probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000))
+        folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+        decision = cross_val_predict(probe, features, is_anomaly, cv=folds, method="decision_function")
+        aucs.append(roc_auc_score(is_anomaly, decision))
+    return float(np.mean(aucs))
+
+
+def newest(cache: Path, pattern: str) -> Path | None:
+    files = sorted(cache.glob(pattern), key=lambda p: p.stat().st_mtime)
+    return files[-1] if files else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+
+    index = discover(ensure_dataset(args.profile))
+    _, test = pipeline.split_index(index)
+    cache = ROOT / "cache" / args.profile
+    features: dict[str, np.ndarray] = {}
+    sources: dict[str, str] = {}
+    for system, (pattern, key) in CACHED_EMBEDDINGS.items():
+        path = newest(cache, pattern)
+        if path is None:
+            print(f"left out {system}: no cache matches {cache / pattern} (run `make reproduce` first)")
+            continue
+        array = np.load(path)[key]
+        if len(array) != len(test):
+            raise ValueError(f"{path}: {len(array)} embeddings, expected one per test clip ({len(test)})")
+        features[system], sources[system] = array, str(path.relative_to(ROOT))
+    features[REFERENCE] = log_mel_statistics(test["path"].tolist())
+
+    is_anomaly = test["is_anomaly"].to_numpy().astype(int)
+    rows = []
+    for machine in sorted(test["machine"].unique()):
+        clips = np.flatnonzero(test["machine"].to_numpy() == machine)
+        for system, array in features.items():
+            rows.append({"features": system, "machine": machine,
+                         "probe_auc": probe_auc(array[clips], is_anomaly[clips])})
+    table = pd.DataFrame(rows).pivot(index="features", columns="machine", values="probe_auc")
+    table["mean"] = table.mean(axis=1)
+    table = table.sort_values("mean")
+    print(table.round(3).to_string())
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"probe_anomaly_information_{args.profile}"
+    with atomic_path(stem.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps({"profile": args.profile, "sources": sources,
+                                   "probe_auc": table.round(4).to_dict(orient="index")}, indent=1))
+    header = ("Linear-probe AUC (supervised, cross-validated on test clips: a diagnosis, never a "
+              "choice). Synthetic data; stand-in backbones where named. Not the reports' results.\n\n")
+    with atomic_path(stem.with_suffix(".md")) as tmp:
+        tmp.write_text(header + to_markdown(table, floatfmt=".2f", index=True) + "\n")
+    print(f"wrote {stem}.json and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
