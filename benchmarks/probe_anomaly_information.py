@@ -11,11 +11,12 @@ end (k-means, kNN, GMM) on that embedding can. The reference row is the autoenco
 end without any training: per-clip mean and standard deviation over time of the 128-band log-mel
 spectrogram (n_fft 1024, hop 512), as the official baseline computes it.
 
-Embeddings are read from the run's caches (newest file of each kind under ``cache/<profile>/``)
-and checked against the number of test clips; a system whose cache is missing is left out and
-named.
+Embeddings are read from the run's caches: of the files of each kind under ``cache/<profile>/``,
+the newest one with one row per test clip of the root. A system with no such cache is left out
+and named; the files used are recorded in the JSON output.
 
     python benchmarks/probe_anomaly_information.py [--profile default] [--out benchmarks/results]
+    python benchmarks/probe_anomaly_information.py --data-root data/bench_unseen --label unseen
 """
 
 from __future__ import annotations
@@ -77,31 +78,36 @@ def probe_auc(features: np.ndarray, is_anomaly: np.ndarray, repeats: int = 5) ->
     return float(np.mean(aucs))
 
 
-def newest(cache: Path, pattern: str) -> Path | None:
-    files = sorted(cache.glob(pattern), key=lambda p: p.stat().st_mtime)
-    return files[-1] if files else None
+def newest_matching(cache: Path, pattern: str, key: str, n_rows: int) -> tuple[Path, np.ndarray] | None:
+    """The newest cache file matching ``pattern`` whose array ``key`` has ``n_rows`` rows."""
+    for path in sorted(cache.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True):
+        with np.load(path) as arrays:
+            if key in arrays.files and len(arrays[key]) == n_rows:
+                return path, arrays[key]
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="default")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="DCASE-layout root the notebooks ran on (default: the profile's synthetic data)")
+    parser.add_argument("--label", default=None, help="name of the root in the output files (default: the profile)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
 
-    index = discover(ensure_dataset(args.profile))
+    root = args.data_root.resolve() if args.data_root else ensure_dataset(args.profile)
+    index = discover(root)
     _, test = pipeline.split_index(index)
     cache = ROOT / "cache" / args.profile
     features: dict[str, np.ndarray] = {}
     sources: dict[str, str] = {}
     for system, (pattern, key) in CACHED_EMBEDDINGS.items():
-        path = newest(cache, pattern)
-        if path is None:
-            print(f"left out {system}: no cache matches {cache / pattern} (run `make reproduce` first)")
+        found = newest_matching(cache, pattern, key, len(test))
+        if found is None:
+            print(f"left out {system}: no cache {cache / pattern} with {len(test)} rows (run the notebook first)")
             continue
-        array = np.load(path)[key]
-        if len(array) != len(test):
-            raise ValueError(f"{path}: {len(array)} embeddings, expected one per test clip ({len(test)})")
-        features[system], sources[system] = array, str(path.relative_to(ROOT))
+        features[system], sources[system] = found[1], str(found[0].relative_to(ROOT))
     features[REFERENCE] = log_mel_statistics(test["path"].tolist())
 
     is_anomaly = test["is_anomaly"].to_numpy().astype(int)
@@ -117,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table.round(3).to_string())
 
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"probe_anomaly_information_{args.profile}"
+    stem = args.out / f"probe_anomaly_information_{args.label or args.profile}"
     with atomic_path(stem.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps({"profile": args.profile, "sources": sources,
+        tmp.write_text(json.dumps({"profile": args.profile, "root": args.label or args.profile, "sources": sources,
                                    "probe_auc": table.round(4).to_dict(orient="index")}, indent=1))
     header = ("Linear-probe AUC (supervised, cross-validated on test clips: a diagnosis, never a "
               "choice). Synthetic data; stand-in backbones where named. Not the reports' results.\n\n")

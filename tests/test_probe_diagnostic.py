@@ -46,3 +46,22 @@ def test_log_mel_statistics_are_the_baseline_log_mel_mean_and_std(tmp_path):
     mel = mel.double().reshape(128, -1).numpy()
     np.testing.assert_allclose(stats[1, :128], mel.mean(axis=1), rtol=1e-10)
     np.testing.assert_allclose(stats[1, 128:], mel.std(axis=1, ddof=1), rtol=1e-10)
+
+
+def test_cache_lookup_takes_the_newest_file_with_one_row_per_test_clip(tmp_path):
+    import os
+
+    probe = load_probe_module()
+    folder = tmp_path / "06_x" / "training" / "three_subnet_a"
+    folder.mkdir(parents=True)
+    older, newer, newest = (folder / f"embeddings_test_{i}.npz" for i in range(3))
+    np.savez(older, embeddings=np.zeros((5, 4)))
+    np.savez(newer, embeddings=np.ones((5, 4)))
+    np.savez(newest, embeddings=np.ones((7, 4)))  # another root's test set
+    for age, path in enumerate((newest, newer, older)):
+        os.utime(path, (1e9 - age, 1e9 - age))
+    path, array = probe.newest_matching(tmp_path, "06_*/training/three_subnet_*/embeddings_test_*.npz",
+                                        "embeddings", 5)
+    assert path == newer and array.shape == (5, 4) and array[0, 0] == 1.0
+    assert probe.newest_matching(tmp_path, "06_*/training/three_subnet_*/embeddings_test_*.npz",
+                                 "embeddings", 9) is None
