@@ -144,3 +144,5 @@ def test_multi_tensor_update_is_default_and_bit_identical_to_the_per_tensor_loop
     loop_optimizer, loop_state = train(foreach=False)
     assert loop_optimizer.defaults["foreach"] is False
     assert_same_state(default_state, loop_state)
+    fused = build_optimizer(tiny_model().parameters(), name, lr=1e-2, fused=True)  # no foreach forced on
+    assert fused.defaults["fused"] is True and not fused.defaults["foreach"]

@@ -56,7 +56,8 @@ def build_optimizer(params: Iterable[nn.Parameter], name: str = "adam", lr: floa
     key = name.lower()
     if key not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
-    kwargs.setdefault("foreach", True)
+    if not kwargs.get("fused"):  # torch refuses foreach and fused together
+        kwargs.setdefault("foreach", True)
     return OPTIMIZERS[key](params, lr=lr, weight_decay=weight_decay, **kwargs)
 
 
