@@ -99,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     root = args.data_root.resolve() if args.data_root else ensure_dataset(args.profile)
     index = discover(root)
     _, test = pipeline.split_index(index)
+    labels = test["is_anomaly"]
+    if labels.isna().any():
+        raise ValueError(f"{root}: {int(labels.isna().sum())} test clips carry no normal/anomaly label "
+                         "(blinded evaluation data); the probe needs labelled test clips")
     cache = ROOT / "cache" / args.profile
     features: dict[str, np.ndarray] = {}
     sources: dict[str, str] = {}
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         features[system], sources[system] = found[1], str(found[0].relative_to(ROOT))
     features[REFERENCE] = log_mel_statistics(test["path"].tolist())
 
-    is_anomaly = test["is_anomaly"].to_numpy().astype(int)
+    is_anomaly = labels.to_numpy().astype(int)
     rows = []
     for machine in sorted(test["machine"].unique()):
         clips = np.flatnonzero(test["machine"].to_numpy() == machine)
@@ -127,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_path(stem.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps({"profile": args.profile, "root": args.label or args.profile, "sources": sources,
                                    "probe_auc": table.round(4).to_dict(orient="index")}, indent=1))
+    data = "Synthetic data" if (root / "synth_manifest.json").exists() else f"Data: {root.name}"
     header = ("Linear-probe AUC (supervised, cross-validated on test clips: a diagnosis, never a "
-              "choice). Synthetic data; stand-in backbones where named. Not the reports' results.\n\n")
+              f"choice). {data}; stand-in backbones where named. Not the reports' results.\n\n")
     with atomic_path(stem.with_suffix(".md")) as tmp:
         tmp.write_text(header + to_markdown(table, floatfmt=".2f", index=True) + "\n")
     print(f"wrote {stem}.json and .md")

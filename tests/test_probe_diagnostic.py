@@ -65,3 +65,20 @@ def test_cache_lookup_takes_the_newest_file_with_one_row_per_test_clip(tmp_path)
     assert path == newer and array.shape == (5, 4) and array[0, 0] == 1.0
     assert probe.newest_matching(tmp_path, "06_*/training/three_subnet_*/embeddings_test_*.npz",
                                  "embeddings", 9) is None
+
+
+def test_blinded_test_clips_are_refused_with_the_root_named(tmp_path):
+    import pytest
+
+    probe = load_probe_module()
+    root = tmp_path / "blinded_root"
+    wave = (0.1 * np.random.default_rng(2).standard_normal(16000)).astype(np.float32)
+    for name, split in (("section_00_source_train_normal_0000_a_1.wav", "train"),
+                        ("section_00_source_train_normal_0001_a_1.wav", "train"),
+                        ("section_00_0000.wav", "test"), ("section_00_0001.wav", "test")):
+        folder = root / "dev_data" / "raw" / "fan" / split
+        folder.mkdir(parents=True, exist_ok=True)
+        sf.write(folder / name, wave, 16000)
+    with pytest.raises(ValueError, match=r"blinded_root: 2 test clips carry no normal/anomaly label"):
+        probe.main(["--data-root", str(root), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
