@@ -40,10 +40,10 @@ sys.path.insert(0, str(ROOT))
 from asd_utils import pipeline  # noqa: E402
 from asd_utils.data import discover  # noqa: E402
 from asd_utils.data.audio import load_audio  # noqa: E402
-from asd_utils.features import log_mel  # noqa: E402
 from asd_utils.io_utils import atomic_path  # noqa: E402
 from asd_utils.results import to_markdown  # noqa: E402
 from asd_utils.synth import ensure_dataset  # noqa: E402
+from asd_utils.tour import logmel_statistics  # noqa: E402
 
 # system -> (glob under cache/<profile>/, array name in the .npz); all trained from scratch or,
 # for 05, fused with stand-in backbones (the note of each result row says which).
@@ -57,14 +57,10 @@ CACHED_EMBEDDINGS = {
 REFERENCE = "log-mel mean + std over time (no training)"
 
 
-def log_mel_statistics(paths: list[str], sample_rate: int = 16000) -> np.ndarray:
-    """Clip paths -> (clips, 256): mean and std over frames of each whole clip's 128-band log-mel."""
-    rows = []
-    for path in paths:
-        mel = log_mel(load_audio(path, sample_rate=sample_rate), sample_rate=sample_rate, n_mels=128,
-                      n_fft=1024, hop_length=512).double().reshape(128, -1)  # (128, frames)
-        rows.append(np.concatenate([mel.mean(dim=1).numpy(), mel.std(dim=1).numpy()]))
-    return np.stack(rows)
+def log_mel_statistics(paths: list[str]) -> np.ndarray:
+    """Clip paths -> (clips, 256): mean and std over frames of each whole clip's 128-band log-mel
+    (``asd_utils.tour.logmel_statistics``, one clip at a time so clips may differ in length)."""
+    return np.concatenate([logmel_statistics(load_audio(path)[None], n_mels=128) for path in paths])
 
 
 def probe_auc(features: np.ndarray, is_anomaly: np.ndarray, repeats: int = 5) -> float:

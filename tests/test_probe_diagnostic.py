@@ -44,8 +44,8 @@ def test_log_mel_statistics_are_the_baseline_log_mel_mean_and_std(tmp_path):
     assert stats.shape == (2, 256)
     mel = log_mel(sf.read(paths[1], dtype="float32")[0], n_mels=128, n_fft=1024, hop_length=512)
     mel = mel.double().reshape(128, -1).numpy()
-    np.testing.assert_allclose(stats[1, :128], mel.mean(axis=1), rtol=1e-10)
-    np.testing.assert_allclose(stats[1, 128:], mel.std(axis=1, ddof=1), rtol=1e-10)
+    np.testing.assert_allclose(stats[1, :128], mel.mean(axis=1), rtol=1e-5)  # float32 sums
+    np.testing.assert_allclose(stats[1, 128:], mel.std(axis=1, ddof=1), rtol=1e-5)
 
 
 def test_cache_lookup_takes_the_newest_file_with_one_row_per_test_clip(tmp_path):

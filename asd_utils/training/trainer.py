@@ -51,8 +51,8 @@ def build_optimizer(params: Iterable[nn.Parameter], name: str = "adam", lr: floa
     """``torch.optim.Adam`` or ``AdamW`` by name; extra keyword arguments go to the optimizer.
 
     The multi-tensor (``foreach``) update is the default on every device: on the CPU it gives the
-    same parameters bit for bit as torch's per-tensor loop and takes a fraction of its time
-    (``tests/test_trainer.py`` checks the equality)."""
+    same parameters bit for bit as torch's per-tensor loop, in a shorter optimiser step
+    (``tests/test_training_trainer.py`` checks the equality)."""
     key = name.lower()
     if key not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
