@@ -9,7 +9,9 @@ diagnosis only: no setting, system or score of the compendium is chosen by its n
 If even a probe that *sees* anomalies cannot separate them in an embedding, no unsupervised back
 end (k-means, kNN, GMM) on that embedding can. The reference row is the autoencoder's own front
 end without any training: per-clip mean and standard deviation over time of the 128-band log-mel
-spectrogram (n_fft 1024, hop 512), as the official baseline computes it.
+spectrogram (n_fft 1024, hop 512), as the official baseline computes it. Two more rows split it:
+the mean alone (the clip's stationary spectral envelope) and the standard deviation alone (how
+each band varies over time), to show where in the spectrum the anomalies of a root lie.
 
 Embeddings are read from the run's caches: of the files of each kind under ``cache/<profile>/``,
 the newest one with one row per test clip of the root. A system with no such cache is left out
@@ -55,12 +57,21 @@ CACHED_EMBEDDINGS = {
     "05 EAT-FFT (stand-in EAT + |FFT| branch)": ("05_*/training/xju_EAT-FFT_*/embeddings_*_test_*.npz", "embeddings"),
 }
 REFERENCE = "log-mel mean + std over time (no training)"
+REFERENCE_MEAN = "log-mel mean over time only (no training)"
+REFERENCE_STD = "log-mel std over time only (no training)"
 
 
 def log_mel_statistics(paths: list[str]) -> np.ndarray:
     """Clip paths -> (clips, 256): mean and std over frames of each whole clip's 128-band log-mel
     (``asd_utils.tour.logmel_statistics``, one clip at a time so clips may differ in length)."""
     return np.concatenate([logmel_statistics(load_audio(path)[None], n_mels=128) for path in paths])
+
+
+def reference_features(paths: list[str]) -> dict[str, np.ndarray]:
+    """The untrained reference rows: log-mel mean + std ``(clips, 256)``, and its two halves, the
+    mean over time ``(clips, 128)`` and the standard deviation over time ``(clips, 128)``."""
+    stats = log_mel_statistics(paths)
+    return {REFERENCE: stats, REFERENCE_MEAN: stats[:, :128], REFERENCE_STD: stats[:, 128:]}
 
 
 def probe_auc(features: np.ndarray, is_anomaly: np.ndarray, repeats: int = 5) -> float:
@@ -108,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"left out {system}: no cache {cache / pattern} with {len(test)} rows (run the notebook first)")
             continue
         features[system], sources[system] = found[1], str(found[0].relative_to(ROOT))
-    features[REFERENCE] = log_mel_statistics(test["path"].tolist())
+    features.update(reference_features(test["path"].tolist()))
 
     is_anomaly = labels.to_numpy().astype(int)
     rows = []

@@ -46,6 +46,10 @@ def test_log_mel_statistics_are_the_baseline_log_mel_mean_and_std(tmp_path):
     mel = mel.double().reshape(128, -1).numpy()
     np.testing.assert_allclose(stats[1, :128], mel.mean(axis=1), rtol=1e-5)  # float32 sums
     np.testing.assert_allclose(stats[1, 128:], mel.std(axis=1, ddof=1), rtol=1e-5)
+    rows = probe.reference_features(paths)
+    np.testing.assert_array_equal(rows[probe.REFERENCE], stats)
+    np.testing.assert_allclose(rows[probe.REFERENCE_MEAN][1], mel.mean(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(rows[probe.REFERENCE_STD][1], mel.std(axis=1, ddof=1), rtol=1e-5)
 
 
 def test_cache_lookup_takes_the_newest_file_with_one_row_per_test_clip(tmp_path):
@@ -82,3 +86,36 @@ def test_blinded_test_clips_are_refused_with_the_root_named(tmp_path):
     with pytest.raises(ValueError, match=r"blinded_root: 2 test clips carry no normal/anomaly label"):
         probe.main(["--data-root", str(root), "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+def load_training_probe_module():
+    import sys
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("probe_three_subnet_training",
+                                                  SCRIPT.parent / "probe_three_subnet_training.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_probe_measures_the_untrained_and_the_trained_network(tmp_path):
+    """The smoke profile end to end: one row per requested epoch, with the settings recorded;
+    epoch 0 is the untrained network; the run refuses epochs beyond the
+    profile's training length."""
+    import json
+
+    import pytest
+
+    module = load_training_probe_module()
+    assert module.main(["--profile", "smoke", "--epochs", "0", "1", "--out", str(tmp_path), "--label", "t"]) == 0
+    report = json.loads((tmp_path / "probe_three_subnet_training_t.json").read_text())
+    assert report["stft_remove_temporal_mean"] is False and report["profile"] == "smoke"
+    rows = report["rows"]
+    assert [row["epoch"] for row in rows] == [0, 1]
+    for row in rows:
+        assert 0.0 <= row["probe_mean"] <= 1.0 and 0.0 <= row["kmeans_official"] <= 1.0
+        assert 0.0 <= row["training_accuracy"] <= 1.0
+    assert "Synthetic data" in (tmp_path / "probe_three_subnet_training_t.md").read_text()
+    with pytest.raises(SystemExit, match="up to 1"):
+        module.main(["--profile", "smoke", "--epochs", "2", "--out", str(tmp_path)])

@@ -46,6 +46,13 @@ def test_branch_removes_the_temporal_mean():
     x = torch.randn(2, 16, 30)
     offset = torch.randn(2, 16, 1) * 5  # a constant per band and clip
     torch.testing.assert_close(branch(x + offset), branch(x), rtol=1e-4, atol=1e-4)
+    # without the removal (a diagnosis setting of notebook 04) the offset reaches the embedding
+    torch.manual_seed(0)
+    keep = SEResNet18Branch(16, 8, width=0.25, remove_temporal_mean=False).eval()
+    assert branch.remove_temporal_mean and not keep.remove_temporal_mean
+    assert not torch.allclose(keep(x + offset), keep(x), atol=1e-2)
+    assert SEResNetFFTModel(16000, n_mels=16, emb_dim=8, width=0.25,
+                            remove_temporal_mean=False).spec_branch.remove_temporal_mean is False
 
 
 def test_log_mel_front_end_band_limits():

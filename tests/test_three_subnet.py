@@ -54,6 +54,29 @@ def test_wrong_length_and_width_raise():
         ThreeSubNetwork(3, clip_seconds=0.05)
 
 
+def test_stft_normalisation_keeps_or_removes_the_spectral_envelope():
+    """Default (the report: batch norm only): a constant per-bin offset of the log spectrum (a
+    stationary envelope change) passes through the frozen batch norm as offset / sqrt(var + eps);
+    with Wilkinghoff's per-clip temporal-mean removal it vanishes."""
+    torch.manual_seed(0)
+    spec = torch.randn(2, 513, 30)
+    offset = torch.linspace(-2.0, 3.0, 513)[None, :, None]
+    keep = tiny().stft_branch.eval()
+    removed = ThreeSubNetwork(3, clip_seconds=1.0, width=0.125, stft_remove_temporal_mean=True).stft_branch.eval()
+    assert keep.remove_temporal_mean is False and removed.remove_temporal_mean is True
+    with torch.inference_mode():
+        scale = 1.0 / np.sqrt(1.0 + keep.freq_norm.eps)  # fresh running statistics: mean 0, var 1
+        torch.testing.assert_close(keep.normalise(spec + offset) - keep.normalise(spec),
+                                   (offset * scale).expand_as(spec), rtol=0, atol=1e-5)
+        torch.testing.assert_close(removed.normalise(spec + offset), removed.normalise(spec), rtol=0, atol=1e-5)
+        centred = spec - spec.mean(dim=2, keepdim=True)
+        torch.testing.assert_close(removed.normalise(spec), centred * scale, rtol=0, atol=1e-5)
+        # end to end: doubling a clip's amplitude adds log(2) to every bin of its log spectrum
+        waves = torch.randn(2, 16000)
+        assert not torch.allclose(keep(2.0 * waves), keep(waves), atol=1e-3)
+        torch.testing.assert_close(removed(2.0 * waves), removed(waves), rtol=1e-4, atol=1e-4)
+
+
 def test_amplitude_spectrum_and_log_stft_match_numpy():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 4096)).astype(np.float32)

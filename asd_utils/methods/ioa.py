@@ -105,20 +105,14 @@ class ThreeSubnetResult:
     config: dict = field(default_factory=dict)
 
 
-def train_three_subnet(waves: np.ndarray, labels: np.ndarray, n_classes: int, cfg: Mapping, *, seed: int = 0,
-                       device: str | torch.device = "cpu", classes: Sequence[str] | None = None,
-                       progress: bool = True, checkpoint_dir=None) -> ThreeSubnetResult:
-    """Train a :class:`~asd_utils.models.ThreeSubNetwork` with sub-cluster AdaCos (+ mixup).
+def build_three_subnet_training(waves: np.ndarray, labels: np.ndarray, n_classes: int, cfg: Mapping, *,
+                                seed: int = 0, device: str | torch.device = "cpu", progress: bool = True,
+                                checkpoint_dir=None):
+    """``(model, loss, trainer, loader)`` of a three-subnetwork run, before any step is taken.
 
-    waves: (N, samples) float32 at ``cfg['sample_rate']`` (default 16 kHz) with
-    ``samples >= round(sample_rate * cfg['clip_seconds'])`` (the model's input length): longer
-    (whole) clips are trained on through random windows of that length, a new one per clip and
-    epoch (``asd_utils.training.crops.make_crop_loader``); labels: (N,) int64 in [0, n_classes).
-    cfg keys (``asd_utils/configs/06_ioa.yaml``, section ``three_subnet``): ``clip_seconds``,
-    ``width``, ``n_fft``, ``hop_length``, ``n_subclusters``, ``optimizer`` ({name, lr, ...}),
-    ``scheduler`` (optional), ``batch_size``, ``epochs``, ``mixup_alpha`` (None: off),
-    ``mixup_prob``, ``ema_decay`` (optional), ``max_grad_norm`` (optional).
-    The model is initialised from ``seed``; the batches and mixup draws from ``seed`` too.
+    Arguments as :func:`train_three_subnet`. ``trainer.fit(loader)`` trains all ``cfg['epochs']``;
+    ``trainer.fit(loader, until_epoch=e)`` stops after ``e`` (benchmarks probe the embedding
+    during training this way).
     """
     from asd_utils.models import ThreeSubNetwork
     from asd_utils.training import Trainer, seed_everything
@@ -126,7 +120,8 @@ def train_three_subnet(waves: np.ndarray, labels: np.ndarray, n_classes: int, cf
     sample_rate = int(cfg.get("sample_rate", 16000))
     seed_everything(seed)
     model = ThreeSubNetwork(n_classes, sample_rate, float(cfg["clip_seconds"]), width=float(cfg["width"]),
-                            n_fft=int(cfg.get("n_fft", 1024)), hop_length=int(cfg.get("hop_length", 512)))
+                            n_fft=int(cfg.get("n_fft", 1024)), hop_length=int(cfg.get("hop_length", 512)),
+                            stft_remove_temporal_mean=bool(cfg.get("stft_remove_temporal_mean", False)))
     if waves.shape[1] < model.n_samples:
         raise ValueError(f"waves have {waves.shape[1]} samples; the model expects {model.n_samples} "
                          f"({cfg['clip_seconds']} s at {sample_rate} Hz) or more (whole clips, cropped)")
@@ -143,6 +138,27 @@ def train_three_subnet(waves: np.ndarray, labels: np.ndarray, n_classes: int, cf
                                   seed=seed)
     else:
         loader = make_loader(waves, labels, batch_size=int(cfg["batch_size"]), seed=seed)
+    return model, loss, trainer, loader
+
+
+def train_three_subnet(waves: np.ndarray, labels: np.ndarray, n_classes: int, cfg: Mapping, *, seed: int = 0,
+                       device: str | torch.device = "cpu", classes: Sequence[str] | None = None,
+                       progress: bool = True, checkpoint_dir=None) -> ThreeSubnetResult:
+    """Train a :class:`~asd_utils.models.ThreeSubNetwork` with sub-cluster AdaCos (+ mixup).
+
+    waves: (N, samples) float32 at ``cfg['sample_rate']`` (default 16 kHz) with
+    ``samples >= round(sample_rate * cfg['clip_seconds'])`` (the model's input length): longer
+    (whole) clips are trained on through random windows of that length, a new one per clip and
+    epoch (``asd_utils.training.crops.make_crop_loader``); labels: (N,) int64 in [0, n_classes).
+    cfg keys (``asd_utils/configs/06_ioa.yaml``, section ``three_subnet``): ``clip_seconds``,
+    ``width``, ``n_fft``, ``hop_length``, ``stft_remove_temporal_mean`` (default False),
+    ``n_subclusters``, ``optimizer`` ({name, lr, ...}),
+    ``scheduler`` (optional), ``batch_size``, ``epochs``, ``mixup_alpha`` (None: off),
+    ``mixup_prob``, ``ema_decay`` (optional), ``max_grad_norm`` (optional).
+    The model is initialised from ``seed``; the batches and mixup draws from ``seed`` too.
+    """
+    model, loss, trainer, loader = build_three_subnet_training(
+        waves, labels, n_classes, cfg, seed=seed, device=device, progress=progress, checkpoint_dir=checkpoint_dir)
     history = trainer.fit(loader, resume=checkpoint_dir is not None)
     if trainer.ema is not None:
         trainer.ema.copy_to(model)

@@ -81,17 +81,20 @@ class SEResNet18Branch(nn.Module):
         width: multiplier of the stage channels (16, 32, 64, 128).
         se_ratio: squeeze-excitation reduction ratio (16).
 
-    The input's temporal mean is removed per mel band ("CMN"), then a BatchNorm per mel band; a
+    The input's temporal mean is removed per mel band ("CMN", ssl4asd; ``remove_temporal_mean``),
+    then a BatchNorm per mel band; a
     7x7 stride-2 stem (``16 * width`` channels), 3x3 stride-2 max-pooling, 4 stages x 2
     :class:`SEBasicBlock` (stride 2 at the first block of stages 2-4), max over the time axis,
     flatten (channels x remaining mel bins), BatchNorm, ``Linear(out_dim, no bias)``.
     """
 
-    def __init__(self, n_mels: int, out_dim: int = 128, *, width: float = 1.0, se_ratio: int = 16):
+    def __init__(self, n_mels: int, out_dim: int = 128, *, width: float = 1.0, se_ratio: int = 16,
+                 remove_temporal_mean: bool = True):
         super().__init__()
         if width <= 0:
             raise ValueError(f"width must be > 0, got {width}")
         self.n_mels = int(n_mels)
+        self.remove_temporal_mean = bool(remove_temporal_mean)
         chans = [_channels(c, width) for c in STAGE_CHANNELS]
         self.input_norm = nn.BatchNorm1d(self.n_mels)
         self.stem = nn.Sequential(nn.Conv2d(1, chans[0], 7, stride=2, padding=3, bias=False),
@@ -117,7 +120,7 @@ class SEResNet18Branch(nn.Module):
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
         if logmel.dim() != 3 or logmel.shape[1] != self.n_mels:
             raise ValueError(f"log-mel must be (batch, {self.n_mels}, frames), got {tuple(logmel.shape)}")
-        x = logmel - logmel.mean(dim=2, keepdim=True)
+        x = logmel - logmel.mean(dim=2, keepdim=True) if self.remove_temporal_mean else logmel
         x = self.input_norm(x).unsqueeze(1)  # (B, 1, F, T)
         x = self.blocks(self.stem(x))
         x = F.relu(self.final_norm(x))
@@ -149,6 +152,9 @@ class SEResNetFFTModel(nn.Module):
         se_ratio: squeeze-excitation reduction ratio.
         statex_prob, featex_prob: per-sample probabilities of StatEx and FeatEx in training mode
             (0 switches them off; ssl4asd: 0.5 each).
+        remove_temporal_mean: subtract each clip's mean over time from every mel band before the
+            spectrogram branch's BatchNorm (ssl4asd's normalisation; it deletes the clip's
+            stationary spectral envelope).
 
     Training mode returns the packed tensor of :func:`asd_utils.training.statex.pack_ssl_outputs`,
     ``(B, 4 * emb_dim + 2)``; eval mode the embedding ``concat(fft, spectrogram)``. Exchange
@@ -157,7 +163,8 @@ class SEResNetFFTModel(nn.Module):
 
     def __init__(self, n_samples: int, *, sample_rate: int = 16000, n_fft: int = 1024, hop_length: int = 512,
                  n_mels: int = 128, fmin: float = 200.0, fmax: float = 8000.0, emb_dim: int = 128,
-                 width: float = 1.0, se_ratio: int = 16, statex_prob: float = 0.5, featex_prob: float = 0.5):
+                 width: float = 1.0, se_ratio: int = 16, statex_prob: float = 0.5, featex_prob: float = 0.5,
+                 remove_temporal_mean: bool = True):
         super().__init__()
         for name, p in (("statex_prob", statex_prob), ("featex_prob", featex_prob)):
             if not 0.0 <= p <= 1.0:
@@ -166,7 +173,8 @@ class SEResNetFFTModel(nn.Module):
         self.front_end = {"sample_rate": int(sample_rate), "n_fft": int(n_fft), "hop_length": int(hop_length),
                           "n_mels": int(n_mels), "fmin": float(fmin), "fmax": float(fmax)}
         self.fft_branch = FFTBranch(self.n_samples, int(emb_dim), width=width)
-        self.spec_branch = SEResNet18Branch(int(n_mels), int(emb_dim), width=width, se_ratio=se_ratio)
+        self.spec_branch = SEResNet18Branch(int(n_mels), int(emb_dim), width=width, se_ratio=se_ratio,
+                                            remove_temporal_mean=remove_temporal_mean)
         self.emb_dim = int(emb_dim)
         self.dim = 2 * self.emb_dim
         self.statex_prob = float(statex_prob)

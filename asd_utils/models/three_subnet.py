@@ -22,13 +22,18 @@ It leaves kernel sizes, strides and widths open and says it redesigns Wilkinghof
 - amplitude spectrum: ``|rfft(x)|`` of the whole clip, first ``T // 2`` bins, linear magnitude
   (as in Wilkinghoff's model); computed in float32 outside autocast.
 - STFT branch: magnitude STFT (Hann window 1024, hop 512, no centring: Wilkinghoff's
-  ``pad_end=False``), ``log(|X| + 1e-5)`` (the brief's log-magnitude), per-clip mean over time
-  subtracted from every frequency bin and batch norm over the 513 frequency bins (Wilkinghoff's
-  normalisation); stem ``Conv2d(1, 16, 7, stride 2)`` + BN + ReLU + ``MaxPool(3, stride 2)``; four
+  ``pad_end=False``), ``log(|X| + 1e-5)`` (the brief's log-magnitude), batch norm over the 513
+  frequency bins (the report's "batch normalization applied to standardize the data
+  distribution"); stem ``Conv2d(1, 16, 7, stride 2)`` + BN + ReLU + ``MaxPool(3, stride 2)``; four
   basic residual blocks (two 3x3 convolutions with BN, ReLU, identity or 1x1-conv shortcut) with
   16, 32, 64, 128 channels and strides 1, 2, 2, 2 (one block per stage, the report's "four basic
   blocks"; Wilkinghoff has two per stage); max pooling over the whole time axis (his
   ``MaxPooling2D`` over time), Flatten of channels x frequency, batch norm, linear to 256.
+  Wilkinghoff's model also subtracts each clip's mean over time from every frequency bin before
+  the batch norm; the report does not name that step, and it deletes the clip's stationary
+  spectral envelope (a constant per-bin offset), where most of the anomaly information of the
+  synthetic machines lies (papers/004_ioa_cas.md, "Why the default run lost to the autoencoder").
+  It is off by default and kept as ``remove_temporal_mean=True`` for comparison.
 
 ``width`` multiplies every channel count and the hidden size of the linear layers (1.0 = the
 paper model; e.g. 0.25 for CPU runs); the embedding sizes stay 128 + 128 + 256 unless
@@ -113,11 +118,12 @@ class StftResNetBranch(nn.Module):
     """
 
     def __init__(self, n_samples: int, out_dim: int = 256, width: float = 1.0, n_fft: int = 1024,
-                 hop_length: int = 512):
+                 hop_length: int = 512, remove_temporal_mean: bool = False):
         super().__init__()
         if n_samples < n_fft:
             raise ValueError(f"clip of {n_samples} samples is shorter than the STFT window {n_fft}")
         self.n_fft, self.hop_length = int(n_fft), int(hop_length)
+        self.remove_temporal_mean = bool(remove_temporal_mean)
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
         n_freq = self.n_fft // 2 + 1
         self.freq_norm = nn.BatchNorm1d(n_freq)
@@ -142,11 +148,16 @@ class StftResNetBranch(nn.Module):
                           return_complex=True)
         return torch.log(spec.abs() + LOG_OFFSET)
 
+    def normalise(self, spec: torch.Tensor) -> torch.Tensor:
+        """``(B, n_freq, frames)`` log-magnitude -> the same shape, batch-normalised per frequency
+        bin (after removing each clip's mean over time when ``remove_temporal_mean``)."""
+        if self.remove_temporal_mean:
+            spec = spec - spec.mean(dim=2, keepdim=True)
+        return self.freq_norm(spec)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):
-            spec = self.spectrogram(x)
-            spec = spec - spec.mean(dim=2, keepdim=True)
-            spec = self.freq_norm(spec)
+            spec = self.normalise(self.spectrogram(x))
         y = self.blocks(self.stem(spec.unsqueeze(1)))  # (B, C, F', T')
         y = y.amax(dim=3).flatten(1)
         return self.head(y)
@@ -163,13 +174,15 @@ class ThreeSubNetwork(nn.Module):
         width: channel / hidden-size multiplier (1.0 = paper model).
         embedding_dims: output sizes of the waveform, spectrum and STFT branches (128, 128, 256).
         n_fft, hop_length: STFT of the third branch (1024, 512 in the report).
+        stft_remove_temporal_mean: subtract each clip's mean over time from every STFT bin before
+            the batch norm (Wilkinghoff's normalisation; off: the report names batch norm only).
 
     ``embed(waves (B, samples) float32) -> (B, sum(embedding_dims))``; ``forward`` is ``embed``.
     """
 
     def __init__(self, n_classes: int, sample_rate: int = 16000, clip_seconds: float = 12.0, *,
                  width: float = 1.0, embedding_dims: tuple[int, int, int] = (128, 128, 256),
-                 n_fft: int = 1024, hop_length: int = 512):
+                 n_fft: int = 1024, hop_length: int = 512, stft_remove_temporal_mean: bool = False):
         super().__init__()
         if width <= 0:
             raise ValueError(f"width must be > 0, got {width}")
@@ -183,7 +196,8 @@ class ThreeSubNetwork(nn.Module):
         channels, hidden = _scaled(128, width), _scaled(128, width)
         self.waveform_branch = Conv1dBranch(self.n_samples, self.embedding_dims[0], channels, hidden)
         self.spectrum_branch = Conv1dBranch(self.n_samples // 2, self.embedding_dims[1], channels, hidden)
-        self.stft_branch = StftResNetBranch(self.n_samples, self.embedding_dims[2], width, n_fft, hop_length)
+        self.stft_branch = StftResNetBranch(self.n_samples, self.embedding_dims[2], width, n_fft, hop_length,
+                                            remove_temporal_mean=stft_remove_temporal_mean)
 
     def _check(self, waves: torch.Tensor) -> None:
         if waves.dim() != 2 or waves.shape[1] != self.n_samples:
