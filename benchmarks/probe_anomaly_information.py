@@ -74,6 +74,21 @@ def reference_features(paths: list[str]) -> dict[str, np.ndarray]:
     return {REFERENCE: stats, REFERENCE_MEAN: stats[:, :128], REFERENCE_STD: stats[:, 128:]}
 
 
+def data_label(root: Path) -> str:
+    """How the output tables name a root: "Synthetic data" for a generated root, else its name."""
+    return "Synthetic data" if (root / "synth_manifest.json").exists() else f"Data: {root.name}"
+
+
+def write_outputs(stem: Path, payload: dict, header: str, table: pd.DataFrame, floatfmt: str) -> None:
+    """``stem.json`` (the payload) and ``stem.md`` (header + table), each written atomically."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(stem.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(payload, indent=1))
+    with atomic_path(stem.with_suffix(".md")) as tmp:
+        tmp.write_text(header + to_markdown(table, floatfmt=floatfmt, index=True) + "\n")
+    print(f"wrote {stem}.json and .md")
+
+
 def probe_auc(features: np.ndarray, is_anomaly: np.ndarray, repeats: int = 5) -> float:
     """Cross-validated AUC of a linear probe, averaged over ``repeats`` shuffles of 5 folds."""
     aucs = []
@@ -133,17 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     table = table.sort_values("mean")
     print(table.round(3).to_string())
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"probe_anomaly_information_{args.label or args.profile}"
-    with atomic_path(stem.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps({"profile": args.profile, "root": args.label or args.profile, "sources": sources,
-                                   "probe_auc": table.round(4).to_dict(orient="index")}, indent=1))
-    data = "Synthetic data" if (root / "synth_manifest.json").exists() else f"Data: {root.name}"
+    payload = {"profile": args.profile, "root": args.label or args.profile, "sources": sources,
+               "probe_auc": table.round(4).to_dict(orient="index")}
     header = ("Linear-probe AUC (supervised, cross-validated on test clips: a diagnosis, never a "
-              f"choice). {data}; stand-in backbones where named. Not the reports' results.\n\n")
-    with atomic_path(stem.with_suffix(".md")) as tmp:
-        tmp.write_text(header + to_markdown(table, floatfmt=".2f", index=True) + "\n")
-    print(f"wrote {stem}.json and .md")
+              f"choice). {data_label(root)}; stand-in backbones where named. Not the reports' results.\n\n")
+    write_outputs(args.out / f"probe_anomaly_information_{args.label or args.profile}", payload, header, table, ".2f")
     return 0
 
 

@@ -24,7 +24,6 @@ Writes ``benchmarks/results/probe_three_subnet_training_<label>.{json,md}`` atom
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -37,13 +36,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from probe_anomaly_information import probe_auc  # noqa: E402
+from probe_anomaly_information import data_label, probe_auc, write_outputs  # noqa: E402
 
 from asd_utils import config, metrics  # noqa: E402
 from asd_utils.data import discover  # noqa: E402
-from asd_utils.io_utils import atomic_path  # noqa: E402
 from asd_utils.methods import ioa  # noqa: E402
-from asd_utils.results import to_markdown  # noqa: E402
 from asd_utils.synth import ensure_dataset  # noqa: E402
 from asd_utils.training import crops  # noqa: E402
 
@@ -115,21 +112,14 @@ def main(argv: list[str] | None = None) -> int:
 
     table = pd.DataFrame(rows).set_index("epoch")
     label = args.label or args.profile
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"probe_three_subnet_training_{label}"
     settings = {"profile": args.profile, "root": label, "seed": args.seed, "torch_threads": torch.get_num_threads(),
                 "stft_remove_temporal_mean": bool(args.stft_remove_temporal_mean)}
-    with atomic_path(stem.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps({**settings, "rows": table.round(4).reset_index().to_dict(orient="records")},
-                                  indent=1))
-    data = "Synthetic data" if (root / "synth_manifest.json").exists() else f"Data: {root.name}"
-    header = (f"Three-subnetwork model during training ({data}; profile {args.profile}, seed {args.seed}, "
-              f"{settings['torch_threads']} torch threads, STFT temporal-mean removal "
+    header = (f"Three-subnetwork model during training ({data_label(root)}; profile {args.profile}, seed "
+              f"{args.seed}, {settings['torch_threads']} torch threads, STFT temporal-mean removal "
               f"{'on' if args.stft_remove_temporal_mean else 'off'}). Probe AUC: supervised, cross-validated "
               "on test clips, a diagnosis, never a choice. Not the reports' results.\n\n")
-    with atomic_path(stem.with_suffix(".md")) as tmp:
-        tmp.write_text(header + to_markdown(table, floatfmt=".3f", index=True) + "\n")
-    print(f"wrote {stem}.json and .md")
+    write_outputs(args.out / f"probe_three_subnet_training_{label}",
+                  {**settings, "rows": table.round(4).reset_index().to_dict(orient="records")}, header, table, ".3f")
     return 0
 
 
