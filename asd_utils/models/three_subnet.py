@@ -22,7 +22,7 @@ It leaves kernel sizes, strides and widths open and says it redesigns Wilkinghof
 - amplitude spectrum: ``|rfft(x)|`` of the whole clip, first ``T // 2`` bins, linear magnitude
   (as in Wilkinghoff's model); computed in float32 outside autocast.
 - STFT branch: magnitude STFT (Hann window 1024, hop 512, no centring: Wilkinghoff's
-  ``pad_end=False``), ``log(|X| + 1e-5)`` (the brief's log-magnitude), batch norm over the 513
+  ``pad_end=False``), ``log(|X| + 1e-5)`` (our reading: log-magnitude), batch norm over the 513
   frequency bins (the report's "batch normalization applied to standardize the data
   distribution"); stem ``Conv2d(1, 16, 7, stride 2)`` + BN + ReLU + ``MaxPool(3, stride 2)``; four
   basic residual blocks (two 3x3 convolutions with BN, ReLU, identity or 1x1-conv shortcut) with
@@ -33,7 +33,7 @@ It leaves kernel sizes, strides and widths open and says it redesigns Wilkinghof
   the batch norm; the report does not name that step, and it deletes the clip's stationary
   spectral envelope (a constant per-bin offset), where most of the anomaly information of the
   synthetic machines lies (papers/004_ioa_cas.md, "Why the default run lost to the autoencoder").
-  It is off by default and kept as ``remove_temporal_mean=True`` for comparison.
+  It is off by default and kept as ``stft_remove_temporal_mean=True`` for comparison.
 
 ``width`` multiplies every channel count and the hidden size of the linear layers (1.0 = the
 paper model; e.g. 0.25 for CPU runs); the embedding sizes stay 128 + 128 + 256 unless
