@@ -6,6 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PROFILE ?= default
 ARGS   ?=
+JOBS   ?= 2
 
 .PHONY: setup reproduce smoke test lint bench clean-outputs
 
@@ -23,10 +24,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 reproduce: setup
-	$(PY) -m asd_utils.runner --profile $(PROFILE) $(ARGS)
+	$(PY) -m asd_utils.runner --profile $(PROFILE) --jobs $(JOBS) $(ARGS)
 
 smoke: setup
-	$(PY) -m asd_utils.runner --profile smoke $(ARGS)
+	$(PY) -m asd_utils.runner --profile smoke --jobs $(JOBS) $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check asd_utils tests benchmarks

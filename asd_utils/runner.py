@@ -19,6 +19,15 @@ interrupt that shutting a finished kernel down may send) no longer appear in the
 cell is reported through papermill, not the kernel's log.
 Lines a notebook flags with ``nbtools.loud_warning`` are repeated in the log after its line.
 
+Notebooks side by side: ``--jobs N`` (``make reproduce`` passes ``JOBS``, 2 by default) executes up
+to N notebooks at once, each in its own process and kernel, dispatched in number order. A notebook
+starts only after the notebooks it reads from have finished: those its metadata names under
+``compendium.reads_results_of`` (notebook numbers) and, for the comparison notebook, every other
+one. Each kernel keeps its profile's torch thread count, so every number is the same as in a run
+one notebook at a time; only the wall time changes. Shared caches are keyed and written atomically,
+and pretrained stand-ins are built under a file lock, so two notebooks never build the same thing
+twice. After a failure no further notebook starts; those already running finish, then the run stops.
+
 A kernel that hangs never stalls a run for ever. Every cell has a time limit
 (:func:`cell_timeout`: 10 minutes in ``smoke``, an hour in ``default``, none in ``paper``;
 ``ASD_CELL_TIMEOUT`` overrides), and the kernels load :mod:`asd_utils.kernel_watchdog`, which writes
@@ -48,6 +57,10 @@ COMPARISON_SUFFIX = "_comparison"  # reads every other notebook's results: runs 
 # in kernels started for a log, a bar redraws at most once an hour (plus its first and last state)
 LOG_TQDM_ENV = {"TQDM_MININTERVAL": "3600", "TQDM_MAXINTERVAL": "3600"}
 WARNING_PREFIX = "ASD-WARNING: "  # stderr lines of nbtools.loud_warning, repeated in the log
+# Kernels side by side share the cores. OpenMP threads that spin while waiting (libgomp's default)
+# then burn the cycles the other kernel needs: two smoke runs side by side took 2.3x the CPU time of
+# one after the other. Passive waiting changes no number, only who gets the core.
+SIDE_BY_SIDE_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 class NotebookFailed(RuntimeError):
@@ -99,6 +112,7 @@ class RunPlan:
     output_dir: str | None
     kernel: str | None
     extra_parameters: dict
+    jobs: int = 1
 
 
 def available_notebooks(folder: Path | None = None) -> list[Path]:
@@ -125,6 +139,40 @@ def select_notebooks(all_notebooks: list[Path], wanted: list[str] | None) -> lis
             raise ValueError(f"no notebook matches {selector!r}; available: {names}")
         chosen.extend(m for m in matches if m not in chosen)
     return sorted(chosen)
+
+
+def notebook_number(notebook: Path) -> str:
+    """The number prefix of ``NN_name.ipynb`` (``"01"``)."""
+    return notebook.stem.split("_", 1)[0]
+
+
+def notebook_prerequisites(notebook: Path, plan_notebooks: list[Path]) -> list[Path]:
+    """The notebooks of ``plan_notebooks`` that must finish before ``notebook`` starts.
+
+    A comparison notebook (name ending in :data:`COMPARISON_SUFFIX`) waits for every other one;
+    any other notebook for those whose numbers its metadata lists under
+    ``compendium.reads_results_of`` (notebooks outside the plan are not waited for).
+    """
+    others = [p for p in plan_notebooks if p != notebook]
+    if notebook.stem.endswith(COMPARISON_SUFFIX):
+        return [p for p in others if not p.stem.endswith(COMPARISON_SUFFIX)]
+    metadata = json.loads(notebook.read_text()).get("metadata", {})
+    wanted = metadata.get("compendium", {}).get("reads_results_of", [])
+    if not isinstance(wanted, list) or not all(isinstance(n, str) for n in wanted):
+        raise ValueError(f"{notebook}: metadata compendium.reads_results_of must be a list of notebook "
+                         f"numbers such as [\"01\"], got {wanted!r}")
+    return [p for p in others if notebook_number(p) in wanted]
+
+
+def parse_jobs(text: str) -> int:
+    """``--jobs`` value: a whole number >= 1."""
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"--jobs {text!r}: expected a whole number of notebooks >= 1")
+    return jobs
 
 
 def parse_parameter(text: str) -> tuple[str, object]:
@@ -157,6 +205,7 @@ def build_plan(args: argparse.Namespace) -> RunPlan:
         output_dir=str(Path(args.output_dir).expanduser().resolve()) if args.output_dir else None,
         kernel=args.kernel,
         extra_parameters=dict(args.param or []),
+        jobs=args.jobs,
     )
 
 
@@ -243,6 +292,7 @@ def _execute_once(notebook: Path, output: Path, parameters: dict, kernel: str | 
     from papermill.exceptions import PapermillExecutionError
 
     from asd_utils import kernel_watchdog
+    from asd_utils.kernel_client import RunnerKernelManager
 
     terminal = is_terminal() if terminal is None else bool(terminal)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -265,6 +315,7 @@ def _execute_once(notebook: Path, output: Path, parameters: dict, kernel: str | 
                 log_output=False,
                 execution_timeout=None if timeout is None else int(max(1, round(timeout))),
                 extra_arguments=list(KERNEL_ARGUMENTS),
+                kernel_manager_class=RunnerKernelManager,  # never sleeps through an arrived message
                 # every cell has answered and its outputs are in: stop the kernel at once (a graceful
                 # shutdown of a kernel that has loaded torch takes about 2 s more, per notebook)
                 shutdown_kernel="immediate",
@@ -372,11 +423,31 @@ def run(plan: RunPlan, log=print, *, terminal: bool | None = None) -> Path | Non
         log(f"data: synthetic dataset at {root} ({time.perf_counter() - started:.1f} s)")
     else:
         log(f"data: {plan.data_root}")
-    total = len(plan.notebooks)
+    parameters = {"PROFILE": plan.profile, "DATA_ROOT": plan.data_root, "OUTPUT_DIR": plan.output_dir}
+    parameters.update(plan.extra_parameters)
     run_started = time.perf_counter()
+    if plan.jobs > 1 and kernel_port_base:
+        log(f"--jobs {plan.jobs} is ignored under torchrun: every rank executes one notebook at a time")
+    if plan.jobs > 1 and not kernel_port_base:
+        _run_side_by_side(plan, parameters, log)
+    else:
+        _run_one_at_a_time(plan, parameters, log, terminal, kernel_port_base)
+    if not dist_utils.is_main_process():
+        return None
+    summary = collect_summary(plan.results_dir)
+    log(f"all {len(plan.notebooks)} notebooks done in {time.perf_counter() - run_started:.1f} s")
+    if summary is not None:
+        log(f"summary: {summary} and {summary.with_suffix('.md')}")
+        log(summary.with_suffix(".md").read_text())
+    return summary
+
+
+def _run_one_at_a_time(plan: RunPlan, parameters: dict, log, terminal: bool, kernel_port_base: int) -> None:
+    """Execute the plan's notebooks in order, one after the other, in this process."""
+    from asd_utils.training import distributed as dist_utils
+
+    total = len(plan.notebooks)
     for position, notebook in enumerate(plan.notebooks, start=1):
-        parameters = {"PROFILE": plan.profile, "DATA_ROOT": plan.data_root, "OUTPUT_DIR": plan.output_dir}
-        parameters.update(plan.extra_parameters)
         output = plan.notebooks_out / notebook.name
         log(f"[{position}/{total}] {notebook.stem} ...", end="", flush=True)
         started = time.perf_counter()
@@ -393,14 +464,76 @@ def run(plan: RunPlan, log=print, *, terminal: bool | None = None) -> Path | Non
         log(f" done in {time.perf_counter() - started:.1f} s -> {output}")
         _log_warnings(log, notebook, output)
         dist_utils.barrier()  # every rank's kernel has finished this notebook
-    if not dist_utils.is_main_process():
-        return None
-    summary = collect_summary(plan.results_dir)
-    log(f"all {total} notebooks done in {time.perf_counter() - run_started:.1f} s")
-    if summary is not None:
-        log(f"summary: {summary} and {summary.with_suffix('.md')}")
-        log(summary.with_suffix(".md").read_text())
-    return summary
+
+
+def _execute_in_worker(notebook: Path, output: Path, parameters: dict, kernel: str | None
+                       ) -> tuple[float, list[str], str | None]:
+    """Body of a worker process of :func:`_run_side_by_side`: execute one notebook (log mode, no
+    progress bars). Returns ``(seconds, log messages, failure message or None)``."""
+    messages: list[str] = []
+    started = time.perf_counter()
+    try:
+        execute_notebook(notebook, output, parameters, kernel, terminal=False, log=messages.append)
+    except NotebookFailed as failed:
+        return time.perf_counter() - started, messages, str(failed)
+    return time.perf_counter() - started, messages, None
+
+
+def _run_side_by_side(plan: RunPlan, parameters: dict, log) -> None:
+    """Execute up to ``plan.jobs`` notebooks at once, each in a fresh worker process.
+
+    Notebooks start in plan order as soon as a worker is free and their
+    :func:`notebook_prerequisites` have finished; the log gets a line when each starts and ends.
+    After a failure nothing more starts; the running notebooks finish and :class:`NotebookFailed`
+    lists every failure.
+    """
+    import concurrent.futures as futures
+    import multiprocessing
+
+    total = len(plan.notebooks)
+    position = {notebook: index for index, notebook in enumerate(plan.notebooks, start=1)}
+    needs = {notebook: set(notebook_prerequisites(notebook, plan.notebooks)) for notebook in plan.notebooks}
+    waiting, finished, running, failures = list(plan.notebooks), set(), {}, []
+    # spawn: a worker must not inherit this process's threads or zmq state; one task per worker
+    context = multiprocessing.get_context("spawn")
+    kernel_env = {k: v for k, v in SIDE_BY_SIDE_ENV.items() if k not in os.environ}  # the user's setting wins
+    pool = futures.ProcessPoolExecutor(max_workers=plan.jobs, mp_context=context, max_tasks_per_child=1)
+    with environment(kernel_env), pool:
+        while waiting or running:
+            ready = [notebook for notebook in waiting if needs[notebook] <= finished] if not failures else []
+            for notebook in ready[: plan.jobs - len(running)]:
+                log(f"[{position[notebook]}/{total}] {notebook.stem} started", flush=True)
+                output = plan.notebooks_out / notebook.name
+                running[pool.submit(_execute_in_worker, notebook, output, parameters, plan.kernel)] = notebook
+                waiting.remove(notebook)
+            if not running:
+                if failures:
+                    break
+                names = ", ".join(f"{n.stem} (after {', '.join(sorted(p.stem for p in needs[n]))})" for n in waiting)
+                raise ValueError(f"notebooks that wait for each other can never start: {names}")
+            done, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+            for future in sorted(done, key=lambda f: position[running[f]]):
+                notebook = running.pop(future)
+                output = plan.notebooks_out / notebook.name
+                try:
+                    seconds, messages, failure = future.result()
+                except Exception as error:  # noqa: BLE001 - the worker process itself died
+                    seconds, messages = float("nan"), []
+                    failure = f"notebook {notebook.name}: its worker failed: {error!r}"
+                for message in messages:
+                    log(message)
+                if failure is None:
+                    finished.add(notebook)
+                    log(f"[{position[notebook]}/{total}] {notebook.stem} done in {seconds:.1f} s -> {output}",
+                        flush=True)
+                else:
+                    failures.append(failure)
+                    log(f"[{position[notebook]}/{total}] {notebook.stem} FAILED after {seconds:.1f} s", flush=True)
+                _log_warnings(log, notebook, output)
+    if failures:
+        if waiting:
+            log(f"not started after the failure: {', '.join(notebook.stem for notebook in waiting)}")
+        raise NotebookFailed("\n".join(failures))
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -414,6 +547,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
     parser.add_argument("--param", action="append", type=parse_parameter, metavar="KEY=VALUE",
                         help="extra notebook parameter, e.g. --param BEATS_CHECKPOINT=/ckpt/BEATs_iter3_plus_AS2M.pt")
+    parser.add_argument("--jobs", type=parse_jobs, default=1,
+                        help="notebooks executed at once, each in its own kernel (default 1; numbers are "
+                             "the same either way, only the wall time changes)")
     parser.add_argument("--list", action="store_true", help="list the notebooks and exit")
     return parser
 

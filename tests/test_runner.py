@@ -265,3 +265,93 @@ def test_environment_is_restored_and_the_synthetic_data_bar_follows_the_terminal
     runner.run(plan, log=lambda *a, **k: None, terminal=True)
     assert calls == [("smoke", {"progress": False}), ("smoke", {"progress": True})]
     assert lines[0].startswith(f"data: synthetic dataset at {tmp_path}")
+
+
+def _notebook_with(path, source, reads_results_of=None):
+    """A notebook whose one code cell (after the parameters) is ``source``."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    if reads_results_of is not None:
+        nb.metadata["compendium"] = {"reads_results_of": reads_results_of}
+    nb.cells = [nbformat.v4.new_code_cell("PROFILE = 'smoke'\nDATA_ROOT = None\nOUTPUT_DIR = None",
+                                          metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell(source)]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_prerequisites_come_from_the_metadata_and_the_comparison_waits_for_all(tmp_path):
+    first = _notebook_with(tmp_path / "01_a.ipynb", "x = 1")
+    second = _notebook_with(tmp_path / "02_b.ipynb", "x = 1", reads_results_of=["01", "05"])
+    third = _notebook_with(tmp_path / "03_c.ipynb", "x = 1")
+    comparison = _notebook_with(tmp_path / "07_comparison.ipynb", "x = 1")
+    plan = [first, second, third, comparison]
+    assert runner.notebook_prerequisites(first, plan) == []
+    assert runner.notebook_prerequisites(second, plan) == [first]  # 05 is not in the plan: not waited for
+    assert runner.notebook_prerequisites(comparison, plan) == [first, second, third]
+    bad = _notebook_with(tmp_path / "04_d.ipynb", "x = 1", reads_results_of="01")
+    with pytest.raises(ValueError, match=r"04_d.ipynb: metadata compendium.reads_results_of must be a list"):
+        runner.notebook_prerequisites(bad, plan)
+    # the compendium's own notebooks that compare against the autoencoder wait for it
+    notebooks = runner.available_notebooks()
+    by_number = {runner.notebook_number(p): p for p in notebooks}
+    for number in ("03", "04", "06"):
+        assert runner.notebook_prerequisites(by_number[number], notebooks) == [by_number["01"]]
+
+
+def test_jobs_must_be_a_whole_number_of_at_least_one():
+    assert runner.parse_jobs("2") == 2
+    for bad in ("0", "-1", "two", "1.5"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected a whole number"):
+            runner.parse_jobs(bad)
+    assert runner.make_parser().parse_args([]).jobs == 1
+
+
+def _side_by_side_plan(tmp_path, notebooks, jobs=2):
+    (tmp_path / "results").mkdir(exist_ok=True)
+    return runner.RunPlan(profile="smoke", notebooks=notebooks, data_root=str(tmp_path),
+                          notebooks_out=tmp_path / "out", results_dir=tmp_path / "results", output_dir=None,
+                          kernel=None, extra_parameters={}, jobs=jobs)
+
+
+@pytest.mark.notebook
+def test_side_by_side_run_overlaps_independent_notebooks_and_waits_for_prerequisites(tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    stamp = "import time, pathlib\npathlib.Path({!r}).write_text(repr((time.time(), {})))"
+    slow = _notebook_with(tmp_path / "01_slow.ipynb",
+                          stamp.format(str(marks / "01.start"), "0") + "\ntime.sleep(4)\n"
+                          + stamp.format(str(marks / "01.end"), "0"))
+    reader = _notebook_with(tmp_path / "02_reader.ipynb",
+                            "import pathlib\n"
+                            f"assert pathlib.Path({str(marks / '01.end')!r}).exists(), 'started before 01 ended'\n"
+                            + stamp.format(str(marks / "02.start"), "0"), reads_results_of=["01"])
+    independent = _notebook_with(tmp_path / "03_independent.ipynb", stamp.format(str(marks / "03.start"), "0"))
+    lines = []
+    runner.run(_side_by_side_plan(tmp_path, [slow, reader, independent]), log=lambda m, **_: lines.append(m))
+    when = {p.name: eval(p.read_text())[0] for p in marks.iterdir()}
+    assert when["03.start"] < when["01.end"]  # ran beside the slow one
+    assert when["02.start"] > when["01.end"]  # waited for the notebook it reads
+    assert lines[0] == f"data: {tmp_path}" and lines[-1].startswith("all 3 notebooks done in")
+    events = [line.split(" -> ")[0].rsplit(" in ", 1)[0] for line in lines[1:-1]]
+    assert events[:2] == ["[1/3] 01_slow started", "[3/3] 03_independent started"]
+    assert events.index("[1/3] 01_slow done") < events.index("[2/3] 02_reader started")
+    assert sorted(events) == sorted([f"[{i}/3] {n} {e}" for i, n in enumerate(
+        ["01_slow", "02_reader", "03_independent"], 1) for e in ("started", "done")])
+    assert all((tmp_path / "out" / p.name).exists() for p in (slow, reader, independent))
+
+
+@pytest.mark.notebook
+def test_side_by_side_failure_starts_nothing_more_and_names_the_notebook(tmp_path):
+    broken = _notebook_with(tmp_path / "01_broken.ipynb", "raise KeyError('boom')")
+    dependent = _notebook_with(tmp_path / "02_dependent.ipynb", "x = 1", reads_results_of=["01"])
+    beside = _notebook_with(tmp_path / "03_beside.ipynb", "import time\ntime.sleep(2)")
+    lines = []
+    with pytest.raises(runner.NotebookFailed, match=r"01_broken.ipynb failed in cell \d+ .*KeyError"):
+        runner.run(_side_by_side_plan(tmp_path, [broken, dependent, beside]), log=lambda m, **_: lines.append(m))
+    assert any(line.startswith("[1/3] 01_broken FAILED after") for line in lines)
+    assert any(line.startswith("[3/3] 03_beside done in") for line in lines)  # already running: finished
+    assert lines[-1] == "not started after the failure: 02_dependent"
+    assert not (tmp_path / "out" / dependent.name).exists()
