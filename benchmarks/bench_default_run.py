@@ -81,7 +81,7 @@ def run_root(label: str, data_root: Path | None, notebooks: list[Path], workdir:
     for notebook in notebooks:
         plan = runner.build_plan(argparse.Namespace(
             profile=profile, notebooks=[notebook.stem], data_root=str(data_root) if data_root else None,
-            output_dir=str(out_dir), kernel=None, param=None))
+            output_dir=str(out_dir), kernel=None, param=None, jobs=1))  # one at a time: per-notebook times
         cpu0, wall0 = _children_cpu_seconds(), time.perf_counter()
         failed = None
         try:
