@@ -321,8 +321,11 @@ def test_side_by_side_run_overlaps_independent_notebooks_and_waits_for_prerequis
     marks = tmp_path / "marks"
     marks.mkdir()
     stamp = "import time, pathlib\npathlib.Path({!r}).write_text(repr((time.time(), {})))"
+    # 01 ends only once 03 has started: one at a time, it would give up after 120 s and fail
+    waits_for_03 = (f"deadline = time.time() + 120\nwhile not pathlib.Path({str(marks / '03.start')!r}).exists():\n"
+                    "    assert time.time() < deadline, '03 never ran beside 01'\n    time.sleep(0.1)\n")
     slow = _notebook_with(tmp_path / "01_slow.ipynb",
-                          stamp.format(str(marks / "01.start"), "0") + "\ntime.sleep(4)\n"
+                          stamp.format(str(marks / "01.start"), "0") + "\n" + waits_for_03
                           + stamp.format(str(marks / "01.end"), "0"))
     reader = _notebook_with(tmp_path / "02_reader.ipynb",
                             "import pathlib\n"
