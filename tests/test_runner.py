@@ -358,3 +358,11 @@ def test_side_by_side_failure_starts_nothing_more_and_names_the_notebook(tmp_pat
     assert any(line.startswith("[3/3] 03_beside done in") for line in lines)  # already running: finished
     assert lines[-1] == "not started after the failure: 02_dependent"
     assert not (tmp_path / "out" / dependent.name).exists()
+
+
+def test_side_by_side_notebooks_that_wait_for_each_other_are_an_error(tmp_path):
+    first = _notebook_with(tmp_path / "01_a.ipynb", "x = 1", reads_results_of=["02"])
+    second = _notebook_with(tmp_path / "02_b.ipynb", "x = 1", reads_results_of=["01"])
+    with pytest.raises(ValueError, match=r"can never start: 01_a \(after 02_b\), 02_b \(after 01_a\)"):
+        runner.run(_side_by_side_plan(tmp_path, [first, second]), log=lambda *a, **k: None)
+    assert not (tmp_path / "out").exists()
