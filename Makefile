@@ -6,7 +6,8 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PROFILE ?= default
 ARGS   ?=
-JOBS   ?= 2
+# notebooks side by side in the CPU profiles; paper notebooks take every core (and the GPU) alone
+JOBS   ?= $(if $(filter paper,$(PROFILE)),1,2)
 
 .PHONY: setup reproduce smoke test lint bench clean-outputs
 
