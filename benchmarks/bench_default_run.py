@@ -65,7 +65,8 @@ def ensure_unseen_root(folder: Path, *, progress: bool = True) -> Path:
                           machines=list(UNSEEN_TYPES), progress=progress)
 
 
-def _children_cpu_seconds() -> float:
+def children_cpu_seconds() -> float:
+    """User + system CPU seconds of every finished child process of this one (so far)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
@@ -82,14 +83,14 @@ def run_root(label: str, data_root: Path | None, notebooks: list[Path], workdir:
         plan = runner.build_plan(argparse.Namespace(
             profile=profile, notebooks=[notebook.stem], data_root=str(data_root) if data_root else None,
             output_dir=str(out_dir), kernel=None, param=None, jobs=1))  # one at a time: per-notebook times
-        cpu0, wall0 = _children_cpu_seconds(), time.perf_counter()
+        cpu0, wall0 = children_cpu_seconds(), time.perf_counter()
         failed = None
         try:
             runner.run(plan, log=lambda *a, **k: None)
         except runner.NotebookFailed as error:
             failed = str(error).splitlines()[0]
         timings.append({"notebook": notebook.stem, "wall_s": round(time.perf_counter() - wall0, 1),
-                        "cpu_s": round(_children_cpu_seconds() - cpu0, 1), **({"failed": failed} if failed else {})})
+                        "cpu_s": round(children_cpu_seconds() - cpu0, 1), **({"failed": failed} if failed else {})})
         print(f"  {label}: {notebook.stem} {timings[-1]['wall_s']:.1f} s wall, {timings[-1]['cpu_s']:.1f} s CPU"
               + (f" FAILED: {failed}" if failed else ""), flush=True)
     return {"data_root": "synthetic default" if data_root is None else f"{label} ({data_root.name})",

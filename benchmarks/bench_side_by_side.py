@@ -21,12 +21,13 @@ import json
 import os
 import platform
 import re
-import resource
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench_default_run import children_cpu_seconds
 
 from asd_utils import paths
 from asd_utils.io_utils import atomic_write_text
@@ -48,12 +49,12 @@ def fresh_home(folder: Path) -> Path:
 
 def run_once(profile: str, jobs: int, home: Path) -> dict:
     """One cold runner invocation; its timings, CPU time and summary checksum."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_before = children_cpu_seconds()
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "asd_utils.runner", "--profile", profile, "--jobs", str(jobs)],
                           env={**os.environ, "ASD_HOME": str(home)}, capture_output=True, text=True)
     wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = children_cpu_seconds() - cpu_before
     if done.returncode != 0:
         tail = done.stdout[-3000:] + done.stderr[-3000:]
         raise RuntimeError(f"--jobs {jobs} failed (exit {done.returncode}):\n{tail}")
@@ -63,7 +64,7 @@ def run_once(profile: str, jobs: int, home: Path) -> dict:
         "wall_s": round(wall, 1),
         "data_s": float(DATA_LINE.search(done.stdout)["seconds"]),
         "notebooks_s": float(ALL_LINE.search(done.stdout)["seconds"]),
-        "cpu_s": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 1),
+        "cpu_s": round(cpu_s, 1),
         "per_notebook_s": {m["name"]: float(m["seconds"]) for m in DONE_LINE.finditer(done.stdout)},
         "summary_md5": hashlib.md5(summary.read_bytes()).hexdigest(),
     }
