@@ -119,3 +119,42 @@ def test_training_probe_measures_the_untrained_and_the_trained_network(tmp_path)
     assert "Synthetic data" in (tmp_path / "probe_three_subnet_training_t.md").read_text()
     with pytest.raises(SystemExit, match="up to 1"):
         module.main(["--profile", "smoke", "--epochs", "2", "--out", str(tmp_path)])
+
+
+def test_domain_scaling_divides_each_domain_by_its_training_only_scale():
+    """Hand-worked on unit vectors in the plane: cosine distance = 1 - cos(angle difference)."""
+    import sys
+
+    import pytest
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("probe_domain_scaling", SCRIPT.parent / "probe_domain_scaling.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def unit(degrees):
+        radians = np.deg2rad(np.asarray(degrees, dtype=np.float64))
+        return np.stack([np.cos(radians), np.sin(radians)], axis=1)
+
+    source_angles, target_angles = np.array([0.0, 4.0, 10.0, 18.0]), np.array([90.0, 100.0, 130.0])
+    train = unit(np.concatenate([source_angles, target_angles]))
+    domains = np.array(["source"] * 4 + ["target"] * 3)
+    queries = np.array([50.0, 95.0, 7.0])
+    # 2 clips per half and 8 clusters: the centres of each half are its own clips
+    kmeans = {"n_clusters": 8, "metric": "cosine", "n_init": 1}
+    halves = np.array_split(np.random.default_rng(0).permutation(4), 2)
+    held_out = [1 - np.cos(np.deg2rad(np.abs(source_angles[h][:, None] - source_angles[f][None]).min(axis=1)))
+                for f, h in ((halves[0], halves[1]), (halves[1], halves[0]))]
+    source_scale = np.median(np.concatenate(held_out))
+    target_scale = 1 - np.cos(np.deg2rad(10.0))  # leave-one-out gaps 10, 10 and 30 degrees
+    to_source = 1 - np.cos(np.deg2rad(np.abs(queries[:, None] - source_angles[None]).min(axis=1)))
+    to_target = 1 - np.cos(np.deg2rad(np.abs(queries[:, None] - target_angles[None]).min(axis=1)))
+    expected = np.minimum(to_source / source_scale, to_target / target_scale)
+
+    scores = module.domain_scaled_scores(train, domains, unit(queries), kmeans)
+    np.testing.assert_allclose(scores, expected, rtol=1e-9, atol=1e-12)
+    # each clip is scored alone: dropping the other test clips changes nothing
+    np.testing.assert_allclose(module.domain_scaled_scores(train, domains, unit(queries[1:2]), kmeans), expected[1:2],
+                               rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="got 4 and 1"):
+        module.domain_scaled_scores(train[:5], domains[:5], unit(queries), kmeans)
