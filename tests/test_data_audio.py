@@ -31,21 +31,33 @@ def test_load_audio_pcm16_scaled_to_unit_range(tmp_path):
     np.testing.assert_allclose(load_audio(path), [0.0, 0.5, -1.0])
 
 
-def test_downmix_equals_channel_mean(tmp_path):
+def test_multichannel_file_is_refused_unless_converting(tmp_path):
     rng = np.random.default_rng(0)
     stereo = rng.uniform(-0.5, 0.5, size=(800, 3)).astype(np.float32)
     path = tmp_path / "multi.wav"
     sf.write(path, stereo, SR, subtype="FLOAT")
-    out = load_audio(path)
+    with pytest.raises(DataError, match=r"multi\.wav: 3 channel\(s\) at 16000 Hz; expected mono audio at 16000 Hz"):
+        load_audio(path)
+    with pytest.raises(DataError, match=r"multi\.wav: .*asd_utils\.data\.convert"):
+        load_batch([path], n_samples=800)
+    out = load_audio(path, convert=True)  # downmix: the mean of the channels
     assert out.shape == (800,)
     np.testing.assert_allclose(out, stereo.mean(axis=1), rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(load_batch([path], n_samples=800, convert=True)[0], out)
+
+
+def test_other_rate_is_refused_unless_converting(tmp_path):
+    path = tmp_path / "clip_44k.wav"
+    sf.write(path, _tone(44100, sr=44100), 44100, subtype="FLOAT")  # 1 s at 44.1 kHz
+    with pytest.raises(DataError, match=r"clip_44k\.wav: 1 channel\(s\) at 44100 Hz; expected mono audio at 16000 Hz"):
+        load_audio(path)
 
 
 def test_resample_warns_and_has_right_length(tmp_path):
     path = tmp_path / "clip_44k.wav"
     sf.write(path, _tone(44100, sr=44100), 44100, subtype="FLOAT")  # 1 s at 44.1 kHz
     with pytest.warns(UserWarning) as record:
-        out = load_audio(path)
+        out = load_audio(path, convert=True)
     message = str(record[0].message)
     assert "clip_44k.wav" in message and "44100" in message
     assert out.dtype == np.float32
@@ -65,8 +77,10 @@ def test_no_warning_at_target_rate(tmp_path):
 def test_load_audio_other_rate_and_n_samples(tmp_path):
     path = tmp_path / "a.wav"
     sf.write(path, _tone(1000), SR, subtype="FLOAT")
+    with pytest.raises(DataError, match="expected mono audio at 8000 Hz"):
+        load_audio(path, sample_rate=8000)
     with pytest.warns(UserWarning, match="16000"):
-        out = load_audio(path, sample_rate=8000)
+        out = load_audio(path, sample_rate=8000, convert=True)
     assert out.shape == (500,)
     out = load_audio(path, n_samples=2500)
     assert out.shape == (2500,)

@@ -1,4 +1,4 @@
-"""Load DCASE clips as mono float32 waveforms at a fixed sample rate."""
+"""Load DCASE clips (mono, at a fixed sample rate) as float32 waveforms."""
 
 from __future__ import annotations
 
@@ -59,23 +59,28 @@ def load_audio(
     sample_rate: int = 16000,
     n_samples: int | None = None,
     mode: str = "tile",
+    convert: bool = False,
 ) -> np.ndarray:
-    """Read one audio file as a mono waveform.
+    """Read one mono audio file at ``sample_rate``.
 
     Args:
         path: a WAV (or any format libsndfile reads).
-        sample_rate: output rate in Hz. A file at another rate is resampled with librosa
-            (``soxr_hq``) and a ``UserWarning`` names the file and its original rate.
+        sample_rate: the rate in Hz the file must have (DCASE Task 2 clips: 16 kHz mono).
         n_samples: when given, the output is brought to exactly this many samples with
             :func:`fix_length` (``mode``: ``tile``, ``pad`` or ``crop``).
+        convert: accept a multichannel file or another rate: downmix to the mean of the
+            channels and resample with librosa (``soxr_hq``); a ``UserWarning`` names the file
+            and its original rate. Off by default: such a file is an error, since it is more
+            often the wrong folder than a wish to convert; ``python -m asd_utils.data.convert``
+            converts a whole tree once.
 
     Returns:
-        (samples,) float32 at ``sample_rate``; a multichannel file is downmixed to the mean of
-        its channels.
+        (samples,) float32 at ``sample_rate``.
 
     Raises:
         DataError: the file is missing, cannot be decoded, holds 0 samples or non-finite
-            values; the message names the file.
+            values, or (without ``convert``) has more than one channel or another rate; the
+            message names the file and what was expected.
     """
     import soundfile as sf
 
@@ -88,6 +93,13 @@ def load_audio(
         raise DataError(f"{path}: cannot decode the audio ({exc}); expected a readable WAV file") from exc
     if data.shape[0] == 0:
         raise DataError(f"{path}: empty audio (0 samples); expected a non-empty WAV file")
+    if not convert and (data.shape[1] != 1 or int(orig_sr) != int(sample_rate)):
+        raise DataError(
+            f"{path}: {data.shape[1]} channel(s) at {orig_sr} Hz; expected mono audio at {sample_rate} Hz "
+            f"(DCASE Task 2 clips are 16 kHz mono). Convert the tree once with "
+            f"`python -m asd_utils.data.convert SOURCE_ROOT TARGET_ROOT`, or pass convert=True to "
+            "load_audio/load_batch to downmix and resample at every load"
+        )
     wave = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if not np.all(np.isfinite(wave)):
         raise DataError(f"{path}: audio holds NaN or infinite samples; expected finite samples")
@@ -117,16 +129,18 @@ def load_batch(
     mode: str = "tile",
     progress: bool = False,
     num_workers: int = 0,
+    convert: bool = False,
 ) -> np.ndarray:
     """Load many clips into one array, in the order given.
 
     Args:
         paths: clip paths.
-        sample_rate: output rate in Hz (see :func:`load_audio`).
+        sample_rate: the rate in Hz every clip must have (see :func:`load_audio`).
         n_samples: samples per clip; each clip goes through :func:`fix_length` with ``mode``.
         progress: show a tqdm progress bar.
         num_workers: threads reading in parallel (0 or 1: read in this thread). The row order
             is always the order of ``paths``.
+        convert: downmix and resample clips of another layout (see :func:`load_audio`).
 
     Returns:
         (N, n_samples) float32, N = len(paths).
@@ -144,7 +158,7 @@ def load_batch(
         return out
 
     def _load(p):
-        return load_audio(p, sample_rate=sample_rate, n_samples=n_samples, mode=mode)
+        return load_audio(p, sample_rate=sample_rate, n_samples=n_samples, mode=mode, convert=convert)
 
     bar = None
     if progress:
