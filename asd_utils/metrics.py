@@ -41,6 +41,7 @@ __all__ = [
     "MAX_FPR",
     "METRICS",
     "dcase_table",
+    "domain_pair_aucs",
     "evaluate",
     "hmean",
     "official_score",
@@ -150,6 +151,56 @@ def evaluate(test_index: pd.DataFrame, scores, *, max_fpr: float = MAX_FPR) -> p
         )
         rows.append({"machine": machine, "section": section, **m, "hmean": hmean(list(m.values()))})
     return pd.DataFrame(rows, columns=["machine", "section", *METRICS, "hmean"])
+
+
+def _rank_auc(normal: np.ndarray, anomalous: np.ndarray) -> float:
+    """ROC AUC of anomalous above normal scores by the Mann-Whitney rank sum (ties count one half,
+    as ``roc_auc_score``); (n,) and (m,) float arrays, both non-empty."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([normal, anomalous]))
+    m, n = len(anomalous), len(normal)
+    return float((ranks[n:].sum() - m * (m + 1) / 2.0) / (m * n))
+
+
+def domain_pair_aucs(test_index: pd.DataFrame, scores) -> pd.DataFrame:
+    """ROC AUC of the normal clips of one domain against the anomalous clips of one domain.
+
+    The official AUC (target) pools the anomalies of both domains against the target normals;
+    it is exactly the mean of AUC(target normals, source anomalies) and AUC(target normals, target
+    anomalies), weighted by the two anomaly counts (likewise AUC (source)). Splitting it shows
+    whether a low AUC (target) comes from missing the target anomalies or from scoring target
+    normals above *source* anomalies, i.e. from a different score scale in the two domains.
+
+    test_index and scores as in :func:`evaluate` (clips without ground truth are left out).
+    Returns one row per machine type, section, ``normals`` domain and ``anomalies`` domain with
+    ``auc`` (a fraction; NaN when one of the two groups is empty) and ``n_normals``,
+    ``n_anomalies``, sorted by machine, section, normals, anomalies.
+    """
+    missing = [c for c in ("machine", "section", "domain", "is_anomaly") if c not in test_index.columns]
+    if missing:
+        raise ValueError(f"test_index lacks columns {missing}; expected machine, section, domain, is_anomaly")
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if len(s) != len(test_index):
+        raise ValueError(f"got {len(s)} scores for {len(test_index)} test clips; they must align by position")
+    frame = test_index[["machine", "section", "domain", "is_anomaly"]].reset_index(drop=True).copy()
+    frame["score"] = s
+    frame = frame[(frame["is_anomaly"].notna() & frame["domain"].notna()).to_numpy()]
+    if not np.isfinite(frame["score"].to_numpy()).all():
+        raise ValueError("scores must be finite")
+    rows = []
+    for (machine, section), group in frame.groupby(["machine", "section"], sort=True):
+        y = _as_labels(group["is_anomaly"].to_numpy())
+        d, score = group["domain"].to_numpy(), group["score"].to_numpy()
+        for normals in DOMAINS:
+            for anomalies in DOMAINS:
+                is_normal, is_anomaly = (d == normals) & (y == 0), (d == anomalies) & (y == 1)
+                n_normals, n_anomalies = int(is_normal.sum()), int(is_anomaly.sum())
+                auc = _rank_auc(score[is_normal], score[is_anomaly]) if n_normals and n_anomalies else float("nan")
+                rows.append({"machine": machine, "section": section, "normals": normals, "anomalies": anomalies,
+                             "auc": auc, "n_normals": n_normals, "n_anomalies": n_anomalies})
+    return pd.DataFrame(rows, columns=["machine", "section", "normals", "anomalies", "auc", "n_normals",
+                                       "n_anomalies"])
 
 
 def official_score(table: pd.DataFrame) -> float:

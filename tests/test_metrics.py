@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from asd_utils.metrics import EPS, dcase_table, evaluate, hmean, official_score, section_metrics
+from asd_utils.metrics import EPS, dcase_table, domain_pair_aucs, evaluate, hmean, official_score, section_metrics
 
 # One section: source normals 0.1, 0.4; target normals 0.3, 0.6; anomalies 0.5 (source), 0.4 (target).
 Y = [0, 0, 0, 0, 1, 1]
@@ -187,3 +187,44 @@ def test_evaluate_leaves_out_clips_without_ground_truth():
     pd.testing.assert_frame_equal(got, expected)
     with pytest.raises(ValueError, match="no test clip has ground truth"):
         evaluate(blinded, np.zeros(3))
+
+
+def test_domain_pair_aucs_by_hand_and_as_a_split_of_the_official_aucs():
+    # source normals 1, 2; target normals 5, 6; source anomalies 3, 4; target anomalies 7, 5
+    index = pd.DataFrame({
+        "machine": "fan", "section": "00",
+        "domain": ["source", "source", "target", "target", "source", "source", "target", "target"],
+        "is_anomaly": [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0],
+    })
+    scores = np.array([1.0, 2.0, 5.0, 6.0, 3.0, 4.0, 7.0, 5.0])
+    pairs = domain_pair_aucs(index, scores).set_index(["normals", "anomalies"])["auc"]
+    assert pairs[("source", "source")] == 1.0          # 3, 4 beat 1, 2
+    assert pairs[("source", "target")] == 1.0          # 7, 5 beat 1, 2
+    assert pairs[("target", "source")] == 0.0          # 3, 4 lose to 5, 6: the scale problem
+    assert pairs[("target", "target")] == 2.5 / 4      # 7 beats both; 5 ties 5 (half) and loses to 6
+    # the official AUC (target) is the anomaly-count weighted mean of its two pairs (2 and 2 anomalies)
+    official = section_metrics(index["is_anomaly"], scores, index["domain"])
+    assert official["auc_target"] == pytest.approx((pairs[("target", "source")] + pairs[("target", "target")]) / 2)
+    assert official["auc_source"] == pytest.approx((pairs[("source", "source")] + pairs[("source", "target")]) / 2)
+
+
+def test_domain_pair_aucs_weighting_on_random_sections_and_missing_groups():
+    rng = np.random.default_rng(3)
+    n = 60
+    index = pd.DataFrame({"machine": "valve", "section": "00",
+                          "domain": rng.choice(["source", "target"], n, p=[0.7, 0.3]),
+                          "is_anomaly": rng.choice([0.0, 1.0], n)})
+    scores = rng.integers(0, 8, n).astype(float)  # many ties
+    pairs = domain_pair_aucs(index, scores).set_index(["normals", "anomalies"])
+    official = evaluate(index, scores).iloc[0]
+    for normals in ("source", "target"):
+        rows = pairs.loc[normals]
+        weighted = (rows["auc"] * rows["n_anomalies"]).sum() / rows["n_anomalies"].sum()
+        assert official[f"auc_{normals}"] == pytest.approx(weighted, abs=1e-12)
+    # no target anomalies: their pairs are NaN, not an error; unlabelled clips are left out
+    index.loc[(index["domain"] == "target") & (index["is_anomaly"] == 1), "is_anomaly"] = np.nan
+    pairs = domain_pair_aucs(index, scores).set_index(["normals", "anomalies"])
+    assert np.isnan(pairs.loc[("source", "target"), "auc"]) and pairs.loc[("source", "target"), "n_anomalies"] == 0
+    assert not np.isnan(pairs.loc[("source", "source"), "auc"])
+    with pytest.raises(ValueError, match="must align by position"):
+        domain_pair_aucs(index, scores[:-1])

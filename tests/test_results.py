@@ -223,4 +223,14 @@ def test_comparison_notebook_runs_after_the_others(tmp_path):
     assert len(errors) == int(test["is_anomaly"].notna().sum()) and "anomaly_kind" in errors.columns
     figures = {p.stem for p in (tmp_path / "figures" / "07_comparison").glob("*.png")}
     assert {"hmean_per_machine", "bootstrap_intervals", "which_differences_are_real",
-            "reported_vs_reproduced_000"} <= figures and any(f.startswith("clip_ranks_") for f in figures)
+            "reported_vs_reproduced_000", "domain_pair_aucs"} <= figures
+    assert any(f.startswith("clip_ranks_") for f in figures)
+    # the domain-pair split: 4 pairs per system and machine type, and its target pairs, weighted by
+    # their anomaly counts, give back the AUC (target) the baseline recorded
+    pairs = pd.read_csv(tables / "domain_pair_aucs.csv", dtype={"section": str})
+    n_sections = test.groupby(["machine", "section"]).ngroups
+    assert len(pairs) == 2 * 4 * n_sections and set(pairs["system"]) == {"AE-MSE", "Shiny"}
+    recorded = pd.read_csv(results_dir / "01_baseline_autoencoder.csv", dtype={"section": str})
+    for machine, rows in pairs[(pairs["system"] == "AE-MSE") & (pairs["normals"] == "target")].groupby("machine"):
+        weighted = (rows["auc"] * rows["n_anomalies"]).sum() / rows["n_anomalies"].sum()
+        assert weighted == pytest.approx(recorded.set_index("machine").loc[machine, "auc_target"], abs=1e-9)
