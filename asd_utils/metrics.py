@@ -111,6 +111,29 @@ def section_metrics(is_anomaly, scores, domains, max_fpr: float = MAX_FPR, *, wh
     return out
 
 
+def _labelled_scores(test_index: pd.DataFrame, scores) -> pd.DataFrame:
+    """``machine, section, domain, is_anomaly, score`` of the test clips that have ground truth.
+
+    Blinded evaluation clips whose ground truth is not available cannot be scored by any metric;
+    they still get submission files. Metrics use every clip that has a label and a domain.
+    """
+    missing = [c for c in ("machine", "section", "domain", "is_anomaly") if c not in test_index.columns]
+    if missing:
+        raise ValueError(f"test_index lacks columns {missing}; expected machine, section, domain, is_anomaly")
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if len(s) != len(test_index):
+        raise ValueError(f"got {len(s)} scores for {len(test_index)} test clips; they must align by position")
+    frame = test_index[["machine", "section", "domain", "is_anomaly"]].reset_index(drop=True).copy()
+    frame["score"] = s
+    labelled = frame["is_anomaly"].notna() & frame["domain"].notna()
+    if not labelled.any():
+        raise ValueError(
+            "no test clip has ground truth (label and domain): metrics need the evaluation ground-truth CSVs "
+            "(ground_truth_data/, ground_truth_domain/) under the data root"
+        )
+    return frame[labelled.to_numpy()]
+
+
 def evaluate(test_index: pd.DataFrame, scores, *, max_fpr: float = MAX_FPR) -> pd.DataFrame:
     """Metrics per machine type and section.
 
@@ -123,23 +146,7 @@ def evaluate(test_index: pd.DataFrame, scores, *, max_fpr: float = MAX_FPR) -> p
     per machine/section, sorted by machine then section. Clips without ground truth (``is_anomaly``
     or ``domain`` missing, e.g. blinded evaluation clips) are left out of the metrics.
     """
-    missing = [c for c in ("machine", "section", "domain", "is_anomaly") if c not in test_index.columns]
-    if missing:
-        raise ValueError(f"test_index lacks columns {missing}; expected machine, section, domain, is_anomaly")
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    if len(s) != len(test_index):
-        raise ValueError(f"got {len(s)} scores for {len(test_index)} test clips; they must align by position")
-    frame = test_index[["machine", "section", "domain", "is_anomaly"]].reset_index(drop=True).copy()
-    frame["score"] = s
-    # Blinded evaluation clips whose ground truth is not available cannot be scored by any metric;
-    # they still get submission files. Metrics use every clip that has a label and a domain.
-    labelled = frame["is_anomaly"].notna() & frame["domain"].notna()
-    if not labelled.any():
-        raise ValueError(
-            "no test clip has ground truth (label and domain): metrics need the evaluation ground-truth CSVs "
-            "(ground_truth_data/, ground_truth_domain/) under the data root"
-        )
-    frame = frame[labelled.to_numpy()]
+    frame = _labelled_scores(test_index, scores)
     rows = []
     for (machine, section), group in frame.groupby(["machine", "section"], sort=True):
         m = section_metrics(
@@ -177,15 +184,7 @@ def domain_pair_aucs(test_index: pd.DataFrame, scores) -> pd.DataFrame:
     ``auc`` (a fraction; NaN when one of the two groups is empty) and ``n_normals``,
     ``n_anomalies``, sorted by machine, section, normals, anomalies.
     """
-    missing = [c for c in ("machine", "section", "domain", "is_anomaly") if c not in test_index.columns]
-    if missing:
-        raise ValueError(f"test_index lacks columns {missing}; expected machine, section, domain, is_anomaly")
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    if len(s) != len(test_index):
-        raise ValueError(f"got {len(s)} scores for {len(test_index)} test clips; they must align by position")
-    frame = test_index[["machine", "section", "domain", "is_anomaly"]].reset_index(drop=True).copy()
-    frame["score"] = s
-    frame = frame[(frame["is_anomaly"].notna() & frame["domain"].notna()).to_numpy()]
+    frame = _labelled_scores(test_index, scores)
     if not np.isfinite(frame["score"].to_numpy()).all():
         raise ValueError("scores must be finite")
     rows = []

@@ -109,14 +109,20 @@ def newest_matching(cache: Path, pattern: str, key: str, n_rows: int) -> tuple[P
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def diagnostic_arguments(description: str, argv: list[str] | None) -> argparse.Namespace:
+    """The options every cache-reading diagnostic takes: ``--profile``, ``--data-root``, ``--label``
+    and ``--out``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--profile", default="default")
     parser.add_argument("--data-root", type=Path, default=None,
                         help="DCASE-layout root the notebooks ran on (default: the profile's synthetic data)")
     parser.add_argument("--label", default=None, help="name of the root in the output files (default: the profile)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = diagnostic_arguments(__doc__.split("\n\n")[0], argv)
 
     root = args.data_root.resolve() if args.data_root else ensure_dataset(args.profile)
     index = discover(root)

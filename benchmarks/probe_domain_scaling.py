@@ -21,7 +21,6 @@ Writes ``benchmarks/results/probe_domain_scaling_<label>.{json,md}`` atomically.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -32,7 +31,12 @@ from sklearn.preprocessing import normalize
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from probe_anomaly_information import data_label, newest_matching, write_outputs  # noqa: E402
+from probe_anomaly_information import (  # noqa: E402
+    data_label,
+    diagnostic_arguments,
+    newest_matching,
+    write_outputs,
+)
 
 from asd_utils import metrics, pipeline  # noqa: E402
 from asd_utils.config import load_config  # noqa: E402
@@ -74,13 +78,7 @@ def domain_scaled_scores(train_emb: np.ndarray, train_domains: np.ndarray, test_
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="default")
-    parser.add_argument("--data-root", type=Path, default=None,
-                        help="DCASE-layout root notebook 06 ran on (default: the profile's synthetic data)")
-    parser.add_argument("--label", default=None, help="name of the root in the output files (default: the profile)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    args = parser.parse_args(argv)
+    args = diagnostic_arguments(__doc__.split("\n\n")[0], argv)
 
     root = args.data_root.resolve() if args.data_root else ensure_dataset(args.profile)
     train, test = pipeline.split_index(discover(root))
