@@ -243,3 +243,50 @@ def test_blinded_clips_get_truth_from_the_index_and_mismatched_systems_are_left_
     partial = pd.concat([filled, filled.iloc[:-1].assign(system="B")], ignore_index=True)
     aligned = align_clip_scores(partial)
     assert aligned.systems == [("01_a", "A")] and "15 labelled clips" in aligned.excluded[("01_a", "B")]
+
+
+def _result_with_resamples(resamples: np.ndarray, confidence: float = 0.95) -> bootstrap.BootstrapResult:
+    resamples = np.asarray(resamples, dtype=np.float64)
+    return bootstrap.BootstrapResult(systems=[f"s{j}" for j in range(resamples.shape[1])],
+                                     point=resamples.mean(axis=0), resamples=resamples, sections=[],
+                                     section_metrics=[], section_point=[], confidence=confidence,
+                                     n_resamples=len(resamples), seed=0)
+
+
+def test_interval_bounds_are_the_two_sided_percentiles_of_the_resamples():
+    """A 95 % interval leaves 2.5 % of the distribution on each side. On 200001 evenly spaced
+    resamples of [0, 1] the bounds are exactly 0.025 and 0.975 (a 90 % interval: 0.05, 0.95);
+    on 400000 draws of a standard normal they are -1.96 and +1.96 (90 %: -1.645, +1.645)."""
+    grid = np.linspace(0.0, 1.0, 200001)[:, None]
+    table = _result_with_resamples(grid).intervals()
+    assert table.loc[0, "ci_low"] == pytest.approx(0.025, abs=1e-9)
+    assert table.loc[0, "ci_high"] == pytest.approx(0.975, abs=1e-9)
+    assert table.loc[0, "ci_width"] == pytest.approx(0.95, abs=1e-9)
+    ninety = _result_with_resamples(grid, confidence=0.9).intervals()
+    assert (ninety.loc[0, "ci_low"], ninety.loc[0, "ci_high"]) == pytest.approx((0.05, 0.95), abs=1e-9)
+    normal = np.random.default_rng(0).standard_normal((400000, 2))
+    normal[:, 1] = 3.0 + 2.0 * normal[:, 1]
+    table = _result_with_resamples(normal).intervals()
+    assert table["ci_low"].tolist() == pytest.approx([-1.95996, 3.0 - 2 * 1.95996], abs=0.02)
+    assert table["ci_high"].tolist() == pytest.approx([1.95996, 3.0 + 2 * 1.95996], abs=0.02)
+    # the paired difference s1 - s0 ~ N(3, 5): its interval is 3 -/+ 1.96 sqrt(5)
+    paired = _result_with_resamples(normal).compare("s1", "s0")
+    assert (paired["difference_low"], paired["difference_high"]) == pytest.approx(
+        (3.0 - 1.95996 * np.sqrt(5.0), 3.0 + 1.95996 * np.sqrt(5.0)), abs=0.03)
+
+
+def test_official_score_interval_covers_95_percent_of_its_resamples():
+    """On a real bootstrap (two machine types, 40 clips per cell) the interval holds 95 % of the
+    resampled official scores: 2.5 % fall below ci_low and 2.5 % above ci_high."""
+    index = make_test_index(("fan", "valve"), per_cell=40)
+    rng = np.random.default_rng(4)
+    scores = index["is_anomaly"].to_numpy() * 0.6 + rng.random(len(index))
+    result = bootstrap_official_score(_aligned(index, A=scores), n_resamples=4000, seed=1)
+    row = result.intervals().iloc[0]
+    r = result.resamples[:, 0]
+    assert np.mean(r < row["ci_low"]) == pytest.approx(0.025, abs=0.004)
+    assert np.mean(r > row["ci_high"]) == pytest.approx(0.025, abs=0.004)
+    per = result.machine_intervals()
+    for j, (low, high) in enumerate(zip(per["ci_low"], per["ci_high"])):
+        hm = bootstrap._hmean(result.section_metrics[j][:, 0], axis=1)
+        assert np.mean((hm >= low) & (hm <= high)) == pytest.approx(0.95, abs=0.01)

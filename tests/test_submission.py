@@ -105,3 +105,20 @@ def test_write_submissions_per_section_threshold(tmp_path):
     assert valve["decision"].tolist() == [int(11.0 > thr_valve), 1]
     with pytest.raises(ValueError, match="no training scores"):
         write_submissions(tmp_path, test_index, test_scores, train_index.iloc[:100], train_scores[:100])
+
+
+def test_each_section_gets_the_threshold_of_its_own_training_scores(tmp_path):
+    """Two sections whose training scores lie far apart: a clip scored 6.0 is anomalous for
+    section 00 (training scores around 2) and normal for section 01 (training scores around 100).
+    One threshold pooled over both sections would call both clips the same."""
+    rng = np.random.default_rng(3)
+    low, high = rng.gamma(2.0, 1.0, 200), 100.0 + rng.gamma(2.0, 1.0, 200)
+    train_index = pd.DataFrame({"machine": ["fan"] * 400, "section": ["00"] * 200 + ["01"] * 200})
+    test_index = pd.DataFrame({"machine": ["fan"] * 4, "section": ["00", "00", "01", "01"],
+                               "file_name": ["a.wav", "b.wav", "c.wav", "d.wav"]})
+    test_scores = np.array([6.0, 1.0, 6.0, 110.0])
+    written = write_submissions(tmp_path, test_index, test_scores, train_index, np.concatenate([low, high]))
+    thr_00, thr_01 = gamma_threshold(low), gamma_threshold(high)
+    assert 3.0 < thr_00 < 6.0 and 100.0 < thr_01 < 110.0  # the hand-worked case's premise
+    assert read_submission(written[("fan", "00")][1])["decision"].tolist() == [1, 0]
+    assert read_submission(written[("fan", "01")][1])["decision"].tolist() == [0, 1]
