@@ -11,7 +11,12 @@ def test_mixup_mixes_inputs_and_targets_with_the_same_lambda():
     gen = torch.Generator().manual_seed(0)
     xm, ym, lam = mixup(x, y, alpha=0.4, generator=gen)
     assert xm.shape == x.shape and ym.shape == y.shape and lam.shape == (4,)
-    assert torch.all((lam >= 0) & (lam <= 1))
+    # lam: Beta(0.4, 0.4) draws of the NumPy generator seeded from the torch generator after its permutation
+    replay = torch.Generator().manual_seed(0)
+    torch.randperm(4, generator=replay)
+    seed = int(torch.randint(0, 2**62, (1,), generator=replay).item())
+    expected = np.random.default_rng(seed).beta(0.4, 0.4, size=4)
+    torch.testing.assert_close(lam, torch.as_tensor(expected, dtype=torch.float32))
     torch.testing.assert_close(ym.sum(dim=1), torch.ones(4))
     # recover the permutation: each mixed row is lam * x_i + (1 - lam) * x_j for one j
     for i in range(4):
@@ -43,3 +48,21 @@ def test_mixup_validates():
         mixup(torch.zeros(2, 3), torch.zeros(2, 2), alpha=0)
     with pytest.raises(ValueError):
         mixup(torch.zeros(2, 3), torch.zeros(3, 2), alpha=1)
+
+
+@pytest.mark.parametrize("alpha", [0.4, 1.0, 4.0])
+def test_mixup_lambda_follows_beta_alpha_alpha(alpha):
+    """20 000 per-sample draws at a fixed seed: a Kolmogorov-Smirnov test accepts Beta(alpha, alpha)
+    and rejects the neighbouring Beta(2 alpha, 2 alpha) and Beta(1, 1) (for alpha != 1). (lam is float32:
+    below alpha ~ 0.3 the draws that round to exactly 1.0 carry enough mass to fail the test.)"""
+    import scipy.stats
+
+    x, y = torch.zeros(20000, 1), one_hot(torch.zeros(20000, dtype=torch.long), 2)
+    lam = mixup(x, y, alpha, torch.Generator().manual_seed(7))[2].double().numpy()
+    assert scipy.stats.kstest(lam, scipy.stats.beta(alpha, alpha).cdf).pvalue > 0.01
+    assert scipy.stats.kstest(lam, scipy.stats.beta(2 * alpha, 2 * alpha).cdf).pvalue < 1e-6
+    if alpha != 1.0:
+        assert scipy.stats.kstest(lam, scipy.stats.uniform.cdf).pvalue < 1e-6
+    # the mean is 1/2 and the variance 1 / (4 (2 alpha + 1)) of Beta(alpha, alpha)
+    assert lam.mean() == pytest.approx(0.5, abs=0.01)
+    assert lam.var() == pytest.approx(1.0 / (4.0 * (2.0 * alpha + 1.0)), rel=0.05)
