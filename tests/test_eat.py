@@ -272,6 +272,25 @@ def test_crop_longer_clips(tiny):
     assert _outputs(tiny, long)[-1].shape == (1, 513, 64)
 
 
+def test_a_long_clip_keeps_its_first_frames():
+    """A 440 Hz tone whose loudness ramps up over 3 s (so every 10 ms frame has its own energy),
+    preprocessed to 128 frames (1.28 s): the image is the first 128 fbank frames of the whole clip,
+    as the official front end crops (``fbank[:target_length]``), not the last ones."""
+    from asd_utils.backbones.fbank import eat_fbank
+
+    config = dataclasses.replace(EAT_SIZES["tiny"], target_length=128)
+    t = torch.arange(3 * 16000, dtype=torch.float32) / 16000
+    ramp = (0.01 + 0.3 * t / 3) * torch.sin(2 * torch.pi * 440.0 * t)
+    image = eat_preprocess(ramp[None], config)[0, 0]
+    fbank = eat_fbank(ramp[None])[0]
+    assert fbank.shape[0] == 298  # 3 s in 25 ms frames every 10 ms
+    torch.testing.assert_close(image, (fbank[:128] - config.norm_mean) / (2 * config.norm_std))
+    energy = image.max(dim=1).values  # the tone's mel band
+    assert torch.all(energy[10:] > energy[:-10])  # louder every 100 ms: the frames are distinguishable
+    # the last 128 frames are louder than any kept frame: a crop from the end would show it
+    assert float((fbank[-128:].max(dim=1).values - config.norm_mean).min() / (2 * config.norm_std)) > float(energy.max())
+
+
 def test_seeded_random_init_is_reproducible():
     a, b, c = build_eat(size="tiny", seed=1), build_eat(size="tiny", seed=1), build_eat(size="tiny", seed=2)
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
