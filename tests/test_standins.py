@@ -229,3 +229,61 @@ def test_pretraining_is_deterministic_from_its_seed(synth_root, tmp_path):
     wa = torch.load(a, weights_only=True)["model"]
     wb = torch.load(b, weights_only=True)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+class _PlaneBackbone(torch.nn.Module):
+    """A stand-in 'backbone' whose layer 1 is the point (mean of the first half of the clip, mean
+    of the second half): clips written with constant halves land where the test puts them."""
+
+    name, size, num_layers = "plane", "tiny", 1
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def hidden_states(self, waves):
+        half = waves.shape[1] // 2
+        point = torch.stack([waves[:, :half].mean(dim=1), waves[:, half:].mean(dim=1)], dim=1)
+        return [waves[:, None, :2], point[:, None, :]]
+
+
+def test_frozen_knn_scores_are_distances_to_the_nearest_training_clip(tmp_path):
+    """Hand-worked kNN (k = 1, Euclidean, one bank): a test clip's score is its distance to the
+    nearest training point, so anomalies placed far from the bank score high and the AUCs are 1."""
+    import soundfile as sf
+
+    from asd_utils.data import discover
+    from asd_utils.pretrain.evaluate import frozen_knn_scores
+
+    def clip(folder, name, point):
+        wave = np.concatenate([np.full(800, point[0]), np.full(800, point[1])]).astype(np.float32)
+        (tmp_path / "dev_data" / "raw" / "fan" / folder).mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / "dev_data" / "raw" / "fan" / folder / name, wave, 16000, subtype="FLOAT")
+
+    train = {"0000": (0.0, 0.0), "0001": (0.25, 0.0), "0002": (0.0, 0.25)}
+    for number, point in train.items():
+        clip("train", f"section_00_source_train_normal_{number}_a_1.wav", point)
+    clip("train", "section_00_target_train_normal_0003_a_2.wav", (0.25, 0.25))
+    test = {"section_00_source_test_normal_0000_a_1.wav": (0.0, 0.125),       # 0.125 from (0, 0)
+            "section_00_target_test_normal_0001_a_2.wav": (0.25, 0.375),      # 0.125 from (0.25, 0.25)
+            "section_00_source_test_anomaly_0002_a_1.wav": (0.5, 0.0),        # 0.25 from (0.25, 0)
+            "section_00_target_test_anomaly_0003_a_2.wav": (-0.3, -0.4)}      # 0.5 from (0, 0)
+    for name, point in test.items():
+        clip("test", name, point)
+    detector = {"kind": "knn", "k": 1, "metric": "euclidean", "separate_domains": False}
+    result = frozen_knn_scores(_PlaneBackbone(), discover(tmp_path), layer=1, pooling="mean", detector=detector,
+                               progress=False)
+    by_name = dict(zip(result.test_index["file_name"], result.test_scores))
+    expected = dict(zip(test, [0.125, 0.125, 0.25, 0.5]))
+    assert by_name == pytest.approx(expected, abs=1e-6)
+    # leave-one-out training scores: each training point's nearest other training point
+    loo = dict(zip(result.train_index["file_name"], result.train_scores))
+    assert sorted(loo.values()) == pytest.approx([0.25] * 4, abs=1e-6)
+    row = result.table.iloc[0]
+    assert (row["auc_source"], row["auc_target"], row["pauc"]) == (1.0, 1.0, 1.0)
+    # GenRep's detector (per-domain banks, min of training-normalised distances) keeps the sign
+    genrep = frozen_knn_scores(_PlaneBackbone(), discover(tmp_path), layer=1, pooling="mean",
+                               detector={"kind": "genrep", "k": 1, "n_mix_support": 0}, progress=False)
+    ranked = genrep.test_index["file_name"].to_numpy()[np.argsort(genrep.test_scores)]
+    assert set(ranked[2:]) == {name for name in test if "anomaly" in name}
+    assert tuple(genrep.table.iloc[0][["auc_source", "auc_target", "pauc"]]) == (1.0, 1.0, 1.0)
