@@ -319,21 +319,21 @@ def fit_score_machine(
     Returns ``{"test": {"mse", "mahala"}, "train": {"mse", "mahala"}, "loss_history": [...],
     "val_loss_history": [...]}`` (per-epoch training MSE and held-out validation MSE);
     training scores feed the gamma decision threshold and score normalisation.
-    The fitted model is cached under ``cache_dir`` keyed by the config, the seed and the
-    training clips (paths, sizes, mtimes), written atomically.
+    The fitted model is cached under ``cache_dir`` keyed by the config, the seed, the training
+    clips' content and the code (``asd_utils.io_utils.cache_key``), written atomically.
     """
     from pathlib import Path
 
     from asd_utils.data import load_batch
-    from asd_utils.io_utils import atomic_path, files_fingerprint, stable_hash
+    from asd_utils.io_utils import atomic_path, cache_key, files_digest
 
     train_paths = list(train_rows["path"])
     if n_samples is None:  # DCASE clips of one machine type share a length: take the first's
         import soundfile
 
         n_samples = soundfile.info(train_paths[0]).frames
-    key = stable_hash({"config": asdict(config), "seed": seed, "n_samples": n_samples,
-                       "train": files_fingerprint(train_paths)})
+    key = cache_key({"config": asdict(config), "seed": seed, "n_samples": n_samples,
+                     "train": files_digest(train_paths)}, code=__name__)
     cache_file = Path(cache_dir) / f"ae_{key}.pt" if cache_dir is not None else None
     train_vectors = clip_vectors(load_batch(train_paths, n_samples=n_samples), config)
     if cache_file is not None and cache_file.exists():

@@ -12,8 +12,11 @@ that changes the numbers:
   dict (so two different random initialisations, or a LoRA-adapted model, never share an entry);
 - the requested layers, the pooling's name, the backbone's preprocessing options, ``clip_samples``,
   the length-fixing mode and the sample rate;
-- the clips: for paths, each resolved path with its size and modification time (touching a file
-  invalidates); for in-memory waveforms, the sha256 of their bytes.
+- the clips: for paths, the sha256 of the files' contents in order (``io_utils.files_digest``: a
+  moved or copied data root reuses the entry, an edited clip does not); for in-memory waveforms, the
+  sha256 of their bytes;
+- the source of this module and of the backbone's module, with every package module they import
+  (``io_utils.cache_key``).
 
 A rerun with the same key loads the ``.npz`` and does not call the backbone at all.
 """
@@ -32,7 +35,7 @@ import torch
 
 from .backbones.pooling import cls_pool, genrep_pool, max_pool, mean_pool
 from .device import autocast_context, resolve_device
-from .io_utils import atomic_save_npz, stable_hash
+from .io_utils import atomic_save_npz, cache_key, files_digest
 
 __all__ = [
     "extract_layer_embeddings",
@@ -128,22 +131,17 @@ def backbone_identity(backbone) -> dict[str, Any]:
     }
 
 
-def _clip_identity(clips) -> tuple[str, list[dict] | str]:
+def _clip_identity(clips) -> tuple[str, str]:
     if isinstance(clips, (np.ndarray, torch.Tensor)):
         array = clips.detach().cpu().numpy() if isinstance(clips, torch.Tensor) else clips
         array = np.ascontiguousarray(array, dtype=np.float32)
         return "waves", f"{array.shape}:{hashlib.sha256(array.data).hexdigest()}"
     items = list(clips)
     if items and all(isinstance(c, (str, os.PathLike)) for c in items):
-        out = []
-        for c in items:
-            path = Path(c).expanduser().resolve()
-            try:
-                st = path.stat()
-            except FileNotFoundError as exc:
-                raise FileNotFoundError(f"extract_layer_embeddings: clip {path} does not exist") from exc
-            out.append({"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
-        return "paths", out
+        try:  # the files' content, not where they are: a copied data root reuses the cache
+            return "paths", f"files{len(items)}:{files_digest(Path(c).expanduser() for c in items)}"
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"extract_layer_embeddings: {exc}") from exc
     digest = hashlib.sha256()
     for c in items:
         a = c.detach().cpu().numpy() if isinstance(c, torch.Tensor) else c
@@ -276,7 +274,8 @@ def extract_layer_embeddings(
             "sample_rate": sample_rate,
             "clips": {"kind": kind, "items": clip_id},
         }
-        cache_file = embedding_cache_path(cache_dir, backbone, stable_hash(key_obj, length=24))
+        code = [__name__, type(backbone).__module__]  # this extraction and the backbone's forward pass
+        cache_file = embedding_cache_path(cache_dir, backbone, cache_key(key_obj, code=code, length=24))
         if cache_file.is_file():
             try:
                 with np.load(cache_file, allow_pickle=False) as data:

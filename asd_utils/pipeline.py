@@ -103,19 +103,22 @@ def make_loader(waves: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Ten
 # training runs and embeddings
 # --------------------------------------------------------------------------------------------------
 def training_run_dir(cache_root, system: str, *, cfg: Mapping, seed: int, classes: Sequence[str],
-                     waves: np.ndarray, labels: np.ndarray, backbone=None) -> Path | None:
+                     waves: np.ndarray, labels: np.ndarray, backbone=None,
+                     code: str | Sequence[str] = "asd_utils.methods") -> Path | None:
     """Checkpoint folder of one training run, keyed by everything that determines its result.
 
     The key hashes the system name, the config section, the seed, the class list, the training
     waveforms (shape + bytes) and labels, and, for a pretrained model, the backbone's identity
-    (checkpoint sha256 or stand-in seed + state hash; ``asd_utils.embeddings.backbone_identity``).
+    (checkpoint sha256 or stand-in seed + state hash; ``asd_utils.embeddings.backbone_identity``), and
+    the source of the modules that train it (``code``: the caller's module, e.g. ``__name__``;
+    default every report module; ``asd_utils.io_utils.cache_key``).
     ``Trainer.fit(resume=True)`` on a finished run in this folder trains nothing and restores the
     final weights, so a rerun reuses the trained model; any change of input gives a new folder.
     Returns None when ``cache_root`` is None (no caching).
     """
     import hashlib
 
-    from asd_utils.io_utils import stable_hash
+    from asd_utils.io_utils import cache_key
 
     if cache_root is None:
         return None
@@ -133,7 +136,7 @@ def training_run_dir(cache_root, system: str, *, cfg: Mapping, seed: int, classe
 
         identity["backbone"] = backbone_identity(backbone)
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in system)
-    return Path(cache_root) / f"{safe}_{stable_hash(identity)}"
+    return Path(cache_root) / f"{safe}_{cache_key(identity, code=code)}"
 
 
 @torch.inference_mode()
@@ -200,13 +203,13 @@ def cached_embeddings(run_dir, name: str, waves: np.ndarray, compute, **settings
     """
     import hashlib
 
-    from asd_utils.io_utils import atomic_save_npz, stable_hash
+    from asd_utils.io_utils import atomic_save_npz, cache_key
 
     if run_dir is None:
         return np.asarray(compute())
     waves = np.ascontiguousarray(waves, dtype=np.float32)
-    key = stable_hash({"name": name, "waves": f"{waves.shape}:{hashlib.sha256(waves.data).hexdigest()}",
-                       "settings": {k: settings[k] for k in sorted(settings)}})
+    key = cache_key({"name": name, "waves": f"{waves.shape}:{hashlib.sha256(waves.data).hexdigest()}",
+                     "settings": {k: settings[k] for k in sorted(settings)}}, code=__name__)
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
     path = Path(run_dir) / f"embeddings_{safe}_{key}.npz"
     if path.exists():

@@ -277,8 +277,11 @@ def test_run_on_an_index_aligns_rows_and_reuses_the_cache(tmp_path):
     history = first["loss_history"]
     assert list(history.columns) == ["machine", "epoch", "loss", "val_loss"] and len(history) == 2
     assert history["val_loss"].notna().all()
-    # touching a training clip invalidates the cached model
+    # the key is the clips' content: touching a clip reuses the model, changing its sound does not
     os.utime(tmp_path / "train_0.wav", ns=(1, 1))
+    run_autoencoder_baseline(index, AEConfig(epochs=2), cache_dir=cache, progress=False)
+    assert len(list(cache.glob("ae_*.pt"))) == 1
+    _write(tmp_path / "train_0.wav", 99)
     run_autoencoder_baseline(index, AEConfig(epochs=2), cache_dir=cache, progress=False)
     assert len(list(cache.glob("ae_*.pt"))) == 2
 

@@ -1,5 +1,7 @@
+import hashlib
 import json
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -66,6 +68,64 @@ def test_hashes_are_stable_and_sensitive(tmp_path):
     f = tmp_path / "f.bin"
     f.write_bytes(b"abc")
     assert io_utils.file_sha256(f) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    before = io_utils.files_fingerprint([f])
-    os.utime(f, ns=(5, 5))
-    assert io_utils.files_fingerprint([f]) != before
+
+
+
+def test_files_digest_follows_content_and_order_not_place(tmp_path):
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    a.write_bytes(b"abc")
+    b.write_bytes(b"xyz")
+    digest = io_utils.files_digest([a, b])
+    expected = hashlib.sha256((hashlib.sha256(b"abc").hexdigest() + hashlib.sha256(b"xyz").hexdigest()).encode())
+    assert digest == expected.hexdigest()
+    copy = tmp_path / "elsewhere" / "deeper"
+    copy.mkdir(parents=True)
+    shutil.copy(a, copy / "a.wav")  # a new path and a new modification time, the same bytes
+    shutil.copy(b, copy / "b.wav")
+    assert io_utils.files_digest([copy / "a.wav", copy / "b.wav"]) == digest
+    assert io_utils.files_digest([b, a]) != digest
+    os.utime(a, ns=(5, 5))  # touched, not changed
+    assert io_utils.files_digest([a, b]) == digest
+    a.write_bytes(b"abd")
+    assert io_utils.files_digest([a, b]) != digest
+    with pytest.raises(FileNotFoundError, match="missing.wav does not exist"):
+        io_utils.files_digest([tmp_path / "missing.wav"])
+
+
+def _fake_package(root, name="fakepkg"):
+    """A package of three modules: ``train`` imports ``model`` inside a function; ``plots`` is apart."""
+    pkg = root / name
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "model.py").write_text("WIDTH = 3\n")
+    (pkg / "train.py").write_text("def fit():\n    from .model import WIDTH\n    return WIDTH\n")
+    (pkg / "plots.py").write_text("COLOUR = 'red'\n")
+    return pkg
+
+
+def test_cache_key_follows_the_code_that_computes_the_result(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pkg = _fake_package(tmp_path)
+    assert io_utils.code_modules("fakepkg.train") == ["fakepkg", "fakepkg.model", "fakepkg.train"]
+    assert io_utils.code_modules("fakepkg") == ["fakepkg", "fakepkg.model", "fakepkg.plots", "fakepkg.train"]
+    key = io_utils.cache_key({"seed": 0}, code="fakepkg.train")
+    assert io_utils.cache_key({"seed": 0}, code="fakepkg.train") == key
+    assert io_utils.cache_key({"seed": 1}, code="fakepkg.train") != key
+    (pkg / "plots.py").write_text("COLOUR = 'blue'\n")  # code the result does not depend on
+    assert io_utils.cache_key({"seed": 0}, code="fakepkg.train") == key
+    (pkg / "model.py").write_text("WIDTH = 4\n")  # a module the trainer imports, inside a function
+    os.utime(pkg / "model.py", ns=(10**18, 10**18))
+    assert io_utils.cache_key({"seed": 0}, code="fakepkg.train") != key
+    # the package's own modules: a changed trainer changes the key of an AE model
+    ae = io_utils.code_modules("asd_utils.baseline_ae")
+    assert {"asd_utils.baseline_ae", "asd_utils.training.trainer", "asd_utils.features"} <= set(ae)
+    assert "asd_utils.explorer" not in ae and "asd_utils.runner" not in ae
+
+
+def test_cache_key_refuses_absolute_paths(tmp_path):
+    with pytest.raises(ValueError, match=r"absolute path \(cfg.files\[1\] = '/data/x.wav'\)"):
+        io_utils.cache_key({"cfg": {"files": ["x.wav", "/data/x.wav"]}}, code="asd_utils.io_utils")
+    with pytest.raises(ValueError, match="absolute path"):
+        io_utils.cache_key({"root": tmp_path}, code="asd_utils.io_utils")
+    # relative paths, units with a slash and plain strings are fine
+    io_utils.cache_key({"file": "ToyCar/train/a.wav", "unit": "m/s", "x": "/"}, code="asd_utils.io_utils")

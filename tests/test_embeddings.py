@@ -86,7 +86,11 @@ def test_different_random_weights_never_share_a_cache(tmp_path, waves):
     assert len(list(tmp_path.glob("*.npz"))) == 3
 
 
-def test_paths_touching_a_file_invalidates(tmp_path, monkeypatch, eat, waves):
+def test_paths_are_keyed_by_content_not_by_place_or_time(tmp_path, monkeypatch, eat, waves):
+    """A touched clip, or the same clips copied to another folder, reuse the cache; a clip whose
+    sound changed is embedded again."""
+    import shutil
+
     paths = []
     for i, wave in enumerate(waves[:3]):
         path = tmp_path / "audio" / f"clip_{i}.wav"
@@ -100,9 +104,16 @@ def test_paths_touching_a_file_invalidates(tmp_path, monkeypatch, eat, waves):
     assert counter.calls == 1
     stat = paths[1].stat()
     os.utime(paths[1], ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    extract_layer_embeddings(eat, paths, **kwargs)
+    copied = shutil.copytree(tmp_path / "audio", tmp_path / "moved" / "audio")
+    extract_layer_embeddings(eat, sorted(copied.glob("*.wav")), **kwargs)
+    assert counter.calls == 1
+    sf.write(paths[1], 0.5 * waves[1], 16000, subtype="FLOAT")
     again = extract_layer_embeddings(eat, paths, **kwargs)
     assert counter.calls == 2
-    np.testing.assert_allclose(first[2], again[2], atol=1e-6)
+    np.testing.assert_allclose(first[2][[0, 2]], again[2][[0, 2]], atol=1e-6)
+    assert not np.allclose(first[2][1], again[2][1], atol=1e-4)
+    sf.write(paths[1], waves[1], 16000, subtype="FLOAT")
     from_waves = extract_layer_embeddings(eat, waves[:3], layers=[2], progress=False)
     np.testing.assert_allclose(first[2], from_waves[2], atol=1e-5)
 

@@ -161,7 +161,10 @@ def test_backbone_identity_separates_untrained_and_pretrained_standins(eat_check
 def test_anopatch_run_dir_differs_between_untrained_and_pretrained_standin(eat_checkpoints, tmp_path):
     standin, _ = eat_checkpoints
     clip = 2 * SR
-    common = {"paths": ["a.wav", "b.wav"], "clip_samples": clip, "seed": 0, "classes": ["x", "y"]}
+    for name in ("a.wav", "b.wav"):
+        (tmp_path / name).write_bytes(name.encode())
+    common = {"paths": [tmp_path / "a.wav", tmp_path / "b.wav"], "clip_samples": clip, "seed": 0,
+              "classes": ["x", "y"]}
 
     def run_dir(checkpoint):
         model = anopatch.build_model(ANOPATCH_CFG, checkpoint=checkpoint, clip_samples=clip)

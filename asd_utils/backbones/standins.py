@@ -83,11 +83,11 @@ def _marker(name: str, cfg: dict, seed: int, corpus, key: str) -> dict[str, Any]
 def standin_folder(name: str, cfg: dict, seed: int, corpus) -> Path:
     """Cache folder of the stand-in of ``name`` for this config, seed and corpus (not created)."""
     from asd_utils import paths
-    from asd_utils.io_utils import stable_hash
+    from asd_utils.io_utils import cache_key
     from asd_utils.pretrain.run import PRETRAIN_CODE_VERSION
 
-    key = stable_hash({"name": name, "config": cfg, "seed": int(seed), "corpus": corpus.fingerprint,
-                       "code_version": PRETRAIN_CODE_VERSION})
+    key = cache_key({"name": name, "config": cfg, "seed": int(seed), "corpus": corpus.fingerprint,
+                     "code_version": PRETRAIN_CODE_VERSION}, code="asd_utils.pretrain.run")
     return paths.cache_dir("pretrained_standins") / f"{name}-{key}"
 
 

@@ -304,12 +304,12 @@ def training_run_dir(cache_dir: str | Path | None, cfg: dict, *, paths: Sequence
     if cache_dir is None:
         return None
     from asd_utils.embeddings import backbone_identity
-    from asd_utils.io_utils import stable_hash
+    from asd_utils.io_utils import cache_key, files_digest
 
-    key = stable_hash({"cfg": cfg, "paths": [str(p) for p in paths],
-                       "checkpoint": None if checkpoint is None else str(checkpoint),
-                       "backbone": backbone_identity(backbone), "clip_samples": int(clip_samples), "seed": int(seed),
-                       "classes": list(classes)})
+    # the checkpoint enters through the backbone's identity (its sha256), never through its path
+    key = cache_key({"cfg": cfg, "clips": files_digest(paths), "pretrained": checkpoint is not None,
+                     "backbone": backbone_identity(backbone), "clip_samples": int(clip_samples), "seed": int(seed),
+                     "classes": list(classes)}, code=__name__)
     return Path(cache_dir) / f"anopatch_{key}"
 
 
@@ -327,7 +327,7 @@ def train_and_embed(cfg: dict, train_index, embed_index, *, checkpoint: str | No
     resumes the finished run (no training) and reuses cached embeddings.
     Returns ``(embeddings (len(embed_index), emb_dim), model, history)``.
     """
-    from asd_utils.io_utils import atomic_save_npz, stable_hash
+    from asd_utils.io_utils import atomic_save_npz, cache_key, files_digest
     from asd_utils.losses import ArcFace
     from asd_utils.training import build_class_labels, seed_everything
 
@@ -349,7 +349,7 @@ def train_and_embed(cfg: dict, train_index, embed_index, *, checkpoint: str | No
     embed_paths_list = embed_index["path"].astype(str).tolist()
     emb_file = None
     if run_dir is not None:
-        emb_file = run_dir / f"embeddings_{stable_hash(embed_paths_list)}.npz"
+        emb_file = run_dir / f"embeddings_{cache_key({'clips': files_digest(embed_paths_list)}, code=__name__)}.npz"
         if emb_file.exists():
             with np.load(emb_file) as data:
                 return data["embeddings"], model, history

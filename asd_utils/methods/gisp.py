@@ -37,7 +37,6 @@ Only training clips (and, in System 2, the supplemental clean / noise clips) sha
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,27 +138,23 @@ def audio_statistics(waves: np.ndarray | torch.Tensor, *, sample_rate: int = 160
     return np.concatenate([twfr(mel, gwrp_decay), temporal_energy_quantiles(mel, time_quantiles)], axis=1)
 
 
-def _file_key(path: str) -> list:
-    stat = os.stat(path)
-    return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
-
-
 def extract_audio_statistics(paths: Sequence[str], *, clip_samples: int | None, cache_dir: str | Path | None = None,
                              batch_size: int = 32, progress: bool = True, desc: str = "audio stats",
                              **stat_kwargs) -> np.ndarray:
     """:func:`audio_statistics` of WAV files, batched and cached.
 
     paths: N WAV files; clip_samples: samples per clip (cut or zero-padded, as
-    ``asd_utils.data.load_batch``); cache_dir: folder for an ``.npz`` keyed by the files (path,
-    size, mtime) and the options. Returns (N, n_features) float64.
+    ``asd_utils.data.load_batch``); cache_dir: folder for an ``.npz`` keyed by the files' content,
+    the options and the code (``asd_utils.io_utils.cache_key``). Returns (N, n_features) float64.
     """
-    from asd_utils.io_utils import atomic_save_npz, stable_hash
+    from asd_utils.io_utils import atomic_save_npz, cache_key, files_digest
 
     paths = [str(p) for p in paths]
     cache_path = None
     if cache_dir is not None:
-        key = stable_hash({"files": [_file_key(p) for p in paths], "clip_samples": clip_samples,
-                           "kind": "gisp_audio_statistics_v1", **{k: stat_kwargs[k] for k in sorted(stat_kwargs)}})
+        key = cache_key({"files": files_digest(paths), "clip_samples": clip_samples,
+                         "kind": "gisp_audio_statistics_v1", **{k: stat_kwargs[k] for k in sorted(stat_kwargs)}},
+                        code=__name__)
         cache_path = Path(cache_dir) / f"audio_stats_{key}.npz"
         if cache_path.exists():
             with np.load(cache_path) as data:

@@ -573,12 +573,12 @@ def _set_key(waves: np.ndarray, paths: Sequence[str], crop_samples: int, hop_sam
     """Cache key of one set of clips to embed: names, waveform bytes and the windowing."""
     import hashlib
 
-    from asd_utils.io_utils import stable_hash
+    from asd_utils.io_utils import cache_key
 
     data = np.ascontiguousarray(waves, dtype=np.float32)
     content = f"{data.shape}:{hashlib.sha256(data.data).hexdigest()}"
-    return stable_hash({"paths": [str(p) for p in paths], "waves": content, "crop": int(crop_samples),
-                        "hop": int(hop_samples)})
+    return cache_key({"names": [Path(str(p)).name for p in paths], "waves": content, "crop": int(crop_samples),
+                      "hop": int(hop_samples)}, code=__name__)
 
 
 def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: Mapping, checkpoint: str | None,
@@ -629,7 +629,7 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
                    "noise_clips": noise_hash, "class_group": np.asarray(class_group).tolist(),
                    "crop_samples": int(crop_samples), "backbone": identity, "max_grad_norm": max_grad_norm}
         run_dir = training_run_dir(cache_root, f"myps_{plan.variant}", cfg=key_cfg, seed=seed, classes=classes,
-                                   waves=fit_waves, labels=fit_labels)
+                                   waves=fit_waves, labels=fit_labels, code=__name__)
         cached = {}
         if run_dir is not None:
             for epoch in plan.save_epochs:

@@ -99,7 +99,7 @@ def pseudo_label_all(train_index: pd.DataFrame, waves: np.ndarray, cfg: Mapping,
     from tqdm.auto import tqdm
 
     from asd_utils import pseudo_labels as pl
-    from asd_utils.io_utils import atomic_write_csv, stable_hash
+    from asd_utils.io_utils import atomic_write_csv, cache_key
 
     label_parts, summary_parts = [], []
     for machine in tqdm(pl.hidden_attribute_machines(train_index), desc="pseudo labels", disable=not progress,
@@ -107,9 +107,9 @@ def pseudo_label_all(train_index: pd.DataFrame, waves: np.ndarray, cfg: Mapping,
         rows = (train_index["machine"] == machine).to_numpy()
         m_index = train_index[rows].reset_index(drop=True)
         m_waves = np.asarray(waves)[rows]
-        key = stable_hash({"version": CACHE_VERSION, "machine": machine, "cfg": dict(cfg), "seed": int(seed),
-                           "sr": int(sample_rate), "files": m_index["file_name"].tolist(),
-                           "waves": _hash_array(m_waves)})
+        key = cache_key({"version": CACHE_VERSION, "machine": machine, "cfg": dict(cfg), "seed": int(seed),
+                         "sr": int(sample_rate), "files": m_index["file_name"].tolist(),
+                         "waves": _hash_array(m_waves)}, code=__name__)
         cached = None if cache_dir is None else Path(cache_dir) / f"{machine}_{key}"
         if cached is not None and (cached / "labels.csv").exists() and (cached / "summary.csv").exists():
             labels = pd.read_csv(cached / "labels.csv", dtype={"file_name": str})
@@ -350,11 +350,11 @@ def embed(model: torch.nn.Module, waves: np.ndarray, cfg: Mapping, *, device: st
 def embedding_key(bank_waves: np.ndarray, test_waves: np.ndarray, test_names: Sequence[str]) -> str:
     """Cache key of a system's embeddings inside its training-run folder: the bank (training) and
     test waveforms (shape + sha256) and the test clip names."""
-    from asd_utils.io_utils import stable_hash
+    from asd_utils.io_utils import cache_key
 
-    return stable_hash({"version": CACHE_VERSION, "bank": _hash_array(np.asarray(bank_waves, dtype=np.float32)),
-                        "test": _hash_array(np.asarray(test_waves, dtype=np.float32)),
-                        "names": [str(n) for n in test_names]})
+    return cache_key({"version": CACHE_VERSION, "bank": _hash_array(np.asarray(bank_waves, dtype=np.float32)),
+                      "test": _hash_array(np.asarray(test_waves, dtype=np.float32)),
+                      "names": [str(n) for n in test_names]}, code=__name__)
 
 
 def load_run(run_dir: str | Path | None, name: str) -> dict[str, np.ndarray] | None:

@@ -448,7 +448,7 @@ def training_run_dir(cache_root, system: str, *, model_cfg: Mapping, train_cfg: 
     identity = {"model": dict(model_cfg), "training": dict(train_cfg), "crop_samples": int(crop_samples),
                 "backbones": {name: backbone_identity(b) for name, b in sorted(backbones.items())}}
     return run_dir(cache_root, f"xju_{system}", cfg=identity, seed=seed, classes=classes, waves=waves,
-                   labels=labels)
+                   labels=labels, code=__name__)
 
 
 def embed_cached(model: nn.Module, waves: np.ndarray, *, cache_dir, name: str, crop_samples: int, hop_samples: int,
@@ -463,14 +463,14 @@ def embed_cached(model: nn.Module, waves: np.ndarray, *, cache_dir, name: str, c
     from pathlib import Path
 
     from asd_utils.embeddings import state_dict_hash
-    from asd_utils.io_utils import atomic_save_npz, stable_hash
+    from asd_utils.io_utils import atomic_save_npz, cache_key
 
     if cache_dir is None:
         return embed_system(model, waves, crop_samples=crop_samples, hop_samples=hop_samples, batch_size=batch_size,
                             device=device, progress=progress, desc=name)
     clips = np.ascontiguousarray(waves, dtype=np.float32)
-    key = stable_hash({"clips": f"{clips.shape}:{hashlib.sha256(clips.data).hexdigest()}", "crop": int(crop_samples),
-                       "hop": int(hop_samples), "model": state_dict_hash(model)})
+    key = cache_key({"clips": f"{clips.shape}:{hashlib.sha256(clips.data).hexdigest()}", "crop": int(crop_samples),
+                     "hop": int(hop_samples), "model": state_dict_hash(model)}, code=__name__)
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
     path = Path(cache_dir) / f"embeddings_{safe}_{key}.npz"
     if path.exists():

@@ -13,7 +13,7 @@ use), or of another synthetic root given explicitly. Why:
 - no labels are used: self-supervised objectives see the waveforms only, and these are the very
   clips the anomaly detectors train on anyway (normal training clips, supplemental clips).
 
-The corpus fingerprint (relative paths, sizes, modification times, the synthetic manifest) keys
+The corpus fingerprint (paths relative to the root, the clips' content, the synthetic manifest) keys
 every stand-in, so a regenerated or different corpus never reuses a stale checkpoint.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asd_utils.io_utils import stable_hash
+from asd_utils.io_utils import files_digest, stable_hash
 
 __all__ = ["CORPUS_SPLITS", "Corpus", "build_corpus", "corpus_root", "is_synthetic_root", "load_corpus_waves"]
 
@@ -80,12 +80,11 @@ def build_corpus(root: str | Path) -> Corpus:
     if set(index["split"]) - set(CORPUS_SPLITS):  # defensive: discover honours splits
         raise AssertionError(f"pretraining corpus {root}: clips outside {CORPUS_SPLITS} were indexed")
     paths = tuple(sorted(str(p) for p in index["path"]))
-    stats = []
-    for p in paths:
-        st = os.stat(p)
-        stats.append((os.path.relpath(p, root), st.st_size, st.st_mtime_ns))
+    # names relative to the root and the files' content: a copied root keeps its fingerprint
+    names = [os.path.relpath(p, root) for p in paths]
     manifest = (root / "synth_manifest.json").read_text()
-    return Corpus(root=root, paths=paths, fingerprint=stable_hash({"files": stats, "manifest": manifest}))
+    return Corpus(root=root, paths=paths, fingerprint=stable_hash({"files": names, "content": files_digest(paths),
+                                                                   "manifest": manifest}))
 
 
 def load_corpus_waves(corpus: Corpus, seconds: float, *, sample_rate: int = 16000, progress: bool = True,
