@@ -93,8 +93,16 @@ def _worker(rank: int, world: int, port: int, task: str, tmp: str) -> None:
         dist.destroy_process_group()
 
 
-def _spawn(task: str, tmp) -> None:
-    mp.spawn(_worker, args=(2, _free_port(), task, str(tmp)), nprocs=2, join=True)
+def _spawn(task: str, tmp, attempts: int = 3) -> None:
+    """Run ``task`` on two processes. The port is free when chosen but another process may take it
+    before rank 0 binds it: then the group is formed again on a new port (not a test failure)."""
+    for attempt in range(attempts):
+        try:
+            mp.spawn(_worker, args=(2, _free_port(), task, str(tmp)), nprocs=2, join=True)
+            return
+        except mp.ProcessRaisedException as error:
+            if "address already in use" not in str(error).lower() or attempt == attempts - 1:
+                raise
 
 
 def _single_process_reference(epochs=4, checkpoint_dir=None, resume=False):

@@ -39,10 +39,10 @@ def _channel(socket, monkeypatch):
 def test_a_missed_wake_up_costs_one_slice_not_the_timeout(monkeypatch, timeout):
     monkeypatch.setattr(kernel_client, "POLL_SLICE_S", 0.2)
     socket = _MissedWakeUpSocket(missed=1)
-    started = time.monotonic()
     message = asyncio.run(_channel(socket, monkeypatch).get_msg(timeout=timeout))
     assert message == {"msg_type": "execute_reply"}
-    assert time.monotonic() - started < 2.0 and socket.polls == [200, 200]
+    # one slice slept through, the next poll answered: what it cost is counted in polls, not seconds
+    assert socket.polls == [200, 200]
 
 
 def test_the_callers_timeout_is_kept_and_ends_in_empty(monkeypatch):
@@ -51,9 +51,10 @@ def test_the_callers_timeout_is_kept_and_ends_in_empty(monkeypatch):
     started = time.monotonic()
     with pytest.raises(Empty):
         asyncio.run(_channel(socket, monkeypatch).get_msg(timeout=0.5))
-    waited = time.monotonic() - started
-    assert 0.45 <= waited < 1.5
+    # never before the caller's deadline (a load-independent bound), and never polling past it
+    assert time.monotonic() - started >= 0.5
     assert socket.polls[:2] == [200, 200] and all(0 <= ms <= 200 for ms in socket.polls)
+    assert sum(socket.polls) <= 500
     with pytest.raises(Empty):  # timeout 0: one immediate poll
         asyncio.run(_channel(_MissedWakeUpSocket(0, has_message=False), monkeypatch).get_msg(timeout=0))
 

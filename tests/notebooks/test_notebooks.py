@@ -1,30 +1,32 @@
-"""Tier 2: every notebook runs end to end under papermill in the smoke profile.
+"""Tier 2: every notebook in the smoke profile, checked on one shared run (``smoke_run``,
+``tests/notebooks/conftest.py``) against its own submission files and against the committed
+reference ``tests/reference/smoke_summary.csv``.
 
-Outputs go to a temporary folder (never in place); the smoke synthetic dataset is generated once
-into ``data/synth_smoke`` and reused. One extra run points notebook 01 at a DCASE-layout root of
-machine types the code has never seen (the first-shot condition).
+A notebook passes when it runs to its end, records only metrics its submitted scores give, scores
+every test clip (blinded ones included) with scores that vary, and reproduces the reference AUCs,
+pAUC and official score of each of its systems (exactly on the machine kind that wrote the
+reference). So a scorer whose sign flipped, or one that went constant, fails the tier.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from asd_utils import runner
 
+from .conftest import REFERENCE_MACHINE, REFERENCE_SUMMARY, machine_kind, reference_tolerance, updating_reference
+
 NOTEBOOKS = runner.available_notebooks()
+READS_OTHERS = "07_comparison"  # trains nothing: compares what the other notebooks recorded
+TOUR = "00_dataset_tour"  # records no system
+METRIC_COLUMNS = ["auc_source", "auc_target", "pauc", "official_score"]
 pytestmark = pytest.mark.notebook
-
-
-def _run(notebook: Path, out_dir: Path, **parameters) -> Path:
-    executed = out_dir / "notebooks" / notebook.name
-    params = {"PROFILE": "smoke", "DATA_ROOT": None, "OUTPUT_DIR": str(out_dir)}
-    params.update(parameters)
-    runner.execute_notebook(notebook, executed, params)
-    return executed
 
 
 def _submission_folder(results_dir: Path, notebook: str, system: str) -> Path:
@@ -33,10 +35,17 @@ def _submission_folder(results_dir: Path, notebook: str, system: str) -> Path:
     return results_dir / "submissions" / notebook / submission_folder_name(system)
 
 
+def _cell_errors(executed: Path) -> list[str]:
+    nb = json.loads(executed.read_text())
+    return [f"{o.get('ename', '')}: {o.get('evalue', '')}" for c in nb["cells"] for o in c.get("outputs", [])
+            if o.get("output_type") == "error"]
+
+
 def assert_metrics_match_submissions(results_dir: Path, test_index: pd.DataFrame) -> int:
     """Every recorded result row (notebook x system x machine x section, ``asd_utils.results``) is
     recomputed from that system's submission file and the clips' ground truth (``metrics.evaluate``
     on the file's scores): the recorded AUCs and pAUC must be the ones the submitted scores give.
+    ``test_index`` holds the labelled test clips; blinded clips in a file are left out.
     Returns the number of rows checked."""
     from asd_utils import metrics
     from asd_utils.results import collect_results
@@ -48,7 +57,7 @@ def assert_metrics_match_submissions(results_dir: Path, test_index: pd.DataFrame
         assert path.exists(), f"{notebook}: {system} recorded {machine} section {section} but wrote no {path.name}"
         submitted = pd.read_csv(path, header=None, names=["file_name", "score"])
         clips = test_index[(test_index["machine"] == machine) & (test_index["section"] == section)]
-        assert sorted(submitted["file_name"]) == sorted(clips["file_name"]), f"{path}: not the section's test clips"
+        assert set(clips["file_name"]) <= set(submitted["file_name"]), f"{path}: a labelled test clip is missing"
         scores = clips["file_name"].map(dict(zip(submitted["file_name"], submitted["score"]))).to_numpy()
         again = metrics.evaluate(clips, scores).iloc[0]
         for metric in ("auc_source", "auc_target", "pauc"):
@@ -58,69 +67,121 @@ def assert_metrics_match_submissions(results_dir: Path, test_index: pd.DataFrame
     return len(tidy)
 
 
-def _smoke_test_index() -> pd.DataFrame:
-    from asd_utils.data import discover
-    from asd_utils.synth import ensure_dataset
-
-    index = discover(ensure_dataset("smoke", progress=False))
-    return index[index["split"] == "test"].reset_index(drop=True)
-
-
-def _cell_errors(executed: Path) -> list[str]:
-    nb = json.loads(executed.read_text())
-    return [o.get("ename", "") for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
-
-
-READS_OTHERS = "07_comparison"  # trains nothing: compares what the other notebooks recorded
+# -- each notebook ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("stem", [p.stem for p in NOTEBOOKS])
+def test_notebook_runs_to_its_end_and_draws_its_figures(smoke_run, stem):
+    executed = smoke_run.executed(stem)
+    assert not _cell_errors(executed), f"{stem}: {_cell_errors(executed)}"
+    assert list((smoke_run.output_dir / "figures" / stem).rglob("*.png")), f"{stem} wrote no figure"
+    if stem not in (TOUR, READS_OTHERS):
+        tidy = pd.read_csv(smoke_run.results_dir / f"{stem}.csv")
+        machines = set(smoke_run.test_index()["machine"])
+        for system, rows in tidy.groupby("system"):
+            assert set(rows["machine"]) == machines, f"{stem} {system}: results for {sorted(set(rows['machine']))}"
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_in_smoke_profile(notebook, tmp_path):
-    if notebook.stem == READS_OTHERS:  # give it something to compare: the baseline's results
-        _run(runner.select_notebooks(NOTEBOOKS, ["01"])[0], tmp_path)
-    executed = _run(notebook, tmp_path)
-    assert executed.exists() and not _cell_errors(executed)
-    results = list((tmp_path / "results").glob("*.csv"))
-    if notebook.stem == READS_OTHERS:
-        leaderboard = pd.read_csv(tmp_path / "results" / "comparison" / "leaderboard.csv")
-        assert {"AE-MSE", "AE-MAHALA"} <= set(leaderboard["system"])
-    elif notebook.stem != "00_dataset_tour":
-        assert results, f"{notebook.stem} recorded no results"
-        # the recorded metrics are those of the submitted scores, for every system, machine and section
-        checked = assert_metrics_match_submissions(tmp_path / "results", _smoke_test_index())
-        assert checked >= len(_smoke_test_index()["machine"].unique())
-    assert list((tmp_path / "figures").rglob("*.png")), "no figures written"
+def test_recorded_metrics_are_those_of_the_submitted_scores(smoke_run):
+    for stem in [p.stem for p in NOTEBOOKS]:
+        smoke_run.executed(stem)  # fails naming a notebook that did not run
+    checked = assert_metrics_match_submissions(smoke_run.results_dir, smoke_run.test_index(labelled_only=True))
+    assert checked == int(smoke_run.summary["n_rows"].sum())
 
 
+def test_every_system_scores_vary_within_each_section(smoke_run):
+    """A constant scorer (or one that lost its input) gives one score to every clip of a section."""
+    files = sorted((smoke_run.results_dir / "submissions").rglob("anomaly_score_*_test.csv"))
+    assert len(files) >= len(smoke_run.summary) * len(smoke_run.blinded["machine"].unique())
+    constant = [str(p.relative_to(smoke_run.results_dir)) for p in files
+                if np.ptp(pd.read_csv(p, header=None)[1].to_numpy(dtype=np.float64)) == 0.0]
+    assert not constant, f"constant scores in {constant}"
+
+
+def test_blinded_test_clips_get_submissions_and_stay_out_of_the_metrics(smoke_run):
+    """Evaluation-style clips (renamed, no ground truth) are scored into every submission file of
+    their machine type, and every recorded metric is finite (the labelled clips only)."""
+    for notebook in [p.stem for p in NOTEBOOKS if p.stem not in (TOUR, READS_OTHERS)]:
+        files = list((smoke_run.results_dir / "submissions" / notebook).rglob("anomaly_score_*_test.csv"))
+        assert files, notebook
+        for path in files:
+            names = set(pd.read_csv(path, header=None)[0])
+            machine = path.name[len("anomaly_score_"):-len("_section_00_test.csv")]
+            expected = set(smoke_run.blinded.loc[smoke_run.blinded["machine"] == machine, "file_name"])
+            assert expected and expected <= names, path
+    assert smoke_run.summary[["auc_source", "auc_target", "pauc"]].notna().all().all()
+
+
+def test_comparison_ranks_every_recorded_system(smoke_run):
+    smoke_run.executed(READS_OTHERS)
+    leaderboard = pd.read_csv(smoke_run.results_dir / "comparison" / "leaderboard.csv")
+    recorded = set(zip(smoke_run.summary["notebook"], smoke_run.summary["system"]))
+    assert set(zip(leaderboard["notebook"], leaderboard["system"])) == recorded
+    assert leaderboard["rank"].tolist() == list(range(1, len(leaderboard) + 1))
+    assert leaderboard["official_score"].is_monotonic_decreasing
+    joined = leaderboard.merge(smoke_run.summary, on=["notebook", "system"], suffixes=("", "_summary"))
+    np.testing.assert_array_equal(joined["official_score"], joined["official_score_summary"])
+
+
+# -- the committed reference -----------------------------------------------------------------------
+def test_every_system_reproduces_the_reference(smoke_run):
+    """Each notebook x system's AUC (source), AUC (target), pAUC and official score equal the
+    committed reference (``make update-reference`` rewrites it, deliberately). Tolerance:
+    :func:`conftest.reference_tolerance` (0 on the machine kind that wrote it)."""
+    for stem in [p.stem for p in NOTEBOOKS]:
+        smoke_run.executed(stem)
+    summary = smoke_run.summary
+    if updating_reference():
+        from asd_utils.io_utils import atomic_write_csv, atomic_write_json
+
+        atomic_write_csv(REFERENCE_SUMMARY, summary)
+        atomic_write_json(REFERENCE_MACHINE, machine_kind())
+        return
+    assert REFERENCE_SUMMARY.exists(), f"no reference {REFERENCE_SUMMARY}: run make update-reference"
+    reference = pd.read_csv(REFERENCE_SUMMARY, keep_default_na=False, na_values=[""])
+    key = ["notebook", "system"]
+    missing = set(map(tuple, reference[key].to_numpy())) - set(map(tuple, summary[key].to_numpy()))
+    extra = set(map(tuple, summary[key].to_numpy())) - set(map(tuple, reference[key].to_numpy()))
+    assert not missing and not extra, f"systems missing from the run: {sorted(missing)}; new: {sorted(extra)}"
+    tolerance = reference_tolerance()
+    joined = reference.merge(summary, on=key, suffixes=("_reference", ""))
+    wrong = []
+    for column in METRIC_COLUMNS:
+        off = ~np.isclose(joined[column], joined[f"{column}_reference"], rtol=0.0, atol=tolerance)
+        wrong += [f"{r.notebook} / {r.system}: {column} {getattr(r, column):.6f}, reference "
+                  f"{getattr(r, column + '_reference'):.6f}" for r in joined[off].itertuples()]
+    assert (joined["n_rows"] == joined["n_rows_reference"]).all()
+    assert not wrong, f"{len(wrong)} numbers differ from {REFERENCE_SUMMARY.name} (tolerance {tolerance}):\n" + \
+        "\n".join(wrong)
+
+
+# -- reruns ----------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_copied_root_reruns_warm_with_the_same_numbers(smoke_run, tmp_path):
+    """The data copied to another folder (new paths, new modification times): notebook 01 reruns
+    from its caches (no new cache entry: nothing retrained) and records the same numbers."""
+    from asd_utils import paths
+
+    copy = Path(shutil.copytree(smoke_run.data_root, tmp_path / "moved" / "data"))
+    cache = paths.cache_dir("smoke", "01_baseline_autoencoder", create=False)
+    before = sorted(p.relative_to(cache) for p in cache.rglob("*") if p.is_file())
+    out = tmp_path / "out"
+    assert runner.main(["--profile", "smoke", "--notebooks", "01", "--data-root", str(copy),
+                        "--output-dir", str(out)]) == 0
+    after = sorted(p.relative_to(cache) for p in cache.rglob("*") if p.is_file())
+    assert after == before, f"the rerun wrote new cache entries: {sorted(set(after) - set(before))}"
+    first = pd.read_csv(smoke_run.results_dir / "01_baseline_autoencoder.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results" / "01_baseline_autoencoder.csv"), first)
+
+
+@pytest.mark.slow
 def test_baseline_runs_on_machine_types_never_seen(tmp_path):
+    """The first-shot condition: a DCASE-layout root of machine types the code has never seen."""
     from asd_utils.synth import generate_dataset
 
     names = ["Pump", "Compressor", "Conveyor", "Drill", "Press", "Blower", "Mixer"]
     root = tmp_path / "unseen"
-    generate_dataset(root, "smoke", seed=7, names=names)
-    _run(runner.select_notebooks(NOTEBOOKS, ["01"])[0], tmp_path / "out", DATA_ROOT=str(root))
+    generate_dataset(root, "smoke", seed=7, names=names, progress=False)
+    runner.execute_notebook(runner.select_notebooks(NOTEBOOKS, ["01"])[0],
+                            tmp_path / "out" / "notebooks" / "01_baseline_autoencoder.ipynb",
+                            {"PROFILE": "smoke", "DATA_ROOT": str(root), "OUTPUT_DIR": str(tmp_path / "out")})
     tidy = pd.read_csv(tmp_path / "out" / "results" / "01_baseline_autoencoder.csv")
     assert sorted(tidy["machine"].unique()) == sorted(names)
-
-
-def test_blinded_test_clips_get_submissions_and_stay_out_of_the_metrics(tmp_path):
-    """Evaluation-style data: two test clips per machine renamed to blinded names without ground
-    truth. Every notebook must still run, score them, and write them into its submission files."""
-    from asd_utils.synth import generate_dataset
-
-    root = tmp_path / "blind"
-    generate_dataset(root, "smoke", seed=11, progress=False)
-    (root / "synth_manifest.json").unlink()
-    for machine_dir in sorted((root / "dev_data" / "raw").iterdir()):
-        for i, clip in enumerate(sorted((machine_dir / "test").glob("*.wav"))[:2]):
-            clip.rename(clip.with_name(f"section_00_{i:04d}.wav"))
-    out = tmp_path / "out"
-    assert runner.main(["--profile", "smoke", "--data-root", str(root), "--output-dir", str(out)]) == 0
-    for notebook in [n for n in NOTEBOOKS[1:] if n.stem != READS_OTHERS]:
-        files = list((out / "results" / "submissions" / notebook.stem).rglob("anomaly_score_*_test.csv"))
-        assert files, notebook.stem
-        for path in files:
-            names = [line.split(",")[0] for line in path.read_text().splitlines()]
-            assert "section_00_0000.wav" in names and "section_00_0001.wav" in names, path
-    tidy = pd.read_csv(out / "results" / "summary.csv")
-    assert tidy[["auc_source", "auc_target", "pauc"]].notna().all().all()
