@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine (only Python 3.11 needed):
 #   make reproduce   -> whole compendium, default profile, embedded synthetic data
-#   make test        -> ruff + unit tests + every notebook in the smoke profile
+#   make test        -> ruff + unit tests + every notebook in the smoke profile (the full tier)
+#   make test-fast   -> ruff + unit tests only (no notebook, nothing marked slow): the edit-test loop
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
@@ -9,7 +10,7 @@ ARGS   ?=
 # notebooks side by side in the CPU profiles; paper notebooks take every core (and the GPU) alone
 JOBS   ?= $(if $(filter paper,$(PROFILE)),1,2)
 
-.PHONY: setup reproduce smoke test lint bench clean-outputs
+.PHONY: setup reproduce smoke test test-fast update-reference lint bench clean-outputs
 
 setup: $(VENV)/.installed
 
@@ -37,6 +38,15 @@ test: setup
 	$(VENV)/bin/ruff check asd_utils tests benchmarks
 	$(PY) scripts/check_notebooks_clean.py notebooks
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test-fast: setup
+	$(VENV)/bin/ruff check asd_utils tests benchmarks
+	$(PY) -m pytest -q -p no:cacheprovider -m "not notebook and not slow" tests
+
+# Rewrites tests/reference/smoke_summary.csv (and the machine kind it was written on) from a fresh
+# shared smoke run. A deliberate step: commit the result with a message that says why the numbers moved.
+update-reference: setup
+	ASD_UPDATE_REFERENCE=1 $(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests/notebooks
 
 bench: setup
 	$(PY) benchmarks/run_all.py
