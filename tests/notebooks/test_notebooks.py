@@ -115,8 +115,10 @@ def test_comparison_ranks_every_recorded_system(smoke_run):
     leaderboard = pd.read_csv(smoke_run.results_dir / "comparison" / "leaderboard.csv")
     recorded = set(zip(smoke_run.summary["notebook"], smoke_run.summary["system"]))
     assert set(zip(leaderboard["notebook"], leaderboard["system"])) == recorded
-    assert leaderboard["rank"].tolist() == list(range(1, len(leaderboard) + 1))
+    # ranked by official score, best first; equal scores share a rank
     assert leaderboard["official_score"].is_monotonic_decreasing
+    better = (leaderboard["official_score"].to_numpy()[None, :] > leaderboard["official_score"].to_numpy()[:, None])
+    np.testing.assert_array_equal(leaderboard["rank"], 1 + better.sum(axis=1))
     joined = leaderboard.merge(smoke_run.summary, on=["notebook", "system"], suffixes=("", "_summary"))
     np.testing.assert_array_equal(joined["official_score"], joined["official_score_summary"])
 
