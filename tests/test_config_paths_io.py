@@ -108,14 +108,21 @@ def test_cache_key_follows_the_code_that_computes_the_result(tmp_path, monkeypat
     pkg = _fake_package(tmp_path)
     assert io_utils.code_modules("fakepkg.train") == ["fakepkg", "fakepkg.model", "fakepkg.train"]
     assert io_utils.code_modules("fakepkg") == ["fakepkg", "fakepkg.model", "fakepkg.plots", "fakepkg.train"]
-    key = io_utils.cache_key({"seed": 0}, code="fakepkg.train")
-    assert io_utils.cache_key({"seed": 0}, code="fakepkg.train") == key
+    from asd_utils.pipeline import training_run_dir
+
+    def run_dir():
+        return training_run_dir(tmp_path / "cache", "AE", cfg={"epochs": 1}, seed=0, classes=["a"],
+                                waves=np.zeros((2, 8)), labels=np.zeros(2), code="fakepkg.train")
+
+    key, folder = io_utils.cache_key({"seed": 0}, code="fakepkg.train"), run_dir()
+    assert io_utils.cache_key({"seed": 0}, code="fakepkg.train") == key and run_dir() == folder
     assert io_utils.cache_key({"seed": 1}, code="fakepkg.train") != key
     (pkg / "plots.py").write_text("COLOUR = 'blue'\n")  # code the result does not depend on
-    assert io_utils.cache_key({"seed": 0}, code="fakepkg.train") == key
+    assert io_utils.cache_key({"seed": 0}, code="fakepkg.train") == key and run_dir() == folder
     (pkg / "model.py").write_text("WIDTH = 4\n")  # a module the trainer imports, inside a function
     os.utime(pkg / "model.py", ns=(10**18, 10**18))
-    assert io_utils.cache_key({"seed": 0}, code="fakepkg.train") != key
+    assert io_utils.cache_key({"seed": 0}, code="fakepkg.train") != key and run_dir() != folder
+    assert run_dir().parent == folder.parent and run_dir().name.startswith("AE_")
     # the package's own modules: a changed trainer changes the key of an AE model
     ae = io_utils.code_modules("asd_utils.baseline_ae")
     assert {"asd_utils.baseline_ae", "asd_utils.training.trainer", "asd_utils.features"} <= set(ae)
