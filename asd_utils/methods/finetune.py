@@ -157,7 +157,7 @@ def finetune(backbone: nn.Module, waves: np.ndarray, labels: np.ndarray, n_class
                       dict(cfg.get("scheduler") or {"name": "constant"}), int(cfg["epochs"]), device=device,
                       mixup_alpha=cfg.get("mixup_alpha"), mixup_prob=float(cfg.get("mixup_prob", 1.0)),
                       max_grad_norm=cfg.get("max_grad_norm"), seed=seed, progress=progress,
-                      checkpoint_dir=checkpoint_dir,
+                      checkpoint_dir=checkpoint_dir, amp=bool(cfg.get("mixed_precision", False)),
                       config={"system": f"finetune_{getattr(backbone, 'name', 'backbone')}"})
     history = trainer.fit(make_loader(waves, labels, batch_size=int(cfg["batch_size"]), seed=seed),
                           resume=checkpoint_dir is not None)

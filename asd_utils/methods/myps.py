@@ -341,10 +341,11 @@ def make_head(n_classes: int, dim: int, arcface_cfg: Mapping) -> nn.Module:
 
 def make_trainer(plan: RunPlan, model: MYPSModel, head: nn.Module, *, run_dir: Path | None = None,
                  device: str | torch.device = "cpu", seed: int = 0, progress: bool = True,
-                 max_grad_norm: float | None = None):
+                 max_grad_norm: float | None = None, mixed_precision: bool = False):
     """The :class:`asd_utils.training.Trainer` of one run: AdamW (``plan.cfg['optimizer']``) at
     ``plan.lr``, linear warm-up over ``warmup_fraction`` of the run's steps, then the schedule of
-    ``plan.cfg['scheduler']['name']`` (cosine decay by default); checkpoints in ``run_dir``."""
+    ``plan.cfg['scheduler']['name']`` (cosine decay by default); checkpoints in ``run_dir``.
+    float32 unless ``mixed_precision`` (opt-in float16 autocast on CUDA; the report names none)."""
     from asd_utils.training import Trainer
 
     opt = {**dict(plan.cfg.get("optimizer") or {"name": "adamw"}), "lr": plan.lr}
@@ -352,13 +353,13 @@ def make_trainer(plan: RunPlan, model: MYPSModel, head: nn.Module, *, run_dir: P
     total = plan.epochs * plan.steps_per_epoch
     sched["warmup_steps"] = int(round(float(sched.pop("warmup_fraction", 0.0)) * total))
     return Trainer(model, head, opt, sched, plan.epochs, device=device, seed=seed, progress=progress,
-                   checkpoint_dir=run_dir, max_grad_norm=max_grad_norm,
+                   checkpoint_dir=run_dir, max_grad_norm=max_grad_norm, amp=bool(mixed_precision),
                    config={"system": plan.name, "cfg": {k: v for k, v in plan.cfg.items() if k != "learning_rates"}})
 
 
 def train_run(plan: RunPlan, model: MYPSModel, head: nn.Module, loader, *, run_dir: Path | None,
               device: str | torch.device = "cpu", seed: int = 0, progress: bool = True,
-              max_grad_norm: float | None = None, on_snapshot=None) -> list[dict]:
+              max_grad_norm: float | None = None, on_snapshot=None, mixed_precision: bool = False) -> list[dict]:
     """Train one run and take a snapshot at the end of each of ``plan.save_epochs``.
 
     With ``run_dir`` the trainer checkpoints there and resumes, each snapshot is written there
@@ -368,7 +369,7 @@ def train_run(plan: RunPlan, model: MYPSModel, head: nn.Module, loader, *, run_d
     had to be trained).
     """
     trainer = make_trainer(plan, model, head, run_dir=run_dir, device=device, seed=seed, progress=progress,
-                           max_grad_norm=max_grad_norm)
+                           max_grad_norm=max_grad_norm, mixed_precision=mixed_precision)
     history: list[dict] = []
     for epoch in plan.save_epochs:
         path = None if run_dir is None else _snapshot_path(run_dir, epoch)
@@ -664,10 +665,12 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
                                                       plan, epoch, step)
 
             histories[plan.name] = train_run(plan, model, head, loader, run_dir=None, device=device, seed=seed,
-                                             progress=progress, max_grad_norm=max_grad_norm, on_snapshot=keep)
+                                             progress=progress, max_grad_norm=max_grad_norm, on_snapshot=keep,
+                                             mixed_precision=bool(eat_cfg.get("mixed_precision", False)))
             continue
         history = train_run(plan, model, head, loader, run_dir=run_dir, device=device, seed=seed, progress=progress,
-                            max_grad_norm=max_grad_norm)
+                            max_grad_norm=max_grad_norm,
+                            mixed_precision=bool(eat_cfg.get("mixed_precision", False)))
         if history:
             histories[plan.name] = history
             atomic_write_json(run_dir / "history.json", history)

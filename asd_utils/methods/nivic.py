@@ -321,6 +321,7 @@ def train_model(waves: np.ndarray, labels: np.ndarray, classes: Sequence[str], c
                       dict(cfg.get("scheduler") or {"name": "constant"}), int(cfg["epochs"]), device=device,
                       mixup_alpha=cfg.get("mixup_alpha"), mixup_prob=float(cfg.get("mixup_prob", 1.0)),
                       max_grad_norm=cfg.get("max_grad_norm"), seed=seed, progress=progress,
+                      amp=bool(cfg.get("mixed_precision", False)),
                       checkpoint_dir=checkpoint_dir, config={"system": "nivic_seresnet_fft", "ssl": bool(ssl)})
     loader = make_crop_loader(waves, labels, crop_samples=crop, batch_size=int(cfg["batch_size"]), seed=seed)
     history = trainer.fit(loader, resume=checkpoint_dir is not None)

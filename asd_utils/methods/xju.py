@@ -375,7 +375,8 @@ def train_system(model: nn.Module, waves: np.ndarray, labels: np.ndarray, n_clas
                       device=device, grad_accum_steps=int(train_cfg["grad_accum_steps"]),
                       max_grad_norm=train_cfg.get("max_grad_norm"), ema_decay=decay, seed=seed,
                       checkpoint_dir=checkpoint_dir, checkpoint_every=int(train_cfg.get("checkpoint_every", 1)),
-                      progress=progress, config={"system": "xju_osscl"})
+                      progress=progress, amp=bool(train_cfg.get("mixed_precision", False)),
+                      config={"system": "xju_osscl"})
     # EMA warm-up (asd_utils.training.EMA): effective decay min(alpha, (1 + n) / (10 + n)) after n updates
     trainer.ema.warmup = bool(train_cfg.get("ema_warmup", False))
     loader = make_osscl_loader(waves, labels, crop_samples=crop_samples, batch_size=int(train_cfg["batch_size"]),

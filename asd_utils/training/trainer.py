@@ -2,8 +2,9 @@
 
 ``Trainer(model, loss_fn, ...).fit(loader)`` runs ``loss_fn(model(x), y)`` over batches ``(x, y)``
 with Adam/AdamW, a warm-up schedule (``asd_utils.training.schedulers``), optional mixup, gradient
-accumulation, gradient clipping, an EMA of the weights, AMP on CUDA (a no-op on CPU) and a tqdm
-progress bar. With ``checkpoint_dir`` it writes ``last.pt`` atomically at the end of every epoch;
+accumulation, gradient clipping, an EMA of the weights, opt-in AMP on CUDA (a no-op on CPU) and a
+tqdm progress bar. Training is float32 unless ``amp=True``: none of the reproduced reports says it
+trains in mixed precision, and the public code they build on (ssl4asd, OS-SCL) trains in float32. With ``checkpoint_dir`` it writes ``last.pt`` atomically at the end of every epoch;
 ``fit(loader, resume=True)`` continues from it and reaches exactly the result of an uninterrupted
 run (same batches, same mixup draws, same dropout masks) when the loader shuffles with a
 ``torch.Generator`` (its state is checkpointed too) and ``num_workers=0``.
@@ -141,7 +142,8 @@ class Trainer:
             "min_ratio": float}``; ``total_steps`` is derived from the loader length and ``epochs``.
         epochs: total number of epochs.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a ``torch.device``.
-        amp: mixed precision (float16 autocast + gradient scaling) on CUDA; ignored on CPU.
+        amp: opt-in mixed precision (float16 autocast + gradient scaling) on CUDA; ignored on CPU.
+            Default False: float32, as the reports' code trains.
         grad_accum_steps: micro-batches per optimizer step (the loss is averaged over them).
         max_grad_norm: clip the global gradient norm to this value (None: no clipping).
         ema_decay: keep an :class:`EMA` of the model weights with this decay (None: no EMA).
@@ -158,7 +160,7 @@ class Trainer:
 
     def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer_cfg: dict | None = None,
                  scheduler_cfg: dict | None = None, epochs: int = 1, *, device: str | torch.device = "cpu",
-                 amp: bool = True, grad_accum_steps: int = 1, max_grad_norm: float | None = None,
+                 amp: bool = False, grad_accum_steps: int = 1, max_grad_norm: float | None = None,
                  ema_decay: float | None = None, mixup_alpha: float | None = None, mixup_prob: float = 1.0,
                  seed: int = 0, checkpoint_dir: str | Path | None = None, checkpoint_every: int = 1,
                  progress: bool = True,
