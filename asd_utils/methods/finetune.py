@@ -143,7 +143,7 @@ def finetune(backbone: nn.Module, waves: np.ndarray, labels: np.ndarray, n_class
     ``scheduler`` (optional), ``batch_size``, ``epochs``, ``mixup_alpha`` (None: off),
     ``mixup_prob``, ``max_grad_norm`` (optional). ``heldout_*``: training clips kept out of the
     fit; their accuracy is returned. Deterministic for a given ``seed`` (head initialisation,
-    batch order, mixup draws). ``checkpoint_dir`` (e.g. ``ioa.training_run_dir(...)``): save
+    batch order, mixup draws). ``checkpoint_dir`` (e.g. ``pipeline.training_run_dir(...)``): save
     checkpoints there and resume from them; a finished run is restored without training.
     """
     from asd_utils.pipeline import classification_accuracy, embed, make_loader

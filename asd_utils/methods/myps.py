@@ -18,10 +18,10 @@ what the report leaves open: ``papers/001_myps.md``):
    snapshots saved at several steps of each run.
 3. **Back end**: kNN, k = 1, cosine distance to the normal training clips of the machine type and
    section (one library; separate source/target libraries as the ``sep-lib`` option), through
-   :func:`asd_utils.methods.ioa.score_sections`; training scores are leave-one-out.
+   :func:`asd_utils.pipeline.score_sections`; training scores are leave-one-out.
 4. **Checkpoint ensemble** (:func:`checkpoint_ensemble`): every snapshot's scores are z-normalised
    with the mean and standard deviation of its own *training* scores of that machine type and
-   section, then combined by a weighted sum (:func:`asd_utils.methods.ioa.combine`).
+   section, then combined by a weighted sum (:func:`asd_utils.pipeline.combine`).
 5. **-MA systems** (:func:`replace_machines`): the scores of the configured machine types are
    replaced by those of the mechanism-based analysis (:mod:`asd_utils.signal.mechanism`).
 
@@ -486,7 +486,7 @@ class SeparateLibraryKNN(KNNScorer):
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class EnsembleResult:
-    """A combined system: ``scores`` (:class:`asd_utils.methods.ioa.SectionScores`) and the member
+    """A combined system: ``scores`` (:class:`asd_utils.pipeline.SectionScores`) and the member
     ``weights`` ({snapshot name: weight})."""
 
     scores: object
@@ -597,7 +597,7 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
     embed_sets: ``{name: (waves (M, T), paths)}`` clips to embed (crop windows of ``crop_samples``
     every ``hop_samples``, averaged). A run's folder is keyed by its config, the seed, the classes,
     the training waveforms and labels, the noise clips and the backbone's identity
-    (:func:`asd_utils.methods.ioa.training_run_dir`); each snapshot's embeddings of each set are
+    (:func:`asd_utils.pipeline.training_run_dir`); each snapshot's embeddings of each set are
     cached there, keyed by the set's paths and waveforms. A warm rerun builds the encoder once (for its identity)
     and trains and embeds nothing.
     Returns ``({snapshot name: SnapshotEmbeddings}, {run name: history})``.

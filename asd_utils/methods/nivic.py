@@ -307,7 +307,7 @@ def train_model(waves: np.ndarray, labels: np.ndarray, classes: Sequence[str], c
     ``n_subclusters``, ``statex_prob``, ``featex_prob``, ``loss_weights``, ``optimizer``,
     ``scheduler`` (optional), ``batch_size``, ``epochs``, ``mixup_alpha``, ``mixup_prob``.
     ``heldout_*``: training clips kept out of the fit; the C head's accuracy on them is returned.
-    ``checkpoint_dir`` (``ioa.training_run_dir``): a finished run there is restored, not retrained.
+    ``checkpoint_dir`` (``pipeline.training_run_dir``): a finished run there is restored, not retrained.
     """
     from asd_utils.pipeline import classification_accuracy
     from asd_utils.training import Trainer, seed_everything
@@ -374,11 +374,11 @@ def load_run(run_dir: str | Path | None, name: str) -> dict[str, np.ndarray] | N
 # --------------------------------------------------------------------------------------------------
 def score(train_index: pd.DataFrame, train_emb: np.ndarray, test_index: pd.DataFrame, test_emb: np.ndarray,
           cfg: Mapping, *, seed: int = 0, progress: bool = False):
-    """kNN back end per machine type and section (``ioa.score_sections`` with
+    """kNN back end per machine type and section (``pipeline.score_sections`` with
     ``asd_utils.scorers.KNNScorer(k, metric, separate_domains)``): embeddings L2-normalised, one
     bank per domain, score = min over the banks of the mean distance to the k nearest training
     clips; training scores cross-fitted (thresholds). cfg: ``k``, ``metric``, ``separate_domains``,
-    ``n_splits``, ``l2_normalise``. Returns ``ioa.SectionScores``."""
+    ``n_splits``, ``l2_normalise``. Returns ``pipeline.SectionScores``."""
     from asd_utils.pipeline import score_sections
     from asd_utils.scorers import KNNScorer
 

@@ -22,7 +22,7 @@ below and in ``papers/003_xju.md`` fill the gaps from the first author's public 
    the margin on ``y_a`` plus SupCon (temperature 0.04) on the embeddings with labels ``y_a``.
    AdamW, warm-up + inverse square root, gradient accumulation and the EMA of the weights come
    from :class:`asd_utils.training.Trainer`; the EMA model gives the embeddings.
-4. **Back end** (:func:`make_scorer`, ``asd_utils.methods.ioa.score_sections``): per machine type
+4. **Back end** (:func:`make_scorer`, ``asd_utils.pipeline.score_sections``): per machine type
    and section, :class:`asd_utils.scorers.SMOTEKNNScorer` (SMOTE ratio 0.2, 3 neighbours,
    separate source/target libraries, minimum) on the training embeddings; ``no-SMOTE`` rows use
    ratio 0 on the same embeddings.
@@ -357,7 +357,7 @@ def train_system(model: nn.Module, waves: np.ndarray, labels: np.ndarray, n_clas
     ``head`` ({subcenters, margin, scale}), ``supcon`` ({temperature, base_temperature, weight}),
     ``mixup_alpha``, ``optimizer``, ``scheduler``, ``batch_size``, ``grad_accum_steps``,
     ``total_steps``, ``ema_momentum``, ``ema_horizon``, ``ema_reference_steps``, ``ema_warmup``, ``max_grad_norm``,
-    ``checkpoint_every``. ``checkpoint_dir`` (``asd_utils.methods.ioa.training_run_dir``): a
+    ``checkpoint_every``. ``checkpoint_dir`` (``asd_utils.pipeline.training_run_dir``): a
     finished run there is restored without training.
     """
     from asd_utils.training import CHECKPOINT_NAME, Trainer, seed_everything
@@ -439,7 +439,7 @@ def make_scorer(scoring_cfg: Mapping, *, smote: bool = True, seed: int = 0):
 def training_run_dir(cache_root, system: str, *, model_cfg: Mapping, train_cfg: Mapping, backbones: Mapping,
                      crop_samples: int, seed: int, classes: Sequence[str], waves: np.ndarray,
                      labels: np.ndarray):
-    """Checkpoint folder of one system's training run (``asd_utils.methods.ioa.training_run_dir``),
+    """Checkpoint folder of one system's training run (``asd_utils.pipeline.training_run_dir``),
     keyed by the system, both config sections, the crop length, the seed, the classes, the training
     waveforms and labels and every backbone's identity (checkpoint sha256 or stand-in seed and
     state hash, ``asd_utils.embeddings.backbone_identity``). None when ``cache_root`` is None."""
