@@ -288,10 +288,12 @@ def build_model(cfg: Mapping, n_classes: int, *, ssl: bool):
                              emb_dim=int(cfg["emb_dim"]), width=float(cfg["width"]), se_ratio=int(cfg["se_ratio"]),
                              statex_prob=float(cfg["statex_prob"]) if ssl else 0.0,
                              featex_prob=float(cfg["featex_prob"]) if ssl else 0.0,
-                             remove_temporal_mean=bool(cfg.get("remove_temporal_mean", True)))
+                             remove_temporal_mean=bool(cfg.get("remove_temporal_mean", True)),
+                             final_bn_relu=bool(cfg.get("final_bn_relu", False)))
     weights = list(cfg["loss_weights"]) if ssl else [1.0, 0.0, 0.0]
     heads = SelfSupervisedHeads(n_classes, model.dim, n_subclusters=int(cfg["n_subclusters"]), loss_weights=weights,
-                                trainable=list(cfg.get("trainable_centres", [False, True, True])))
+                                trainable=list(cfg.get("trainable_centres", [False, True, True])),
+                                b_avg=str(cfg.get("adacos_b_avg", "non_target")))
     return model, heads
 
 

@@ -62,6 +62,25 @@ def build_optimizer(params: Iterable[nn.Parameter], name: str = "adam", lr: floa
     return OPTIMIZERS[key](params, lr=lr, weight_decay=weight_decay, **kwargs)
 
 
+def weight_decay_groups(model: nn.Module, params: list[nn.Parameter], decay_on: str = "all",
+                        weight_decay: float = 0.0) -> list[nn.Parameter] | list[dict]:
+    """The optimiser's parameters: ``params`` as they are (``decay_on="all"``), or two groups
+    (``"kernels"``): the model's trainable weights with ``ndim >= 2`` at ``weight_decay`` and every
+    other parameter of ``params`` (biases, norms, a loss's centres) at 0.
+
+    With Adam (coupled decay) ``weight_decay = 2 * lambda`` equals Keras' ``l2(lambda)`` kernel
+    regulariser, whose penalty ``lambda * sum(w ** 2)`` has the gradient ``2 * lambda * w``.
+    """
+    if decay_on == "all":
+        return params
+    if decay_on != "kernels":
+        raise ValueError(f"weight_decay_on must be 'all' or 'kernels', got {decay_on!r}")
+    kernel_ids = {id(p) for p in model.parameters() if p.requires_grad and p.dim() >= 2}
+    decayed = [p for p in params if id(p) in kernel_ids]
+    others = [p for p in params if id(p) not in kernel_ids]
+    return [{"params": decayed, "weight_decay": float(weight_decay)}, {"params": others, "weight_decay": 0.0}]
+
+
 @torch.inference_mode()
 def extract_embeddings(model: nn.Module, inputs: Any, *, batch_size: int = 64,
                        device: str | torch.device = "cpu",
@@ -137,7 +156,9 @@ class Trainer:
         model: an ``nn.Module``; ``model(x)`` gives embeddings (or set ``forward_fn``).
         loss_fn: an ``nn.Module`` loss from ``asd_utils.losses`` (its learnable centres are
             optimised together with the model; it needs an ``n_classes`` attribute for mixup).
-        optimizer_cfg: ``{"name": "adam"|"adamw", "lr": ..., "weight_decay": ..., **kwargs}``.
+        optimizer_cfg: ``{"name": "adam"|"adamw", "lr": ..., "weight_decay": ..., **kwargs}``;
+            ``"weight_decay_on": "kernels"`` decays only the model's weight matrices and kernels
+            (``ndim >= 2``: no bias, no norm, no loss centre), like a Keras kernel regulariser.
         scheduler_cfg: ``{"name": "constant"|"cosine"|"inverse_sqrt", "warmup_steps": int,
             "min_ratio": float}``; ``total_steps`` is derived from the loader length and ``epochs``.
         epochs: total number of epochs.
@@ -196,7 +217,9 @@ class Trainer:
         self.params = [p for p in list(self.model.parameters()) + list(self.loss_fn.parameters())
                            if p.requires_grad]
         cfg = dict(self.optimizer_cfg)
-        self.optimizer = build_optimizer(self.params, cfg.pop("name"), **cfg)
+        groups = weight_decay_groups(self.model, self.params, cfg.pop("weight_decay_on", "all"),
+                                     float(cfg.get("weight_decay", 0.0)))
+        self.optimizer = build_optimizer(groups, cfg.pop("name"), **cfg)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
         self.steps_per_epoch: int | None = None
