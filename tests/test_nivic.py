@@ -56,9 +56,9 @@ def test_simulated_clips_mix_clean_and_noise_at_the_drawn_snr():
                         "file_name": ["c0.wav", "n0.wav", "c1.wav", "c2.wav"]})
     clean = _tone_clips(500.0, 3, 0.25, rng, noise=0.0)
     noise = rng.normal(size=(1, 4000)).astype(np.float32)
-    cfg = {"mixes_per_clean": 2, "snr_db": [5.0, 5.0]}
+    cfg = {"mixes_per_clean": 2, "snr_db": [5.0, 5.0], "noise_from": "same_section"}
     waves, rows = nivic.simulate_supplemental(sup, clean, noise, cfg, seed=0)
-    # machine n has no noise clip: no simulated clip; m: 2 clean x 2 mixes
+    # same_section: machine n has no noise clip of its own: no simulated clip; m: 2 clean x 2 mixes
     assert len(waves) == 4 and set(rows["machine"]) == {"m"}
     assert (rows["attributes"] == "simulated").all()
     residual = waves[0] - clean[0]
@@ -66,6 +66,31 @@ def test_simulated_clips_mix_clean_and_noise_at_the_drawn_snr():
     assert snr == pytest.approx(5.0, abs=0.01)
     waves2, _ = nivic.simulate_supplemental(sup, clean, noise, cfg, seed=0)
     np.testing.assert_array_equal(waves, waves2)  # seeded
+    # other_types (the default): only n's clean clip meets m's noise; m's own noise is not used for m
+    waves3, rows3 = nivic.simulate_supplemental(sup, clean, noise, {**cfg, "noise_from": "other_types"}, seed=0)
+    assert len(waves3) == 2 and set(rows3["machine"]) == {"n"}
+    assert all(f.startswith("sim_c2.wav+n0.wav") for f in rows3["file_name"])
+    with pytest.raises(ValueError, match="noise_from"):
+        nivic.simulate_supplemental(sup, clean, noise, {**cfg, "noise_from": "anywhere"}, seed=0)
+
+
+def test_dcase2025_supplemental_layout_gives_simulated_clips():
+    """One kind per type (DCASE 2025): type a ships clean clips, types b and c noise only. Mixing
+    within a type gives nothing; mixing clean sound with the other types' noise gives every clean
+    clip its mixtures."""
+    rng = np.random.default_rng(1)
+    sup = pd.DataFrame({"machine": ["a", "a", "b", "c"], "section": ["00"] * 4, "domain": ["source"] * 4,
+                        "supplemental_kind": ["clean", "clean", "noise", "noise"],
+                        "file_name": ["a0.wav", "a1.wav", "b0.wav", "c0.wav"]})
+    clean = _tone_clips(700.0, 2, 0.25, rng, noise=0.0)
+    noise = rng.normal(size=(2, 4000)).astype(np.float32)
+    cfg = {"mixes_per_clean": 3, "snr_db": [0.0, 10.0]}
+    none, _ = nivic.simulate_supplemental(sup, clean, noise, {**cfg, "noise_from": "same_section"}, seed=0)
+    assert len(none) == 0
+    waves, rows = nivic.simulate_supplemental(sup, clean, noise, cfg, seed=0)
+    assert len(waves) == 6 and set(rows["machine"]) == {"a"}
+    partners = {f.split("+")[1].split("@")[0] for f in rows["file_name"]}
+    assert partners <= {"b0.wav", "c0.wav"}
 
 
 def test_class_table_pseudo_labels_and_simulated_classes():

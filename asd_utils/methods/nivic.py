@@ -185,16 +185,23 @@ def apply_highpass(waves: np.ndarray, machines: Sequence[str], chosen: Sequence[
 # --------------------------------------------------------------------------------------------------
 def simulate_supplemental(supplemental_index: pd.DataFrame, clean_waves: np.ndarray, noise_waves: np.ndarray,
                           cfg: Mapping, *, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
-    """Simulated training clips: clean-machine clips mixed with noise-only clips of the same machine
-    type and section (``asd_utils.training.mix_at_snr``).
+    """Simulated training clips: clean-machine clips mixed with noise-only clips
+    (``asd_utils.training.mix_at_snr``).
+
+    In DCASE 2025 a machine type ships supplemental clips of one kind, clean machine sound *or*
+    noise only, so the report's "mixing clean machine sound with background noise" can only pair
+    the clean clips of one type with the noise-only clips of the others. ``cfg['noise_from']``:
+    ``"other_types"`` (default) draws from the noise-only clips of every other machine type;
+    ``"same_section"`` from those of the clean clip's own type and section (none on DCASE 2025).
 
     supplemental_index: the supplemental rows (``machine, section, domain, supplemental_kind``);
     clean_waves / noise_waves: ``(n_clean, T)`` / ``(n_noise, T)`` aligned with its clean / noise
-    rows (in index order). cfg: ``mixes_per_clean`` (int), ``snr_db`` ([low, high]). Each clean
-    clip is mixed ``mixes_per_clean`` times with a random noise clip at an SNR drawn uniformly
-    (seeded). Returns ``(waves (M, T) float32, rows)``; rows carry ``machine, section, domain``
-    (the clean clip's), ``attributes = "simulated"`` and ``file_name`` (a descriptive name).
-    A machine type/section without clean or without noise clips gives none.
+    rows (in index order). cfg: ``mixes_per_clean`` (int), ``snr_db`` ([low, high]),
+    ``noise_from``. Each clean clip is mixed ``mixes_per_clean`` times with a random noise clip
+    at an SNR drawn uniformly (seeded). Returns ``(waves (M, T) float32, rows)``; rows carry
+    ``machine, section, domain`` (the clean clip's), ``attributes = "simulated"`` and
+    ``file_name`` (a descriptive name). A clean clip without any noise clip to pair gives none:
+    the caller must say so (the system then equals one without supplemental mixing).
     """
     from asd_utils.training import mix_at_snr
 
@@ -206,9 +213,14 @@ def simulate_supplemental(supplemental_index: pd.DataFrame, clean_waves: np.ndar
     rng = np.random.default_rng(seed)
     low, high = (float(v) for v in cfg["snr_db"])
     n_mix = int(cfg["mixes_per_clean"])
+    noise_from = str(cfg.get("noise_from", "other_types"))
+    if noise_from not in ("other_types", "same_section"):
+        raise ValueError(f"supplemental.noise_from must be 'other_types' or 'same_section', got {noise_from!r}")
     waves, rows = [], []
     for (machine, section), group in clean_rows.groupby(["machine", "section"], sort=True):
-        noise_sel = np.flatnonzero(((noise_rows["machine"] == machine) & (noise_rows["section"] == section)).to_numpy())
+        same_type = (noise_rows["machine"] == machine).to_numpy()
+        pool = same_type & (noise_rows["section"] == section).to_numpy() if noise_from == "same_section" else ~same_type
+        noise_sel = np.flatnonzero(pool)
         if len(noise_sel) == 0:
             continue
         for i in group.index:
