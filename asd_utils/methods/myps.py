@@ -163,12 +163,33 @@ def build_model(eat_cfg: Mapping, finetune_cfg: Mapping, *, checkpoint: str | No
 # --------------------------------------------------------------------------------------------------
 # training data: clips + clean supplemental, noise mixing per machine type
 # --------------------------------------------------------------------------------------------------
-def training_set(index: pd.DataFrame, *, use_clean_supplemental: bool = True) -> pd.DataFrame:
+CLEAN_CLASS_ATTRIBUTE = "supplementalClean"  # attribute string of clean clips that match no training class
+CLEAN_CLASS_RULES = ("match", "own")
+
+
+def training_set(index: pd.DataFrame, *, use_clean_supplemental: bool = True,
+                 clean_class: str = "match") -> pd.DataFrame:
     """The clips the classifier is fine-tuned on: the normal training clips, plus the supplemental
-    clean-machine clips when ``use_clean_supplemental`` (the report's "expanded training set")."""
+    clean-machine clips when ``use_clean_supplemental`` (the report: "we directly add them to the
+    training set as an expanded training set"), after the training clips, in index order.
+
+    clean_class: which class a clean clip joins (classes are machine x section x attributes x
+    domain). ``"match"``: the training class with its machine type, section, attribute string
+    and domain when one exists (for a type with hidden attributes, its domain class), else one
+    class of its type and section whose ``attributes`` read :data:`CLEAN_CLASS_ATTRIBUTE`.
+    ``"own"``: every clean clip of a type and section in that one class. Never a class per
+    unseen attribute string: such a class would hold a handful of clips and no training clip.
+    """
+    if clean_class not in CLEAN_CLASS_RULES:
+        raise ValueError(f"clean_class must be one of {CLEAN_CLASS_RULES}, got {clean_class!r}")
     train = index[index["split"] == "train"]
     if use_clean_supplemental and "supplemental_kind" in index.columns:
-        clean = index[(index["split"] == "supplemental") & (index["supplemental_kind"] == "clean")]
+        clean = index[(index["split"] == "supplemental") & (index["supplemental_kind"] == "clean")].copy()
+        key = ["machine", "section", "attributes", "domain"]
+        known = set(map(tuple, train[key].astype(str).to_numpy()))
+        joins = np.array([clean_class == "match" and tuple(k) in known for k in clean[key].astype(str).to_numpy()],
+                         dtype=bool)
+        clean.loc[~joins, "attributes"] = CLEAN_CLASS_ATTRIBUTE
         train = pd.concat([train, clean])
     return train.reset_index(drop=True)
 
