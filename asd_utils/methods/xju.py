@@ -224,7 +224,10 @@ class OSSCLMixupCollate:
         self.alpha = alpha
 
     def __call__(self, batch):
-        x, y = self.crops(batch)
+        return self.mix(*self.crops(batch))
+
+    def mix(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """OS-SCL's batch mixup of cropped windows ``x (B, crop)`` with labels ``y (B,)``."""
         y = y.long()
         if self.alpha is None or len(x) < 2:
             lam, perm = 1.0, torch.arange(len(x))
@@ -288,6 +291,12 @@ def make_osscl_loader(waves: np.ndarray, labels: np.ndarray, *, crop_samples: in
     trainer checkpoints it, so a resumed run draws what an uninterrupted one would). A final batch
     of a single clip is dropped (BatchNorm needs two).
     """
+    if isinstance(waves, list):  # clips at their own lengths (asd_utils.training.clips)
+        from asd_utils.training.clips import make_clip_loader
+
+        return make_clip_loader(waves, labels, window=crop_samples, batch_size=batch_size, seed=seed,
+                                shuffle=shuffle,
+                                then=lambda g: OSSCLMixupCollate(crop_samples, g, mixup_alpha).mix)
     x = torch.as_tensor(np.asarray(waves, dtype=np.float32))
     y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
     if len(x) != len(y) or len(x) == 0:
@@ -395,10 +404,15 @@ def train_system(model: nn.Module, waves: np.ndarray, labels: np.ndarray, n_clas
 def embed_system(model: nn.Module, waves: np.ndarray, *, crop_samples: int, hop_samples: int, batch_size: int = 16,
                  device="cpu", progress: bool = False, desc: str = "embedding") -> np.ndarray:
     """``(N, D)`` clip embeddings: the mean of the embeddings of the crops covering each whole clip
-    (``asd_utils.training.crops.embed_crops``), with the model in eval mode."""
+    (``asd_utils.training.crops.embed_crops``), with the model in eval mode. ``waves``: ``(N, T)``
+    or a list of clips at their own lengths (``asd_utils.training.clips.embed_clips``)."""
+    from asd_utils.training.clips import embed_clips
     from asd_utils.training.crops import embed_crops
 
     model.eval()
+    if isinstance(waves, list):
+        return embed_clips(model, waves, window=crop_samples, hop=hop_samples, batch_size=batch_size, device=device,
+                           progress=progress, desc=desc)
     return embed_crops(model, waves, crop_samples=crop_samples, hop_samples=hop_samples, batch_size=batch_size,
                        device=device, progress=progress, desc=desc)
 
@@ -448,6 +462,10 @@ def training_run_dir(cache_root, system: str, *, model_cfg: Mapping, train_cfg: 
 
     identity = {"model": dict(model_cfg), "training": dict(train_cfg), "crop_samples": int(crop_samples),
                 "backbones": {name: backbone_identity(b) for name, b in sorted(backbones.items())}}
+    if isinstance(waves, list):  # clips at their own lengths: their fingerprint keys the run
+        from asd_utils.training.clips import clips_fingerprint
+
+        identity["clips"], waves = clips_fingerprint(waves), np.zeros(0, np.float32)
     return run_dir(cache_root, f"xju_{system}", cfg=identity, seed=seed, classes=classes, waves=waves,
                    labels=labels)
 
@@ -469,8 +487,14 @@ def embed_cached(model: nn.Module, waves: np.ndarray, *, cache_dir, name: str, c
     if cache_dir is None:
         return embed_system(model, waves, crop_samples=crop_samples, hop_samples=hop_samples, batch_size=batch_size,
                             device=device, progress=progress, desc=name)
-    clips = np.ascontiguousarray(waves, dtype=np.float32)
-    key = stable_hash({"clips": f"{clips.shape}:{hashlib.sha256(clips.data).hexdigest()}", "crop": int(crop_samples),
+    if isinstance(waves, list):
+        from asd_utils.training.clips import clips_fingerprint
+
+        fingerprint = clips_fingerprint(waves)
+    else:
+        clips = np.ascontiguousarray(waves, dtype=np.float32)
+        fingerprint = f"{clips.shape}:{hashlib.sha256(clips.data).hexdigest()}"
+    key = stable_hash({"clips": fingerprint, "crop": int(crop_samples),
                        "hop": int(hop_samples), "model": state_dict_hash(model)})
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
     path = Path(cache_dir) / f"embeddings_{safe}_{key}.npz"
