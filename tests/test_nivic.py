@@ -189,8 +189,12 @@ def test_kernel_weight_decay_equals_a_keras_l2_kernel_regulariser():
     opt_a = build_optimizer(groups, "adam", lr=0.1)
     opt_b = build_optimizer(list(b.parameters()), "adam", lr=0.1)
     for _ in range(3):
-        opt_a.zero_grad(); a(x).pow(2).mean().backward(); opt_a.step()
-        opt_b.zero_grad(); (b(x).pow(2).mean() + 1e-5 * b[0].weight.pow(2).sum()).backward(); opt_b.step()
+        opt_a.zero_grad()
+        a(x).pow(2).mean().backward()
+        opt_a.step()
+        opt_b.zero_grad()
+        (b(x).pow(2).mean() + 1e-5 * b[0].weight.pow(2).sum()).backward()
+        opt_b.step()
     for pa, pb in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(pa, pb, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="kernels"):

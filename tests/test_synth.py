@@ -23,8 +23,8 @@ from asd_utils.synth import (
     read_manifest,
 )
 from asd_utils.synth import sound_models as sm
-from asd_utils.synth.generate import clip_duration, plan_machine, supplemental_kind
 from asd_utils.synth.__main__ import main as cli_main
+from asd_utils.synth.generate import clip_duration, plan_machine, supplemental_kind
 
 NAME_RE = re.compile(
     r"^section_(?P<section>\d{2})_(?P<domain>source|target)_(?P<split>train|test)_(?P<label>normal|anomaly)"

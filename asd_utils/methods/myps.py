@@ -221,7 +221,10 @@ class NoiseMixCropCollate:
         self.mixers = list(mixers)
 
     def __call__(self, batch):
-        waves, labels = self.crop(batch)
+        return self.mix(*self.crop(batch))
+
+    def mix(self, waves: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Noise of each window's own machine type mixed into ``waves (B, crop)``."""
         groups = self.class_group[labels]
         for g, mixer in enumerate(self.mixers):
             rows = torch.nonzero(groups == g).flatten()
@@ -241,6 +244,15 @@ def make_training_loader(waves: np.ndarray, labels: np.ndarray, *, crop_samples:
     """
     from asd_utils.training.noise_mix import NoiseMixer
 
+    if isinstance(waves, list):  # clips at their own lengths: one random window of each drawn clip, then noise
+        from asd_utils.training.clips import make_clip_loader
+
+        y = np.asarray(labels, dtype=np.int64)
+        group = (np.full(int(y.max()) + 1, -1, dtype=np.int64) if class_group is None
+                 else np.asarray(class_group, np.int64))
+        mixers = [NoiseMixer(pool, tuple(snr_db_range), p) for pool in noise_pools]
+        return make_clip_loader(waves, y, window=crop_samples, batch_size=batch_size, seed=seed,
+                                then=lambda g: NoiseMixCropCollate(crop_samples, g, group, mixers).mix)
     x = torch.as_tensor(np.asarray(waves, dtype=np.float32))
     y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
     if len(x) != len(y) or len(x) == 0:
@@ -597,8 +609,13 @@ def _set_key(waves: np.ndarray, paths: Sequence[str], crop_samples: int, hop_sam
 
     from asd_utils.io_utils import stable_hash
 
-    data = np.ascontiguousarray(waves, dtype=np.float32)
-    content = f"{data.shape}:{hashlib.sha256(data.data).hexdigest()}"
+    if isinstance(waves, list):  # clips at their own lengths
+        from asd_utils.training.clips import clips_fingerprint
+
+        content = clips_fingerprint(waves)
+    else:
+        data = np.ascontiguousarray(waves, dtype=np.float32)
+        content = f"{data.shape}:{hashlib.sha256(data.data).hexdigest()}"
     return stable_hash({"paths": [str(p) for p in paths], "waves": content, "crop": int(crop_samples),
                         "hop": int(hop_samples)})
 
@@ -629,6 +646,7 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
     from asd_utils.io_utils import atomic_save_npz, atomic_write_json
     from asd_utils.pipeline import training_run_dir
     from asd_utils.training import seed_everything
+    from asd_utils.training.clips import embed_clips
     from asd_utils.training.crops import embed_crops
 
     noise_hash = hashlib.sha256(b"".join(np.ascontiguousarray(p, dtype=np.float32).tobytes()
@@ -650,8 +668,13 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
                    "eat": dict(eat_cfg), "arcface": dict(arcface_cfg), "noise": dict(noise_cfg),
                    "noise_clips": noise_hash, "class_group": np.asarray(class_group).tolist(),
                    "crop_samples": int(crop_samples), "backbone": identity, "max_grad_norm": max_grad_norm}
+        if isinstance(fit_waves, list):  # clips at their own lengths: their fingerprint keys the run
+            from asd_utils.training.clips import clips_fingerprint
+
+            key_cfg["clips"] = clips_fingerprint(fit_waves)
         run_dir = training_run_dir(cache_root, f"myps_{plan.variant}", cfg=key_cfg, seed=seed, classes=classes,
-                                   waves=fit_waves, labels=fit_labels)
+                                   waves=np.zeros(0, np.float32) if isinstance(fit_waves, list) else fit_waves,
+                                   labels=fit_labels)
         cached = {}
         if run_dir is not None:
             for epoch in plan.save_epochs:
@@ -708,9 +731,11 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
         bank = SnapshotBank({name: item[0].to(device) for name, item in pending.items()})
         embedded: dict[str, dict[str, np.ndarray]] = {name: {} for name in pending}
         for set_name, (waves, _) in embed_sets.items():
-            emb = embed_crops(bank, waves, crop_samples=crop_samples, hop_samples=hop_samples,
-                              batch_size=embed_batch_size, device=device, progress=progress,
-                              desc=f"embedding {set_name} ({len(pending)} snapshots)")
+            embed_fn = embed_clips if isinstance(waves, list) else embed_crops  # a list: clips at their own lengths
+            emb = embed_fn(bank, waves, **({"window": crop_samples, "hop": hop_samples} if isinstance(waves, list)
+                                           else {"crop_samples": crop_samples, "hop_samples": hop_samples}),
+                           batch_size=embed_batch_size, device=device, progress=progress,
+                           desc=f"embedding {set_name} ({len(pending)} snapshots)")
             for name, part in bank.split(emb).items():
                 embedded[name][set_name] = part
         for name, (_, head, run_dir, plan, epoch, step) in pending.items():
@@ -748,7 +773,8 @@ def mechanism_indicators(waves: np.ndarray, machines: np.ndarray, extractor_cfg:
                          progress: bool = False) -> dict[str, pd.DataFrame]:
     """Indicator tables per machine type: ``{machine: DataFrame (clips of that type, indicators)}``.
 
-    waves: ``(N, T)``; machines: ``(N,)`` machine type of each row (the rows of a type keep their
+    waves: ``(N, T)`` or a list of clips at their own lengths (each clip's indicators come from
+    that whole clip); machines: ``(N,)`` machine type of each row (the rows of a type keep their
     order). A type listed in ``geometries`` ({machine: BearingGeometry fields}) also gets the
     bearing defect lines. Cached in ``cache_file`` (npz) when given.
     """
@@ -765,7 +791,14 @@ def mechanism_indicators(waves: np.ndarray, machines: np.ndarray, extractor_cfg:
         geometry = (geometries or {}).get(m)
         extractor = IndicatorExtractor(sample_rate=sample_rate, geometry=None if geometry is None else dict(geometry),
                                        **dict(extractor_cfg))
-        out[m] = extractor.transform(waves[machines == m], progress=progress)
+        rows = np.flatnonzero(machines == m)
+        if isinstance(waves, list):  # clips at their own lengths: each group of equal length at once
+            from asd_utils.training.clips import map_by_length
+
+            out[m] = map_by_length(lambda group, ex=extractor: ex.transform(group, progress=progress),
+                                   [waves[i] for i in rows])
+        else:
+            out[m] = extractor.transform(np.asarray(waves)[rows], progress=progress)
     if cache_file is not None:
         arrays = {}
         for m, frame in out.items():
@@ -814,26 +847,6 @@ def mechanism_scores(indicators_train: Mapping[str, pd.DataFrame], indicators_te
                 idx = np.flatnonzero(te)[sections == s]
                 decisions[idx] = model.decide(te_x[sections == s])
     return SectionScores(test=test, train=train), fitted, decisions
-
-
-def clip_samples_of(index: pd.DataFrame, *, sample_rate: int = 16000) -> int:
-    """The longest clip of ``index`` in samples at ``sample_rate`` (read from the WAV headers).
-
-    Every clip is loaded at this length: shorter clips are tiled (``asd_utils.data.load_batch``),
-    so the embedding windows and the indicators cover every clip whole.
-    """
-    import soundfile as sf
-
-    if len(index) == 0:
-        raise ValueError("no clips to measure")
-    longest = 0
-    for path in index["path"].astype(str):
-        try:
-            info = sf.info(path)
-        except Exception as exc:  # noqa: BLE001 - re-raised naming the file
-            raise ValueError(f"cannot read the WAV header of {path}: {exc}") from exc
-        longest = max(longest, int(round(info.frames * sample_rate / info.samplerate)))
-    return longest
 
 
 def write_decisions(out_dir, test_index: pd.DataFrame, decisions: np.ndarray) -> list[Path]:

@@ -54,6 +54,7 @@ __all__ = [
     "simulate_supplemental",
     "system_options",
     "train_model",
+    "training_stack",
 ]
 
 CLASS_COLUMN = "class_attributes"
@@ -77,8 +78,25 @@ def system_options(name: str) -> dict[str, bool]:
 
 
 def _hash_array(x: np.ndarray) -> str:
+    if isinstance(x, list):  # clips at their own lengths
+        from asd_utils.training.clips import clips_fingerprint
+
+        return clips_fingerprint(x)
     x = np.ascontiguousarray(x)
     return f"{x.shape}:{x.dtype}:{hashlib.sha256(x.data).hexdigest()}"
+
+
+def training_stack(waves, rows: np.ndarray) -> np.ndarray:
+    """``(n, T)`` float32 of the *training* clips ``waves[rows]`` (an array, or a list of clips at
+    their own lengths). Clips of one machine type share a length in DCASE; where they do not, the
+    shorter ones are tiled to the longest of them (training clips only, for per-type statistics)."""
+    if not isinstance(waves, list):
+        return np.asarray(waves)[rows]
+    from asd_utils.training.clips import fit_window
+
+    chosen = [waves[i] for i in np.flatnonzero(rows)] if np.asarray(rows).dtype == bool else [waves[i] for i in rows]
+    longest = max(len(c) for c in chosen)
+    return np.stack([fit_window(c, longest) for c in chosen]).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -106,7 +124,7 @@ def pseudo_label_all(train_index: pd.DataFrame, waves: np.ndarray, cfg: Mapping,
                         leave=False):
         rows = (train_index["machine"] == machine).to_numpy()
         m_index = train_index[rows].reset_index(drop=True)
-        m_waves = np.asarray(waves)[rows]
+        m_waves = training_stack(waves, rows)
         key = stable_hash({"version": CACHE_VERSION, "machine": machine, "cfg": dict(cfg), "seed": int(seed),
                            "sr": int(sample_rate), "files": m_index["file_name"].tolist(),
                            "waves": _hash_array(m_waves)})
@@ -155,7 +173,7 @@ def highpass_decision(train_index: pd.DataFrame, waves: np.ndarray, cfg: Mapping
     rows = []
     for machine in sorted(train_index["machine"].unique()):
         sel = (train_index["machine"] == machine).to_numpy()
-        freqs, power = welch(np.asarray(waves)[sel], fs=sample_rate, nperseg=1024, axis=-1)
+        freqs, power = welch(training_stack(waves, sel), fs=sample_rate, nperseg=1024, axis=-1)
         mean_power = power.mean(axis=0)
         band = (freqs >= fmin) & (freqs <= fmax)
         total = float(mean_power[band].sum())
@@ -167,8 +185,16 @@ def highpass_decision(train_index: pd.DataFrame, waves: np.ndarray, cfg: Mapping
 def apply_highpass(waves: np.ndarray, machines: Sequence[str], chosen: Sequence[str], *, cutoff_hz: float,
                    sample_rate: int = 16000, order: int = 4) -> np.ndarray:
     """``waves (N, T)`` with the rows whose machine type is in ``chosen`` high-passed
-    (``asd_utils.signal.highpass``); other rows are copied unchanged. Returns float32."""
+    (``asd_utils.signal.highpass``); other rows are copied unchanged. Returns float32. A list of
+    clips at their own lengths gives a list, each clip filtered alone."""
     from asd_utils.signal import highpass
+
+    if isinstance(waves, list):
+        if len(machines) != len(waves):
+            raise ValueError(f"{len(waves)} waveforms but {len(machines)} machine names")
+        on = set(chosen)
+        return [highpass(np.asarray(w, dtype=np.float32), sample_rate, cutoff_hz, order=order).astype(np.float32)
+                if m in on else np.array(w, dtype=np.float32, copy=True) for w, m in zip(waves, machines)]
 
     out = np.array(waves, dtype=np.float32, copy=True)
     machines = np.asarray(machines)
@@ -233,6 +259,8 @@ def simulate_supplemental(supplemental_index: pd.DataFrame, clean_waves: np.ndar
                              "attributes": SIMULATED_ATTRIBUTE,
                              "file_name": f"sim_{clean_rows.at[i, 'file_name']}+{noise_rows.at[k, 'file_name']}"
                                           f"@{snr:.1f}dB#{j}"})
+    if isinstance(clean_waves, list):  # clips at their own lengths: each mixture keeps its clean clip's length
+        return waves, pd.DataFrame(rows, columns=["machine", "section", "domain", "attributes", "file_name"])
     if not waves:
         return np.zeros((0, clean_waves.shape[1] if np.ndim(clean_waves) == 2 else 0), np.float32), pd.DataFrame(
             columns=["machine", "section", "domain", "attributes", "file_name"])
@@ -337,7 +365,12 @@ def train_model(waves: np.ndarray, labels: np.ndarray, classes: Sequence[str], c
                       max_grad_norm=cfg.get("max_grad_norm"), seed=seed, progress=progress,
                       amp=bool(cfg.get("mixed_precision", False)),
                       checkpoint_dir=checkpoint_dir, config={"system": "nivic_seresnet_fft", "ssl": bool(ssl)})
-    loader = make_crop_loader(waves, labels, crop_samples=crop, batch_size=int(cfg["batch_size"]), seed=seed)
+    if isinstance(waves, list):  # clips at their own lengths: one random window of each drawn clip
+        from asd_utils.training.clips import make_clip_loader
+
+        loader = make_clip_loader(waves, labels, window=crop, batch_size=int(cfg["batch_size"]), seed=seed)
+    else:
+        loader = make_crop_loader(waves, labels, crop_samples=crop, batch_size=int(cfg["batch_size"]), seed=seed)
     history = trainer.fit(loader, resume=checkpoint_dir is not None)
     model.eval()
     heads.eval()
@@ -354,9 +387,14 @@ def embed(model: torch.nn.Module, waves: np.ndarray, cfg: Mapping, *, device: st
     """``(N, T)`` whole clips -> ``(N, D)`` float32: the mean embedding of the crops of
     ``crop_seconds`` every ``embed_hop_seconds`` that cover each clip (``asd_utils.training.crops``);
     the model must be in eval mode. A clip's embedding depends on that clip alone."""
+    from asd_utils.training.clips import embed_clips
     from asd_utils.training.crops import embed_crops
 
     sr = int(cfg.get("sample_rate", 16000))
+    if isinstance(waves, list):  # clips at their own lengths (a clip shorter than a window is tiled to it)
+        return embed_clips(model, waves, window=int(round(float(cfg["crop_seconds"]) * sr)),
+                           hop=int(round(float(cfg["embed_hop_seconds"]) * sr)),
+                           batch_size=int(cfg.get("embed_batch_size", 64)), device=device, progress=progress, desc=desc)
     return embed_crops(model, waves, crop_samples=int(round(float(cfg["crop_seconds"]) * sr)),
                        hop_samples=int(round(float(cfg["embed_hop_seconds"]) * sr)),
                        batch_size=int(cfg.get("embed_batch_size", 64)), device=device, progress=progress, desc=desc)
@@ -367,8 +405,9 @@ def embedding_key(bank_waves: np.ndarray, test_waves: np.ndarray, test_names: Se
     test waveforms (shape + sha256) and the test clip names."""
     from asd_utils.io_utils import stable_hash
 
-    return stable_hash({"version": CACHE_VERSION, "bank": _hash_array(np.asarray(bank_waves, dtype=np.float32)),
-                        "test": _hash_array(np.asarray(test_waves, dtype=np.float32)),
+    as_f32 = lambda w: w if isinstance(w, list) else np.asarray(w, dtype=np.float32)  # noqa: E731
+    return stable_hash({"version": CACHE_VERSION, "bank": _hash_array(as_f32(bank_waves)),
+                        "test": _hash_array(as_f32(test_waves)),
                         "names": [str(n) for n in test_names]})
 
 

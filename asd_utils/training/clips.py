@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["ClipCropCollate", "ClipDataset", "as_clips", "clip_lengths", "clips_fingerprint", "embed_clips",
-           "fit_window", "load_clips", "make_clip_loader", "map_by_length", "window_samples"]
+__all__ = ["ClipCropCollate", "ClipDataset", "as_clips", "clip_lengths", "clips_fingerprint", "concat", "embed_clips",
+           "fit_window", "load_clips", "make_clip_loader", "map_by_length", "stack_tiled", "take", "window_samples"]
 
 
 def load_clips(paths: Sequence[str], *, sample_rate: int = 16000, progress: bool = False,
@@ -74,6 +74,30 @@ def fit_window(clip: np.ndarray, window: int) -> np.ndarray:
     if len(clip) >= window:
         return clip
     return np.tile(clip, -(-int(window) // len(clip)))[: int(window)]
+
+
+def stack_tiled(clips) -> np.ndarray:
+    """``(n, T)`` float32 with every clip tiled to the longest of them. Only for clips that never
+    get scored (training statistics, noise pools): a scored clip is never tiled to another's length."""
+    clips = as_clips(clips)
+    if not clips:
+        raise ValueError("no clips to stack")
+    longest = max(len(c) for c in clips)
+    return np.stack([fit_window(c, longest) for c in clips]).astype(np.float32)
+
+
+def take(waves, idx) -> list[np.ndarray] | np.ndarray:
+    """Rows ``idx`` (positions) of a clip list (a list) or of an ``(N, T)`` array (an array)."""
+    if isinstance(waves, list):
+        return [waves[int(i)] for i in np.asarray(idx, dtype=np.int64)]
+    return np.asarray(waves)[np.asarray(idx, dtype=np.int64)]
+
+
+def concat(*parts) -> list[np.ndarray] | np.ndarray:
+    """Clip lists joined into one list, or ``(N_i, T)`` arrays stacked into one array."""
+    if any(isinstance(p, list) for p in parts):
+        return [c for p in parts for c in as_clips(p)] if parts else []
+    return np.concatenate(parts, axis=0)
 
 
 def clips_fingerprint(clips) -> str:

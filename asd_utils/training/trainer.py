@@ -4,7 +4,8 @@
 with Adam/AdamW, a warm-up schedule (``asd_utils.training.schedulers``), optional mixup, gradient
 accumulation, gradient clipping, an EMA of the weights, opt-in AMP on CUDA (a no-op on CPU) and a
 tqdm progress bar. Training is float32 unless ``amp=True``: none of the reproduced reports says it
-trains in mixed precision, and the public code they build on (ssl4asd, OS-SCL) trains in float32. With ``checkpoint_dir`` it writes ``last.pt`` atomically at the end of every epoch;
+trains in mixed precision, and the public code they build on (ssl4asd, OS-SCL) trains in float32.
+With ``checkpoint_dir`` it writes ``last.pt`` atomically at the end of every epoch;
 ``fit(loader, resume=True)`` continues from it and reaches exactly the result of an uninterrupted
 run (same batches, same mixup draws, same dropout masks) when the loader shuffles with a
 ``torch.Generator`` (its state is checkpointed too) and ``num_workers=0``.
