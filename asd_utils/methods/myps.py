@@ -808,6 +808,57 @@ def mechanism_indicators(waves: np.ndarray, machines: np.ndarray, extractor_cfg:
     return out
 
 
+def estimated_geometries(indicators_train: Mapping[str, pd.DataFrame], known: Mapping[str, Mapping]
+                         ) -> dict[str, dict]:
+    """``{machine: {"n_elements", "d_over_D"}}`` for every machine type without a known bearing
+    geometry (``known``): the stated estimate of ``asd_utils.signal.bearing.estimate_geometry``
+    (the dominant envelope line of the type's normal training clips taken as BPFO, ``d / D = 0.2``)."""
+    from asd_utils.signal.bearing import estimate_geometry
+
+    out = {}
+    for m, frame in sorted(indicators_train.items()):
+        if m in known:
+            continue
+        g = estimate_geometry(frame["envelope_peak_hz"].to_numpy(), frame["rotation_hz"].to_numpy())
+        out[m] = {"n_elements": int(g.n_elements), "d_over_D": float(g.element_diameter / g.pitch_diameter)}
+    return out
+
+
+def mechanism_indicator_sets(waves_train, waves_test, train_index: pd.DataFrame, test_index: pd.DataFrame,
+                             ma_cfg: Mapping, *, sample_rate: int, cache_dir: Path | None = None,
+                             progress: bool = False):
+    """Indicators of the training and test clips for the MA, with bearing lines for every type.
+
+    A type with a geometry in ``ma_cfg['geometries']`` uses it; with ``ma_cfg['geometry_estimate']
+    == "envelope"`` every other type gets the estimate of :func:`estimated_geometries`, made from
+    its *training* clips only (test clips never shape it); None leaves those types without bearing
+    lines. Returns ``(indicators_train, indicators_test, geometries, estimated)`` (dicts per type;
+    ``estimated``: the names whose geometry is an estimate). Cached per set in ``cache_dir``.
+    """
+    from asd_utils.io_utils import stable_hash
+
+    known = dict(ma_cfg.get("geometries") or {})
+
+    def extract(part, waves, rows, geometries):
+        key = stable_hash({"extractor": ma_cfg["extractor"], "geometries": geometries, "sr": int(sample_rate),
+                           "paths": rows["path"].tolist()})
+        cache = None if cache_dir is None else Path(cache_dir) / f"{part}_{key}.npz"
+        return mechanism_indicators(waves, rows["machine"].to_numpy(), ma_cfg["extractor"], sample_rate=sample_rate,
+                                    geometries=geometries, cache_file=cache, progress=progress)
+
+    ind_train = extract("train", waves_train, train_index, known)
+    estimated = {}
+    if ma_cfg.get("geometry_estimate") == "envelope":
+        estimated = estimated_geometries(ind_train, known)
+    elif ma_cfg.get("geometry_estimate") is not None:
+        raise ValueError(f"mechanism.geometry_estimate must be 'envelope' or null, got {ma_cfg['geometry_estimate']!r}")
+    geometries = {**estimated, **known}
+    if estimated:
+        ind_train = extract("train", waves_train, train_index, geometries)
+    ind_test = extract("test", waves_test, test_index, geometries)
+    return ind_train, ind_test, geometries, sorted(estimated)
+
+
 def mechanism_scores(indicators_train: Mapping[str, pd.DataFrame], indicators_test: Mapping[str, pd.DataFrame],
                      train_index: pd.DataFrame, test_index: pd.DataFrame, scorer_cfg: Mapping, *,
                      n_splits: int = 5, seed: int = 0):
