@@ -3,10 +3,10 @@
 Part 1 tests the shared helper :func:`clip_independence.assert_clip_independent` itself (it must
 catch test-set normalisation, batch statistics, ranking and non-determinism). Part 2 runs every
 system of notebooks 01, 02 and 06 through it, part 3 every system of 03, 04, 05 and 08 on a root
-whose test clips have mixed lengths (clips at their own lengths, DCASE 2025 supplemental data), on a tiny DCASE-layout dataset written here and the
-notebooks' own ``smoke`` configs: each ``score_fn`` goes from the test clips' WAV files (a subset, or
-with duplicates) through the notebook's front end and scorer to the scores, with models trained
-once on the training clips only.
+whose test clips have mixed lengths (clips at their own lengths, DCASE 2025 supplemental data),
+each on a tiny DCASE-layout dataset written here and the notebooks' own ``smoke`` configs: each
+``score_fn`` goes from the test clips' WAV files (a subset, or with duplicates) through the
+notebook's front end and scorer to the scores, with models trained once on the training clips only.
 """
 
 from __future__ import annotations
@@ -113,16 +113,11 @@ def _clip(rng, freq, anomalous):
     return wave.astype(np.float32)
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> pd.DataFrame:
-    """Two machine types, one section; per type 10 source + 2 target training clips (two
-    attribute values), 2 clean + 2 noise supplemental clips and 9 test clips (source/target,
-    normal/anomalous), 1 s each at 16 kHz. Returns the ``asd_utils.data.discover`` index."""
-    from asd_utils.data import discover
-
-    root = tmp_path_factory.mktemp("tiny_dcase")
-    rng = np.random.default_rng(0)
-    for m, (machine, base) in enumerate((("fan", 220.0), ("valve", 500.0))):
+def _write_root(root, rng, *, test_seconds=(CLIP_SECONDS,), supplemental=None):
+    """Two machine types (fan, valve), one section: per type 10 source + 2 target training clips of
+    1 s (two attribute values), 9 test clips (source/target, normal/anomalous) whose lengths cycle
+    through ``test_seconds``, and supplemental clips of the kinds ``supplemental[machine]``."""
+    for machine, base in (("fan", 220.0), ("valve", 500.0)):
         folder = root / "dev_data" / "raw" / machine
         for split in ("train", "test", "supplemental"):
             (folder / split).mkdir(parents=True)
@@ -135,14 +130,26 @@ def dataset(tmp_path_factory) -> pd.DataFrame:
         for i in range(9):
             domain = "source" if i % 2 == 0 else "target"
             label = "anomaly" if i % 3 == 2 else "normal"
-            freq = base * (1.3 if domain == "target" else 1.0)
-            sf.write(folder / "test" / f"section_00_{domain}_test_{label}_{100 + i:04d}_spd_1.wav",
-                     _clip(rng, freq, label == "anomaly"), SR)
-        for i, kind in enumerate(("clean", "clean", "noise", "noise")):
+            wave = _clip(rng, base * (1.3 if domain == "target" else 1.0), label == "anomaly")
+            n = int(SR * test_seconds[i % len(test_seconds)])
+            wave = np.tile(wave, -(-n // len(wave)))[:n]
+            sf.write(folder / "test" / f"section_00_{domain}_test_{label}_{100 + i:04d}_spd_1.wav", wave, SR)
+        for i, kind in enumerate(supplemental[machine]):
             wave = _clip(rng, base, False) if kind == "clean" else (0.05 * rng.normal(size=SR)).astype(np.float32)
             sf.write(folder / "supplemental" / f"section_00_source_supplemental_{kind}_{200 + i:04d}_spd_1.wav",
                      wave, SR)
-        assert m < 2
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> pd.DataFrame:
+    """Two machine types, one section; per type 10 source + 2 target training clips (two
+    attribute values), 2 clean + 2 noise supplemental clips and 9 test clips (source/target,
+    normal/anomalous), 1 s each at 16 kHz. Returns the ``asd_utils.data.discover`` index."""
+    from asd_utils.data import discover
+
+    root = tmp_path_factory.mktemp("tiny_dcase")
+    kinds = ("clean", "clean", "noise", "noise")
+    _write_root(root, np.random.default_rng(0), supplemental={"fan": kinds, "valve": kinds})
     index = discover(root)
     assert (index["split"] == "test").sum() == 18 and (index["split"] == "train").sum() == 24
     return index
@@ -352,27 +359,8 @@ def mixed_dataset(tmp_path_factory) -> pd.DataFrame:
     from asd_utils.data import discover
 
     root = tmp_path_factory.mktemp("tiny_dcase_mixed")
-    rng = np.random.default_rng(1)
-    for machine, base, kind in (("fan", 220.0, "clean"), ("valve", 500.0, "noise")):
-        folder = root / "dev_data" / "raw" / machine
-        for split in ("train", "test", "supplemental"):
-            (folder / split).mkdir(parents=True)
-        for i in range(12):
-            domain = "source" if i < 10 else "target"
-            freq = base * (1.0 + 0.1 * (i % 2)) * (1.3 if domain == "target" else 1.0)
-            sf.write(folder / "train" / f"section_00_{domain}_train_normal_{i:04d}_spd_{1 + i % 2}.wav",
-                     _clip(rng, freq, False), SR)
-        for i in range(9):
-            domain = "source" if i % 2 == 0 else "target"
-            label = "anomaly" if i % 3 == 2 else "normal"
-            wave = _clip(rng, base * (1.3 if domain == "target" else 1.0), label == "anomaly")
-            n = int(SR * MIXED_TEST_SECONDS[i % 3])
-            wave = np.tile(wave, 2)[:n] if n > len(wave) else wave[:n]
-            sf.write(folder / "test" / f"section_00_{domain}_test_{label}_{100 + i:04d}_spd_1.wav", wave, SR)
-        for i in range(3):
-            wave = _clip(rng, base, False) if kind == "clean" else (0.05 * rng.normal(size=SR)).astype(np.float32)
-            sf.write(folder / "supplemental" / f"section_00_source_supplemental_{kind}_{200 + i:04d}_spd_1.wav",
-                     wave, SR)
+    _write_root(root, np.random.default_rng(1), test_seconds=MIXED_TEST_SECONDS,
+                supplemental={"fan": ("clean",) * 3, "valve": ("noise",) * 3})
     return discover(root)
 
 

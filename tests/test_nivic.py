@@ -49,11 +49,15 @@ def test_apply_highpass_only_on_chosen_machines():
         nivic.apply_highpass(waves, ["a"], ["a"], cutoff_hz=1000.0)
 
 
+def _supplemental(machines, kinds, names) -> pd.DataFrame:
+    return pd.DataFrame({"machine": machines, "section": ["00"] * len(names), "domain": ["source"] * len(names),
+                         "supplemental_kind": kinds, "file_name": names})
+
+
 def test_simulated_clips_mix_clean_and_noise_at_the_drawn_snr():
     rng = np.random.default_rng(0)
-    sup = pd.DataFrame({"machine": ["m", "m", "m", "n"], "section": ["00"] * 4, "domain": ["source"] * 4,
-                        "supplemental_kind": ["clean", "noise", "clean", "clean"],
-                        "file_name": ["c0.wav", "n0.wav", "c1.wav", "c2.wav"]})
+    sup = _supplemental(["m", "m", "m", "n"], ["clean", "noise", "clean", "clean"],
+                        ["c0.wav", "n0.wav", "c1.wav", "c2.wav"])
     clean = _tone_clips(500.0, 3, 0.25, rng, noise=0.0)
     noise = rng.normal(size=(1, 4000)).astype(np.float32)
     cfg = {"mixes_per_clean": 2, "snr_db": [5.0, 5.0], "noise_from": "same_section"}
@@ -79,9 +83,8 @@ def test_dcase2025_supplemental_layout_gives_simulated_clips():
     within a type gives nothing; mixing clean sound with the other types' noise gives every clean
     clip its mixtures."""
     rng = np.random.default_rng(1)
-    sup = pd.DataFrame({"machine": ["a", "a", "b", "c"], "section": ["00"] * 4, "domain": ["source"] * 4,
-                        "supplemental_kind": ["clean", "clean", "noise", "noise"],
-                        "file_name": ["a0.wav", "a1.wav", "b0.wav", "c0.wav"]})
+    sup = _supplemental(["a", "a", "b", "c"], ["clean", "clean", "noise", "noise"],
+                        ["a0.wav", "a1.wav", "b0.wav", "c0.wav"])
     clean = _tone_clips(700.0, 2, 0.25, rng, noise=0.0)
     noise = rng.normal(size=(2, 4000)).astype(np.float32)
     cfg = {"mixes_per_clean": 3, "snr_db": [0.0, 10.0]}
