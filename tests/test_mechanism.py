@@ -136,10 +136,14 @@ def test_estimated_geometry_puts_bpfo_on_the_dominant_envelope_line():
     from asd_utils.signal.bearing import bearing_frequencies, estimate_geometry
 
     rot = np.array([25.0, 30.0, 29.0, 31.0])
-    g = estimate_geometry(3.6 * rot, rot)   # dominant line at order 3.6 -> 9 elements at d/D = 0.2
-    assert g.n_elements == 9 and g.element_diameter / g.pitch_diameter == pytest.approx(0.2)
+    g, source = estimate_geometry(4.4 * rot, rot)   # dominant line at order 4.4 -> 11 elements at d/D = 0.2
+    assert source == "envelope line"
+    assert g.n_elements == 11 and g.element_diameter / g.pitch_diameter == pytest.approx(0.2)
     lines = bearing_frequencies(rot, g)
-    np.testing.assert_allclose(lines["BPFO"], 3.6 * rot)
-    np.testing.assert_allclose(lines["BPFI"], 5.4 * rot)  # 0.6 n f_r
+    np.testing.assert_allclose(lines["BPFO"], 4.4 * rot)
+    np.testing.assert_allclose(lines["BPFI"], 6.6 * rot)  # 0.6 n f_r
+    # lines at shaft harmonics (or below any bearing's BPFO) do not qualify: a typical bearing instead
+    g, source = estimate_geometry(np.array([1.0, 2.0, 3.0, 1.02]) * rot, rot)
+    assert source == "typical bearing" and g.n_elements == 9
     with pytest.raises(ValueError, match="estimate"):
         estimate_geometry([np.nan], [0.0])

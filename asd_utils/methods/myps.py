@@ -812,15 +812,17 @@ def estimated_geometries(indicators_train: Mapping[str, pd.DataFrame], known: Ma
                          ) -> dict[str, dict]:
     """``{machine: {"n_elements", "d_over_D"}}`` for every machine type without a known bearing
     geometry (``known``): the stated estimate of ``asd_utils.signal.bearing.estimate_geometry``
-    (the dominant envelope line of the type's normal training clips taken as BPFO, ``d / D = 0.2``)."""
+    (the dominant envelope line of the type's normal training clips taken as BPFO, ``d / D = 0.2``;
+    a typical 9-element bearing when no line qualifies), with its source under ``"estimate"``."""
     from asd_utils.signal.bearing import estimate_geometry
 
     out = {}
     for m, frame in sorted(indicators_train.items()):
         if m in known:
             continue
-        g = estimate_geometry(frame["envelope_peak_hz"].to_numpy(), frame["rotation_hz"].to_numpy())
-        out[m] = {"n_elements": int(g.n_elements), "d_over_D": float(g.element_diameter / g.pitch_diameter)}
+        g, source = estimate_geometry(frame["envelope_peak_hz"].to_numpy(), frame["rotation_hz"].to_numpy())
+        out[m] = {"n_elements": int(g.n_elements), "d_over_D": float(g.element_diameter / g.pitch_diameter),
+                  "estimate": source}
     return out
 
 
