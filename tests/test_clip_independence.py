@@ -2,10 +2,11 @@
 
 Part 1 tests the shared helper :func:`clip_independence.assert_clip_independent` itself (it must
 catch test-set normalisation, batch statistics, ranking and non-determinism). Part 2 runs every
-system of notebooks 01, 02 and 06 through it, on a tiny DCASE-layout dataset written here and the
-notebooks' own ``smoke`` configs: each ``score_fn`` goes from the test clips' WAV files (a subset, or
-with duplicates) through the notebook's front end and scorer to the scores, with models trained
-once on the training clips only.
+system of notebooks 01, 02 and 06 through it, part 3 every system of 03, 04, 05 and 08 on a root
+whose test clips have mixed lengths (clips at their own lengths, DCASE 2025 supplemental data),
+each on a tiny DCASE-layout dataset written here and the notebooks' own ``smoke`` configs: each
+``score_fn`` goes from the test clips' WAV files (a subset, or with duplicates) through the
+notebook's front end and scorer to the scores, with models trained once on the training clips only.
 """
 
 from __future__ import annotations
@@ -112,16 +113,11 @@ def _clip(rng, freq, anomalous):
     return wave.astype(np.float32)
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> pd.DataFrame:
-    """Two machine types, one section; per type 10 source + 2 target training clips (two
-    attribute values), 2 clean + 2 noise supplemental clips and 9 test clips (source/target,
-    normal/anomalous), 1 s each at 16 kHz. Returns the ``asd_utils.data.discover`` index."""
-    from asd_utils.data import discover
-
-    root = tmp_path_factory.mktemp("tiny_dcase")
-    rng = np.random.default_rng(0)
-    for m, (machine, base) in enumerate((("fan", 220.0), ("valve", 500.0))):
+def _write_root(root, rng, *, test_seconds=(CLIP_SECONDS,), supplemental=None):
+    """Two machine types (fan, valve), one section: per type 10 source + 2 target training clips of
+    1 s (two attribute values), 9 test clips (source/target, normal/anomalous) whose lengths cycle
+    through ``test_seconds``, and supplemental clips of the kinds ``supplemental[machine]``."""
+    for machine, base in (("fan", 220.0), ("valve", 500.0)):
         folder = root / "dev_data" / "raw" / machine
         for split in ("train", "test", "supplemental"):
             (folder / split).mkdir(parents=True)
@@ -134,14 +130,26 @@ def dataset(tmp_path_factory) -> pd.DataFrame:
         for i in range(9):
             domain = "source" if i % 2 == 0 else "target"
             label = "anomaly" if i % 3 == 2 else "normal"
-            freq = base * (1.3 if domain == "target" else 1.0)
-            sf.write(folder / "test" / f"section_00_{domain}_test_{label}_{100 + i:04d}_spd_1.wav",
-                     _clip(rng, freq, label == "anomaly"), SR)
-        for i, kind in enumerate(("clean", "clean", "noise", "noise")):
+            wave = _clip(rng, base * (1.3 if domain == "target" else 1.0), label == "anomaly")
+            n = int(SR * test_seconds[i % len(test_seconds)])
+            wave = np.tile(wave, -(-n // len(wave)))[:n]
+            sf.write(folder / "test" / f"section_00_{domain}_test_{label}_{100 + i:04d}_spd_1.wav", wave, SR)
+        for i, kind in enumerate(supplemental[machine]):
             wave = _clip(rng, base, False) if kind == "clean" else (0.05 * rng.normal(size=SR)).astype(np.float32)
             sf.write(folder / "supplemental" / f"section_00_source_supplemental_{kind}_{200 + i:04d}_spd_1.wav",
                      wave, SR)
-        assert m < 2
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> pd.DataFrame:
+    """Two machine types, one section; per type 10 source + 2 target training clips (two
+    attribute values), 2 clean + 2 noise supplemental clips and 9 test clips (source/target,
+    normal/anomalous), 1 s each at 16 kHz. Returns the ``asd_utils.data.discover`` index."""
+    from asd_utils.data import discover
+
+    root = tmp_path_factory.mktemp("tiny_dcase")
+    kinds = ("clean", "clean", "noise", "noise")
+    _write_root(root, np.random.default_rng(0), supplemental={"fan": kinds, "valve": kinds})
     index = discover(root)
     assert (index["split"] == "test").sum() == 18 and (index["split"] == "train").sum() == 24
     return index
@@ -336,3 +344,216 @@ def test_notebook_06_ioa_systems(dataset):
     names = ["Three-subnet GMM", "Three-subnet K-Means", *pretrained, *weights]
     assert len(names) == 11
     _check_systems(run, test_index, names, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------
+# part 3: every system of notebooks 03, 04, 05 and 08, on a root whose test clips have mixed lengths
+# ------------------------------------------------------------------------------------------------
+MIXED_TEST_SECONDS = (0.75, 1.0, 1.5)  # test clips cycle through these; training clips last 1 s
+
+
+@pytest.fixture(scope="module")
+def mixed_dataset(tmp_path_factory) -> pd.DataFrame:
+    """The part-2 dataset's layout, with test clips of 0.75, 1 and 1.5 s (as DCASE roots mix lengths)
+    and DCASE 2025's supplemental data: fan ships clean clips only, valve noise-only clips."""
+    from asd_utils.data import discover
+
+    root = tmp_path_factory.mktemp("tiny_dcase_mixed")
+    _write_root(root, np.random.default_rng(1), test_seconds=MIXED_TEST_SECONDS,
+                supplemental={"fan": ("clean",) * 3, "valve": ("noise",) * 3})
+    return discover(root)
+
+
+def _load_rows(rows):
+    from asd_utils.training import clips
+
+    return clips.load_clips(rows["path"])
+
+
+def test_mixed_dataset_really_mixes_lengths(mixed_dataset):
+    from asd_utils.training import clips
+
+    test = _split(mixed_dataset, "test")
+    assert sorted(set(clips.clip_lengths(_load_rows(test)) / SR)) == list(MIXED_TEST_SECONDS)
+
+
+@pytest.mark.slow
+def test_notebook_03_myps_systems(mixed_dataset, tmp_path):
+    """EAT-LoRA / EAT-FFT checkpoint ensembles (one library and sep-lib), MA and the -MA systems,
+    as the notebook calls them: clips at their own lengths, windows from the training clips."""
+    from asd_utils.config import load_config
+    from asd_utils.methods import myps
+    from asd_utils.pipeline import class_labels, split_index
+    from asd_utils.scorers import KNNScorer
+    from asd_utils.training import clips
+
+    cfg = load_config("03_myps", "smoke")
+    train_index, _ = split_index(mixed_dataset)
+    test_index = _split(mixed_dataset, "test")
+    fit_index = myps.training_set(mixed_dataset, clean_class=cfg["data"]["clean_class"])
+    fit_labels, classes = class_labels(fit_index, cfg["class_keys"])
+    noise_index = myps.noise_clips(mixed_dataset)
+    pools = sorted(noise_index["machine"].unique())
+    noise_pools = [clips.stack_tiled(_load_rows(noise_index[noise_index["machine"] == m])) for m in pools]
+    class_group = np.array([pools.index(c.split("|")[0]) if c.split("|")[0] in pools else -1 for c in classes])
+    train_waves = _load_rows(train_index)
+    fit_waves = clips.concat(train_waves, _load_rows(fit_index[fit_index["split"] != "train"]))
+    eat_cfg = {**cfg["eat"], "crop_seconds": 0.5}
+    window = clips.window_samples(fit_waves, eat_cfg["crop_seconds"])
+    variants = {name: {**v, "steps": 2} for name, v in cfg["variants"].items()}
+    plans = myps.run_plans(variants, len(fit_index))
+    ma_cfg = {**cfg["mechanism"], "n_splits": 2,
+              "extractor": {**cfg["mechanism"]["extractor"], "stft_n_fft": 256, "stft_hop": 256, "n_segments": 4}}
+    ind_train = None
+
+    def pipeline(rows):
+        nonlocal ind_train
+        rows = rows.reset_index(drop=True)
+        test_waves = _load_rows(rows)
+        snapshots, _ = myps.train_and_embed(
+            plans, eat_cfg=eat_cfg, arcface_cfg=cfg["arcface"], checkpoint=None, fit_waves=fit_waves,
+            fit_labels=fit_labels, classes=classes, class_group=class_group, noise_pools=noise_pools,
+            noise_cfg=cfg["data"]["noise_mixing"], embed_sets={"train": (train_waves, train_index["path"].tolist()),
+                                                               "test": (test_waves, rows["path"].tolist())},
+            crop_samples=window, hop_samples=window // 2, cache_root=tmp_path / "runs", seed=0, progress=False)
+        systems = {}
+        for suffix, scorer in (("", KNNScorer(k=1, metric="cosine", separate_domains=False)),
+                               (" sep-lib", myps.SeparateLibraryKNN(k=1, metric="cosine"))):
+            per_snapshot = myps.snapshot_scores(snapshots, scorer, train_index, rows)
+            for variant in variants:
+                members = {n: s for n, s in per_snapshot.items() if snapshots[n].plan.variant == variant}
+                systems[variant + suffix] = myps.checkpoint_ensemble(members, train_index, rows, None).scores
+        ind_train, ind_test, _, estimated = myps.mechanism_indicator_sets(train_waves, test_waves, train_index, rows,
+                                                                          ma_cfg, sample_rate=SR,
+                                                                          cache_dir=tmp_path / "ma")
+        assert estimated == ["fan", "valve"]  # no geometry configured: both estimated from training clips
+        systems["MA"], _, _ = myps.mechanism_scores(ind_train, ind_test, train_index, rows, ma_cfg["scorer"],
+                                                    n_splits=2, seed=0)
+        for variant in variants:
+            systems[f"{variant}-MA"] = myps.replace_machines(systems[variant], systems["MA"], train_index, rows,
+                                                             ["valve"])
+        return {name: s.test for name, s in systems.items()}
+
+    run = _memo(pipeline)
+    names = [v + s for v in variants for s in ("", " sep-lib")] + ["MA"] + [f"{v}-MA" for v in variants]
+    _check_systems(run, test_index, names, atol=1e-5)
+
+
+def test_notebook_04_nivic_systems(mixed_dataset, tmp_path):
+    """Every NIVIC system (pseudo-labels, high-pass, simulated clips from clean fan + valve noise,
+    SE-ResNet18 + |FFT|, kNN): the test clips' scores do not depend on the other test clips."""
+    from asd_utils.config import load_config
+    from asd_utils.methods import finetune, nivic
+    from asd_utils.pipeline import split_index
+    from asd_utils.training import build_class_labels, clips
+
+    cfg = load_config("04_nivic", "smoke")
+    model_cfg = {**cfg["model"], "sample_rate": SR, "crop_seconds": 0.5, "embed_hop_seconds": 0.25, "epochs": 1}
+    train_index, _ = split_index(mixed_dataset)
+    test_index = _split(mixed_dataset, "test")
+    sup = mixed_dataset[mixed_dataset["split"] == "supplemental"].reset_index(drop=True)
+    kinds = sup["supplemental_kind"]
+    clip_samples = int(round(float(cfg["clip_seconds"]) * SR))
+    load = lambda r: [clips.fit_window(c, clip_samples) for c in _load_rows(r)]  # noqa: E731
+    waves_train = load(train_index)
+    pseudo, _ = nivic.pseudo_label_all(train_index, waves_train, cfg["pseudo_labels"], sample_rate=SR, seed=0)
+    sim_waves, sim_rows = nivic.simulate_supplemental(sup, load(sup[kinds == "clean"]), load(sup[kinds == "noise"]),
+                                                      cfg["supplemental"], seed=0)
+    assert len(sim_rows) == 3 * int(cfg["supplemental"]["mixes_per_clean"])  # clean fan x valve noise
+    models = {}
+    for name in nivic.SYSTEMS:
+        opt = nivic.system_options(name)
+        rows_c = nivic.class_table(train_index, pseudo, use_pseudo=opt["pseudo_labels"],
+                                   simulated=sim_rows if opt["supplemental"] else None)
+        waves = clips.concat(waves_train, sim_waves) if opt["supplemental"] else waves_train
+        labels, classes = build_class_labels(rows_c, ["machine", "section", nivic.CLASS_COLUMN, "domain"])
+        fit_idx, _ = finetune.holdout_split(labels, 0.0, seed=0)
+        result = nivic.train_model(clips.take(waves, fit_idx), labels[fit_idx], classes, model_cfg, ssl=opt["ssl"],
+                                   seed=0, progress=False)
+        bank = nivic.embed(result.model, nivic.apply_highpass(waves_train, train_index["machine"], ["valve"],
+                                                              cutoff_hz=1000.0) if opt["highpass"] else waves_train,
+                           model_cfg)
+        models[name] = (result.model, bank, opt)
+
+    def pipeline(rows):
+        rows = rows.reset_index(drop=True)
+        waves = load(rows)
+        out = {}
+        for name, (model, bank, opt) in models.items():
+            test_waves = nivic.apply_highpass(waves, rows["machine"], ["valve"], cutoff_hz=1000.0) \
+                if opt["highpass"] else waves
+            out[name] = nivic.score(train_index, bank, rows, nivic.embed(model, test_waves, model_cfg),
+                                    cfg["scoring"], seed=0).test
+        return out
+
+    _check_systems(_memo(pipeline), test_index, list(nivic.SYSTEMS), atol=1e-5)
+
+
+def test_notebook_05_xju_systems(mixed_dataset, tmp_path):
+    """BEATs-FFT, EAT-FFT, EAT-BEATs, EAT-BEATs-FFT (untrained tiny stand-ins, OS-SCL for a few
+    steps) with and without SMOTE: whole clips at their own lengths, window means."""
+    from asd_utils.config import load_config
+    from asd_utils.methods import xju
+    from asd_utils.pipeline import score_sections, split_index
+    from asd_utils.training import clips
+
+    cfg = load_config("05_xju", "smoke")
+    model_cfg = {**cfg["model"], "crop_seconds": 0.5, "embed_hop_seconds": 0.25}
+    train_cfg = {**cfg["training"], "total_steps": 2}
+    train_index, _ = split_index(mixed_dataset)
+    test_index = _split(mixed_dataset, "test")
+    labels, classes = xju.class_labels(train_index, cfg["class_keys"])
+    waves_train = _load_rows(train_index)
+    window = clips.window_samples(waves_train, model_cfg["crop_seconds"])
+    hop = int(round(model_cfg["embed_hop_seconds"] * SR))
+    trained = {}
+    for system in cfg["systems"]:
+        backbones = xju.load_backbones(system, model_cfg, {}, crop_samples=window, seed=0)
+        model = xju.build_system(system, model_cfg, backbones, crop_samples=window, checkpoints={}, seed=0)
+        result = xju.train_system(model, waves_train, labels, len(classes), train_cfg, crop_samples=window, seed=0,
+                                  progress=False)
+        trained[system] = (result.model, xju.embed_system(result.model, waves_train, crop_samples=window,
+                                                          hop_samples=hop, batch_size=8))
+
+    def pipeline(rows):
+        rows = rows.reset_index(drop=True)
+        waves = _load_rows(rows)
+        out = {}
+        for system, (model, train_emb) in trained.items():
+            test_emb = xju.embed_system(model, waves, crop_samples=window, hop_samples=hop, batch_size=8)
+            for smote, name in ((True, system), (False, f"{system} no-SMOTE")):
+                out[name] = score_sections(xju.make_scorer(cfg["scoring"], smote=smote, seed=0), train_index,
+                                           train_emb, rows, test_emb, n_splits=2, seed=0).test
+        return out
+
+    names = [n for s in cfg["systems"] for n in (s, f"{s} no-SMOTE")]
+    _check_systems(_memo(pipeline), test_index, names, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_notebook_08_frozen_knn_systems(mixed_dataset):
+    """08's frozen-embedding kNN (GenRep and plain kNN detectors of its config) on an untrained
+    tiny BEATs: a test clip's score does not depend on the other test clips."""
+    from asd_utils.backbones import load_backbone
+    from asd_utils.config import load_config
+    from asd_utils.pretrain.evaluate import frozen_knn_scores
+
+    ev = load_config("08_pretraining", "smoke")["evaluation"]
+    train_rows = _split(mixed_dataset, "train")
+    test_index = _split(mixed_dataset, "test")
+    backbones = {name: load_backbone(name, None, size="tiny", seed=0) for name in ("beats", "eat")}
+    systems = [s for s in ev["systems"] if s["backbone"] in backbones]
+    assert systems
+
+    def pipeline(rows):
+        index = pd.concat([train_rows, rows], ignore_index=True)
+        out = {}
+        for system in systems:
+            result = frozen_knn_scores(backbones[system["backbone"]], index, layer=system["layer"],
+                                       pooling=system["pooling"], detector=system["detector"],
+                                       clip_samples=int(SR * 0.5), batch_size=4, progress=False,
+                                       with_metrics=False)
+            out[system["name"]] = result.test_scores
+        return out
+
+    _check_systems(_memo(pipeline), test_index, [s["name"] for s in systems], atol=1e-5)

@@ -73,3 +73,39 @@ def test_fft_branch_eval_output_does_not_depend_on_the_batch():
 def test_fft_branch_rejects_wrong_length():
     with pytest.raises(ValueError, match=r"\(batch, 4000\)"):
         FFTBranch(4000)(torch.zeros(2, 3999))
+
+
+def test_fft_branch_is_finite_under_float16_autocast_on_a_full_scale_10_s_clip():
+    """A 10 s clip at full scale: |DFT| reaches past float16's 65,504 (here the DC bin is 160,000),
+    so fp16 convolutions would give inf; the branch runs in float32 under autocast."""
+    torch.manual_seed(0)
+    n = 160_000
+    waves = torch.ones(2, n)                         # DC at full scale: |X[0]| = 160,000
+    waves[1] = torch.sign(torch.randn(n))            # full-scale noise
+    spec = FFTBranch.amplitude_spectrum(waves)
+    assert spec.max().item() > torch.finfo(torch.float16).max
+    branch = FFTBranch(n, width=0.125).eval()
+    with torch.inference_mode():
+        reference = branch(waves)
+        with torch.autocast(device_type="cpu", dtype=torch.float16):
+            # without the guard the same convolution in float16 overflows
+            naive = branch.convs[0](spec.unsqueeze(1).half())
+            out = branch(waves)
+    assert not torch.isfinite(naive).all()
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    torch.testing.assert_close(out, reference)
+
+
+def test_training_is_float32_unless_mixed_precision_is_asked_for():
+    """No reproduced report trains in mixed precision: the trainer's default and every paper config
+    of notebooks 03-05 are float32; mixed precision is an opt-in flag."""
+    import inspect
+
+    from asd_utils.config import load_config
+    from asd_utils.training import Trainer
+
+    assert inspect.signature(Trainer).parameters["amp"].default is False
+    assert load_config("03_myps", "paper")["eat"]["mixed_precision"] is False
+    assert load_config("04_nivic", "paper")["model"]["mixed_precision"] is False
+    assert load_config("05_xju", "paper")["training"]["mixed_precision"] is False
+    assert load_config("05_xju", "paper")["model"]["fft"]["squeeze_excitation"] is False  # ICASSP 2023 branch

@@ -108,3 +108,42 @@ def test_extractor_rows_independent_and_directions_cover_every_indicator():
     assert set(INDICATORS) <= set(DIRECTIONS)
     with pytest.raises(ValueError, match="geometry"):
         IndicatorExtractor(geometry=3).names  # noqa: B018
+
+
+def test_report_rules_for_kurtosis_and_crest_factor():
+    """Report 001: "kurtosis≈3" normal, anomalous at "kurtosis (>6)" or a sharp rise of the crest
+    factor; the other indicators keep the robust z-rule."""
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"kurtosis": 3.0 + 0.01 * rng.standard_normal(50),
+                          "crest_factor": 4.0 + 0.01 * rng.standard_normal(50),
+                          "rms_db": -30.0 + rng.standard_normal(50)})
+    test = pd.DataFrame({"kurtosis": [5.5, 6.5, 3.0, 3.0], "crest_factor": [4.0, 4.0, 5.9, 6.1],
+                         "rms_db": [-30.0] * 4})
+    report = MechanismScorer(threshold=3.5, kurtosis_limit=6.0, crest_rise=1.5).fit(train)
+    ex = report.exceedances(test)
+    names = report.feature_names_
+    k, c = names.index("kurtosis"), names.index("crest_factor")
+    # kurtosis 5.5 is 250 MADs above its baseline, yet within the report's limit of 6
+    assert ex[:, k].tolist() == [False, True, False, False]
+    assert ex[:, c].tolist() == [False, False, False, True]  # 1.5 x the median crest factor of 4.0 = 6.0
+    assert report.decide(test).tolist() == [0, 1, 0, 1]
+    np.testing.assert_allclose(report.zscores(test)[:, k], 3.5 * test["kurtosis"] / 6.0)
+    robust = MechanismScorer(threshold=3.5).fit(train)  # the alternative: robust z for every indicator
+    assert robust.exceedances(test)[:, k].tolist() == [True, True, False, False]
+
+
+def test_estimated_geometry_puts_bpfo_on_the_dominant_envelope_line():
+    from asd_utils.signal.bearing import bearing_frequencies, estimate_geometry
+
+    rot = np.array([25.0, 30.0, 29.0, 31.0])
+    g, source = estimate_geometry(4.4 * rot, rot)   # dominant line at order 4.4 -> 11 elements at d/D = 0.2
+    assert source == "envelope line"
+    assert g.n_elements == 11 and g.element_diameter / g.pitch_diameter == pytest.approx(0.2)
+    lines = bearing_frequencies(rot, g)
+    np.testing.assert_allclose(lines["BPFO"], 4.4 * rot)
+    np.testing.assert_allclose(lines["BPFI"], 6.6 * rot)  # 0.6 n f_r
+    # lines at shaft harmonics (or below any bearing's BPFO) do not qualify: a typical bearing instead
+    g, source = estimate_geometry(np.array([1.0, 2.0, 3.0, 1.02]) * rot, rot)
+    assert source == "typical bearing" and g.n_elements == 9
+    with pytest.raises(ValueError, match="estimate"):
+        estimate_geometry([np.nan], [0.0])

@@ -11,6 +11,7 @@ import pytest
 import torch
 from clip_independence import assert_clip_independent
 
+from asd_utils import pipeline
 from asd_utils.methods import ioa, myps
 from asd_utils.methods.ioa import SectionScores
 from asd_utils.scorers import KNNScorer
@@ -152,6 +153,29 @@ def test_training_set_noise_clips_and_ma_machines():
     assert myps.ma_machines(["AutoTrash", "m1"], index) == ["m1"]  # absent types are ignored
     with pytest.raises(ValueError, match="hidden_attributes"):
         myps.ma_machines("all", index)
+
+
+def test_clean_supplemental_clips_join_their_training_class_or_one_clean_class():
+    """"match": a clean clip whose type, section, attributes and domain name a training class joins
+    it; one with an attribute string no training clip has joins one clean class of its type and
+    section (never a class per unseen string); "own": every clean clip in that class."""
+    index = _index()
+    extra = index[index["supplemental_kind"] == "clean"].iloc[:1].assign(file_name="c2.wav", attributes="a_9",
+                                                                          path="m1/supp/c2.wav")
+    extra2 = extra.assign(file_name="c3.wav", attributes="a_8", path="m1/supp/c3.wav")
+    index = pd.concat([index, extra, extra2], ignore_index=True)
+    fit = myps.training_set(index, clean_class="match")
+    clean = fit[fit["split"] == "supplemental"]
+    assert clean["attributes"].tolist() == ["a_1", "noAttribute", myps.CLEAN_CLASS_ATTRIBUTE,
+                                            myps.CLEAN_CLASS_ATTRIBUTE]
+    _, classes = pipeline.class_labels(fit, ["machine", "section", "attributes", "domain"])
+    assert classes == ["m1|00|a_1|source", "m1|00|a_1|target", f"m1|00|{myps.CLEAN_CLASS_ATTRIBUTE}|source",
+                       "m2|00|noAttribute|source", "m2|00|noAttribute|target"]
+    own = myps.training_set(index, clean_class="own")
+    assert (own.loc[own["split"] == "supplemental", "attributes"] == myps.CLEAN_CLASS_ATTRIBUTE).all()
+    assert (index["attributes"] != myps.CLEAN_CLASS_ATTRIBUTE).all()  # the caller's index is untouched
+    with pytest.raises(ValueError, match="clean_class"):
+        myps.training_set(index, clean_class="nearest")
 
 
 def test_separate_libraries_normalise_each_domain_by_its_own_training_distances():

@@ -49,16 +49,20 @@ def test_apply_highpass_only_on_chosen_machines():
         nivic.apply_highpass(waves, ["a"], ["a"], cutoff_hz=1000.0)
 
 
+def _supplemental(machines, kinds, names) -> pd.DataFrame:
+    return pd.DataFrame({"machine": machines, "section": ["00"] * len(names), "domain": ["source"] * len(names),
+                         "supplemental_kind": kinds, "file_name": names})
+
+
 def test_simulated_clips_mix_clean_and_noise_at_the_drawn_snr():
     rng = np.random.default_rng(0)
-    sup = pd.DataFrame({"machine": ["m", "m", "m", "n"], "section": ["00"] * 4, "domain": ["source"] * 4,
-                        "supplemental_kind": ["clean", "noise", "clean", "clean"],
-                        "file_name": ["c0.wav", "n0.wav", "c1.wav", "c2.wav"]})
+    sup = _supplemental(["m", "m", "m", "n"], ["clean", "noise", "clean", "clean"],
+                        ["c0.wav", "n0.wav", "c1.wav", "c2.wav"])
     clean = _tone_clips(500.0, 3, 0.25, rng, noise=0.0)
     noise = rng.normal(size=(1, 4000)).astype(np.float32)
-    cfg = {"mixes_per_clean": 2, "snr_db": [5.0, 5.0]}
+    cfg = {"mixes_per_clean": 2, "snr_db": [5.0, 5.0], "noise_from": "same_section"}
     waves, rows = nivic.simulate_supplemental(sup, clean, noise, cfg, seed=0)
-    # machine n has no noise clip: no simulated clip; m: 2 clean x 2 mixes
+    # same_section: machine n has no noise clip of its own: no simulated clip; m: 2 clean x 2 mixes
     assert len(waves) == 4 and set(rows["machine"]) == {"m"}
     assert (rows["attributes"] == "simulated").all()
     residual = waves[0] - clean[0]
@@ -66,6 +70,30 @@ def test_simulated_clips_mix_clean_and_noise_at_the_drawn_snr():
     assert snr == pytest.approx(5.0, abs=0.01)
     waves2, _ = nivic.simulate_supplemental(sup, clean, noise, cfg, seed=0)
     np.testing.assert_array_equal(waves, waves2)  # seeded
+    # other_types (the default): only n's clean clip meets m's noise; m's own noise is not used for m
+    waves3, rows3 = nivic.simulate_supplemental(sup, clean, noise, {**cfg, "noise_from": "other_types"}, seed=0)
+    assert len(waves3) == 2 and set(rows3["machine"]) == {"n"}
+    assert all(f.startswith("sim_c2.wav+n0.wav") for f in rows3["file_name"])
+    with pytest.raises(ValueError, match="noise_from"):
+        nivic.simulate_supplemental(sup, clean, noise, {**cfg, "noise_from": "anywhere"}, seed=0)
+
+
+def test_dcase2025_supplemental_layout_gives_simulated_clips():
+    """One kind per type (DCASE 2025): type a ships clean clips, types b and c noise only. Mixing
+    within a type gives nothing; mixing clean sound with the other types' noise gives every clean
+    clip its mixtures."""
+    rng = np.random.default_rng(1)
+    sup = _supplemental(["a", "a", "b", "c"], ["clean", "clean", "noise", "noise"],
+                        ["a0.wav", "a1.wav", "b0.wav", "c0.wav"])
+    clean = _tone_clips(700.0, 2, 0.25, rng, noise=0.0)
+    noise = rng.normal(size=(2, 4000)).astype(np.float32)
+    cfg = {"mixes_per_clean": 3, "snr_db": [0.0, 10.0]}
+    none, _ = nivic.simulate_supplemental(sup, clean, noise, {**cfg, "noise_from": "same_section"}, seed=0)
+    assert len(none) == 0
+    waves, rows = nivic.simulate_supplemental(sup, clean, noise, cfg, seed=0)
+    assert len(waves) == 6 and set(rows["machine"]) == {"a"}
+    partners = {f.split("+")[1].split("@")[0] for f in rows["file_name"]}
+    assert partners <= {"b0.wav", "c0.wav"}
 
 
 def test_class_table_pseudo_labels_and_simulated_classes():
@@ -95,7 +123,8 @@ def _toy_cfg() -> dict:
             "n_mels": 16, "fmin": 200.0, "fmax": 8000.0, "width": 0.125, "emb_dim": 16, "se_ratio": 4,
             "n_subclusters": 2, "statex_prob": 0.5, "featex_prob": 0.5, "loss_weights": [1.0, 0.0, 1.0],
             "trainable_centres": [False, True, True], "mixup_alpha": None, "mixup_prob": 0.5,
-            "optimizer": {"name": "adam", "lr": 0.003}, "batch_size": 16, "epochs": 8, "embed_batch_size": 32}
+            "optimizer": {"name": "adam", "lr": 0.003}, "batch_size": 16, "epochs": 8, "embed_batch_size": 32,
+            "final_bn_relu": True}
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +175,49 @@ def test_knn_scores_are_per_clip(toy_run):
     scores = score_fn(test_waves)
     assert scores[4:].mean() > scores[:4].mean()  # an unseen tone lies farther from the training clips
     assert_clip_independent(score_fn, test_waves, atol=1e-5)
+
+
+def test_kernel_weight_decay_equals_a_keras_l2_kernel_regulariser():
+    """Adam with weight_decay = 2e-5 on the kernels only takes the step of Adam on
+    loss + 1e-5 * sum(kernel ** 2) (ssl4asd's ``l2(1e-5)``); biases and norms are not decayed."""
+    from asd_utils.training.trainer import build_optimizer, weight_decay_groups
+
+    torch.manual_seed(0)
+    make = lambda: torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3)).double()  # noqa: E731
+    a, b = make(), make()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(8, 4, dtype=torch.float64)
+    groups = weight_decay_groups(a, list(a.parameters()), "kernels", 2e-5)
+    assert [len(g["params"]) for g in groups] == [1, 3]  # the Linear kernel; bias, BN weight, BN bias
+    opt_a = build_optimizer(groups, "adam", lr=0.1)
+    opt_b = build_optimizer(list(b.parameters()), "adam", lr=0.1)
+    for _ in range(3):
+        opt_a.zero_grad()
+        a(x).pow(2).mean().backward()
+        opt_a.step()
+        opt_b.zero_grad()
+        (b(x).pow(2).mean() + 1e-5 * b[0].weight.pow(2).sum()).backward()
+        opt_b.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="kernels"):
+        weight_decay_groups(a, list(a.parameters()), "biases", 1.0)
+
+
+def test_nivic_paper_config_follows_ssl4asd():
+    """paper: every training clip trains; ssl4asd's l2(1e-5) kernel decay; B_avg over all centres;
+    no BatchNorm + ReLU before the pooling; float32."""
+    from asd_utils.config import load_config
+
+    model = load_config("04_nivic", "paper")["model"]
+    assert model["holdout_fraction"] == 0.0
+    assert model["optimizer"]["weight_decay"] == 2.0e-5 and model["optimizer"]["weight_decay_on"] == "kernels"
+    assert model["adacos_b_avg"] == "all" and model["final_bn_relu"] is False
+    assert model["mixed_precision"] is False
+    built, heads = nivic.build_model({**model, "width": 0.125, "n_mels": 16, "emb_dim": 8, "n_subclusters": 2,
+                                      "crop_seconds": 0.25}, 3, ssl=True)
+    assert built.spec_branch.final_norm is None
+    assert all(h.b_avg == "all" for h in heads.heads)
+    with_norm, _ = nivic.build_model({**model, "width": 0.125, "n_mels": 16, "emb_dim": 8, "n_subclusters": 2,
+                                      "crop_seconds": 0.25, "final_bn_relu": True}, 3, ssl=True)
+    assert with_norm.spec_branch.final_norm is not None

@@ -24,6 +24,7 @@ from asd_utils.synth import (
 )
 from asd_utils.synth import sound_models as sm
 from asd_utils.synth.__main__ import main as cli_main
+from asd_utils.synth.generate import clip_duration, plan_machine, supplemental_kind
 
 NAME_RE = re.compile(
     r"^section_(?P<section>\d{2})_(?P<domain>source|target)_(?P<split>train|test)_(?P<label>normal|anomaly)"
@@ -68,7 +69,8 @@ def test_layout_counts_and_names(smoke_root):
                 assert cells[("test", d, lab)] == prof.test_per_cell
         supp = list((raw / machine / "supplemental").glob("*.wav"))
         kinds = [SUPP_RE.match(p.name)["kind"] for p in supp]
-        assert kinds.count("clean") == prof.supplemental_clean and kinds.count("noise") == prof.supplemental_noise
+        # one kind per type, as DCASE 2025 (asd_utils.synth.generate.supplemental_kind)
+        assert kinds == [supplemental_kind(machine)] * (prof.supplemental_clean + prof.supplemental_noise)
         ids += [int(SUPP_RE.match(p.name)["idx"]) for p in supp]
         assert len(set(ids)) == len(ids)  # unique ids ...
         assert sorted(ids) != list(range(min(ids), min(ids) + len(ids)))  # ... and not contiguous
@@ -91,7 +93,7 @@ def test_audio_format_and_level(smoke_root):
     wav = next((smoke_root / "dev_data" / "raw" / "fan" / "train").glob("*.wav"))
     info = sf.info(str(wav))
     assert (info.samplerate, info.channels, info.subtype, info.format) == (16000, 1, "PCM_16", "WAV")
-    assert info.frames == int(PROFILES["smoke"].duration * 16000)
+    assert info.frames * 1.0 / 16000 in PROFILES["smoke"].durations
     x, _ = sf.read(str(wav))
     assert 0.01 < np.sqrt(np.mean(x**2)) < 0.2 and np.max(np.abs(x)) < 1.0
 
@@ -204,3 +206,26 @@ def test_anomalies_keep_the_level_and_change_the_sound():
             assert np.isclose(sm.rms(anomalous), 1.0) and not np.allclose(anomalous, normal), (key, kind)
         with pytest.raises(ValueError, match="unknown anomaly"):
             model.render(attrs, "nonsense", 1.0, n, sr, np.random.default_rng(1))
+
+
+def test_one_supplemental_kind_per_type_and_mixed_lengths_in_smoke():
+    """DCASE 2025: a type ships clean clips or noise-only clips, never both; the smoke profile holds
+    both kinds across its types and clips of several lengths, mixed within every test cell."""
+    prof = PROFILES["smoke"]
+    kinds = {key: supplemental_kind(key) for key in MACHINE_TYPES}
+    assert set(kinds.values()) == {"clean", "noise"}
+    assert supplemental_kind("AnUnseenType") in ("clean", "noise")
+    lengths_seen = set()
+    for key in MACHINE_TYPES:
+        jobs = plan_machine(key, key, prof, seed=0)
+        assert {j.label for j in jobs if j.split == "supplemental"} == {kinds[key]}
+        train = {clip_duration(prof, j) for j in jobs if j.split != "test"}
+        assert len(train) == 1  # a type's training and supplemental clips share one length
+        for domain in ("source", "target"):
+            for label in ("normal", "anomaly"):
+                cell = {clip_duration(prof, j) for j in jobs
+                        if (j.split, j.domain, j.label) == ("test", domain, label)}
+                assert len(cell) > 1, (key, domain, label, cell)
+        lengths_seen |= {clip_duration(prof, j) for j in jobs}
+    assert lengths_seen == set(prof.durations)
+    assert not PROFILES["default"].durations  # the default profile keeps its one length

@@ -143,7 +143,7 @@ def finetune(backbone: nn.Module, waves: np.ndarray, labels: np.ndarray, n_class
     ``scheduler`` (optional), ``batch_size``, ``epochs``, ``mixup_alpha`` (None: off),
     ``mixup_prob``, ``max_grad_norm`` (optional). ``heldout_*``: training clips kept out of the
     fit; their accuracy is returned. Deterministic for a given ``seed`` (head initialisation,
-    batch order, mixup draws). ``checkpoint_dir`` (e.g. ``ioa.training_run_dir(...)``): save
+    batch order, mixup draws). ``checkpoint_dir`` (e.g. ``pipeline.training_run_dir(...)``): save
     checkpoints there and resume from them; a finished run is restored without training.
     """
     from asd_utils.pipeline import classification_accuracy, embed, make_loader
@@ -157,7 +157,7 @@ def finetune(backbone: nn.Module, waves: np.ndarray, labels: np.ndarray, n_class
                       dict(cfg.get("scheduler") or {"name": "constant"}), int(cfg["epochs"]), device=device,
                       mixup_alpha=cfg.get("mixup_alpha"), mixup_prob=float(cfg.get("mixup_prob", 1.0)),
                       max_grad_norm=cfg.get("max_grad_norm"), seed=seed, progress=progress,
-                      checkpoint_dir=checkpoint_dir,
+                      checkpoint_dir=checkpoint_dir, amp=bool(cfg.get("mixed_precision", False)),
                       config={"system": f"finetune_{getattr(backbone, 'name', 'backbone')}"})
     history = trainer.fit(make_loader(waves, labels, batch_size=int(cfg["batch_size"]), seed=seed),
                           resume=checkpoint_dir is not None)

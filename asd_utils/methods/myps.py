@@ -18,10 +18,10 @@ what the report leaves open: ``papers/001_myps.md``):
    snapshots saved at several steps of each run.
 3. **Back end**: kNN, k = 1, cosine distance to the normal training clips of the machine type and
    section (one library; separate source/target libraries as the ``sep-lib`` option), through
-   :func:`asd_utils.methods.ioa.score_sections`; training scores are leave-one-out.
+   :func:`asd_utils.pipeline.score_sections`; training scores are leave-one-out.
 4. **Checkpoint ensemble** (:func:`checkpoint_ensemble`): every snapshot's scores are z-normalised
    with the mean and standard deviation of its own *training* scores of that machine type and
-   section, then combined by a weighted sum (:func:`asd_utils.methods.ioa.combine`).
+   section, then combined by a weighted sum (:func:`asd_utils.pipeline.combine`).
 5. **-MA systems** (:func:`replace_machines`): the scores of the configured machine types are
    replaced by those of the mechanism-based analysis (:mod:`asd_utils.signal.mechanism`).
 
@@ -163,12 +163,33 @@ def build_model(eat_cfg: Mapping, finetune_cfg: Mapping, *, checkpoint: str | No
 # --------------------------------------------------------------------------------------------------
 # training data: clips + clean supplemental, noise mixing per machine type
 # --------------------------------------------------------------------------------------------------
-def training_set(index: pd.DataFrame, *, use_clean_supplemental: bool = True) -> pd.DataFrame:
+CLEAN_CLASS_ATTRIBUTE = "supplementalClean"  # attribute string of clean clips that match no training class
+CLEAN_CLASS_RULES = ("match", "own")
+
+
+def training_set(index: pd.DataFrame, *, use_clean_supplemental: bool = True,
+                 clean_class: str = "match") -> pd.DataFrame:
     """The clips the classifier is fine-tuned on: the normal training clips, plus the supplemental
-    clean-machine clips when ``use_clean_supplemental`` (the report's "expanded training set")."""
+    clean-machine clips when ``use_clean_supplemental`` (the report: "we directly add them to the
+    training set as an expanded training set"), after the training clips, in index order.
+
+    clean_class: which class a clean clip joins (classes are machine x section x attributes x
+    domain). ``"match"``: the training class with its machine type, section, attribute string
+    and domain when one exists (for a type with hidden attributes, its domain class), else one
+    class of its type and section whose ``attributes`` read :data:`CLEAN_CLASS_ATTRIBUTE`.
+    ``"own"``: every clean clip of a type and section in that one class. Never a class per
+    unseen attribute string: such a class would hold a handful of clips and no training clip.
+    """
+    if clean_class not in CLEAN_CLASS_RULES:
+        raise ValueError(f"clean_class must be one of {CLEAN_CLASS_RULES}, got {clean_class!r}")
     train = index[index["split"] == "train"]
     if use_clean_supplemental and "supplemental_kind" in index.columns:
-        clean = index[(index["split"] == "supplemental") & (index["supplemental_kind"] == "clean")]
+        clean = index[(index["split"] == "supplemental") & (index["supplemental_kind"] == "clean")].copy()
+        key = ["machine", "section", "attributes", "domain"]
+        known = set(map(tuple, train[key].astype(str).to_numpy()))
+        joins = np.array([clean_class == "match" and tuple(k) in known for k in clean[key].astype(str).to_numpy()],
+                         dtype=bool)
+        clean.loc[~joins, "attributes"] = CLEAN_CLASS_ATTRIBUTE
         train = pd.concat([train, clean])
     return train.reset_index(drop=True)
 
@@ -200,7 +221,10 @@ class NoiseMixCropCollate:
         self.mixers = list(mixers)
 
     def __call__(self, batch):
-        waves, labels = self.crop(batch)
+        return self.mix(*self.crop(batch))
+
+    def mix(self, waves: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Noise of each window's own machine type mixed into ``waves (B, crop)``."""
         groups = self.class_group[labels]
         for g, mixer in enumerate(self.mixers):
             rows = torch.nonzero(groups == g).flatten()
@@ -220,6 +244,15 @@ def make_training_loader(waves: np.ndarray, labels: np.ndarray, *, crop_samples:
     """
     from asd_utils.training.noise_mix import NoiseMixer
 
+    if isinstance(waves, list):  # clips at their own lengths: one random window of each drawn clip, then noise
+        from asd_utils.training.clips import make_clip_loader
+
+        y = np.asarray(labels, dtype=np.int64)
+        group = (np.full(int(y.max()) + 1, -1, dtype=np.int64) if class_group is None
+                 else np.asarray(class_group, np.int64))
+        mixers = [NoiseMixer(pool, tuple(snr_db_range), p) for pool in noise_pools]
+        return make_clip_loader(waves, y, window=crop_samples, batch_size=batch_size, seed=seed,
+                                then=lambda g: NoiseMixCropCollate(crop_samples, g, group, mixers).mix)
     x = torch.as_tensor(np.asarray(waves, dtype=np.float32))
     y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
     if len(x) != len(y) or len(x) == 0:
@@ -341,10 +374,11 @@ def make_head(n_classes: int, dim: int, arcface_cfg: Mapping) -> nn.Module:
 
 def make_trainer(plan: RunPlan, model: MYPSModel, head: nn.Module, *, run_dir: Path | None = None,
                  device: str | torch.device = "cpu", seed: int = 0, progress: bool = True,
-                 max_grad_norm: float | None = None):
+                 max_grad_norm: float | None = None, mixed_precision: bool = False):
     """The :class:`asd_utils.training.Trainer` of one run: AdamW (``plan.cfg['optimizer']``) at
     ``plan.lr``, linear warm-up over ``warmup_fraction`` of the run's steps, then the schedule of
-    ``plan.cfg['scheduler']['name']`` (cosine decay by default); checkpoints in ``run_dir``."""
+    ``plan.cfg['scheduler']['name']`` (cosine decay by default); checkpoints in ``run_dir``.
+    float32 unless ``mixed_precision`` (opt-in float16 autocast on CUDA; the report names none)."""
     from asd_utils.training import Trainer
 
     opt = {**dict(plan.cfg.get("optimizer") or {"name": "adamw"}), "lr": plan.lr}
@@ -352,13 +386,13 @@ def make_trainer(plan: RunPlan, model: MYPSModel, head: nn.Module, *, run_dir: P
     total = plan.epochs * plan.steps_per_epoch
     sched["warmup_steps"] = int(round(float(sched.pop("warmup_fraction", 0.0)) * total))
     return Trainer(model, head, opt, sched, plan.epochs, device=device, seed=seed, progress=progress,
-                   checkpoint_dir=run_dir, max_grad_norm=max_grad_norm,
+                   checkpoint_dir=run_dir, max_grad_norm=max_grad_norm, amp=bool(mixed_precision),
                    config={"system": plan.name, "cfg": {k: v for k, v in plan.cfg.items() if k != "learning_rates"}})
 
 
 def train_run(plan: RunPlan, model: MYPSModel, head: nn.Module, loader, *, run_dir: Path | None,
               device: str | torch.device = "cpu", seed: int = 0, progress: bool = True,
-              max_grad_norm: float | None = None, on_snapshot=None) -> list[dict]:
+              max_grad_norm: float | None = None, on_snapshot=None, mixed_precision: bool = False) -> list[dict]:
     """Train one run and take a snapshot at the end of each of ``plan.save_epochs``.
 
     With ``run_dir`` the trainer checkpoints there and resumes, each snapshot is written there
@@ -368,7 +402,7 @@ def train_run(plan: RunPlan, model: MYPSModel, head: nn.Module, loader, *, run_d
     had to be trained).
     """
     trainer = make_trainer(plan, model, head, run_dir=run_dir, device=device, seed=seed, progress=progress,
-                           max_grad_norm=max_grad_norm)
+                           max_grad_norm=max_grad_norm, mixed_precision=mixed_precision)
     history: list[dict] = []
     for epoch in plan.save_epochs:
         path = None if run_dir is None else _snapshot_path(run_dir, epoch)
@@ -485,7 +519,7 @@ class SeparateLibraryKNN(KNNScorer):
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class EnsembleResult:
-    """A combined system: ``scores`` (:class:`asd_utils.methods.ioa.SectionScores`) and the member
+    """A combined system: ``scores`` (:class:`asd_utils.pipeline.SectionScores`) and the member
     ``weights`` ({snapshot name: weight})."""
 
     scores: object
@@ -575,8 +609,13 @@ def _set_key(waves: np.ndarray, paths: Sequence[str], crop_samples: int, hop_sam
 
     from asd_utils.io_utils import cache_key
 
-    data = np.ascontiguousarray(waves, dtype=np.float32)
-    content = f"{data.shape}:{hashlib.sha256(data.data).hexdigest()}"
+    if isinstance(waves, list):  # clips at their own lengths
+        from asd_utils.training.clips import clips_fingerprint
+
+        content = clips_fingerprint(waves)
+    else:
+        data = np.ascontiguousarray(waves, dtype=np.float32)
+        content = f"{data.shape}:{hashlib.sha256(data.data).hexdigest()}"
     return cache_key({"names": [Path(str(p)).name for p in paths], "waves": content, "crop": int(crop_samples),
                       "hop": int(hop_samples)}, code=__name__)
 
@@ -596,7 +635,7 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
     embed_sets: ``{name: (waves (M, T), paths)}`` clips to embed (crop windows of ``crop_samples``
     every ``hop_samples``, averaged). A run's folder is keyed by its config, the seed, the classes,
     the training waveforms and labels, the noise clips and the backbone's identity
-    (:func:`asd_utils.methods.ioa.training_run_dir`); each snapshot's embeddings of each set are
+    (:func:`asd_utils.pipeline.training_run_dir`); each snapshot's embeddings of each set are
     cached there, keyed by the set's paths and waveforms. A warm rerun builds the encoder once (for its identity)
     and trains and embeds nothing.
     Returns ``({snapshot name: SnapshotEmbeddings}, {run name: history})``.
@@ -607,6 +646,7 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
     from asd_utils.io_utils import atomic_save_npz, atomic_write_json
     from asd_utils.pipeline import training_run_dir
     from asd_utils.training import seed_everything
+    from asd_utils.training.clips import embed_clips
     from asd_utils.training.crops import embed_crops
 
     noise_hash = hashlib.sha256(b"".join(np.ascontiguousarray(p, dtype=np.float32).tobytes()
@@ -628,8 +668,13 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
                    "eat": dict(eat_cfg), "arcface": dict(arcface_cfg), "noise": dict(noise_cfg),
                    "noise_clips": noise_hash, "class_group": np.asarray(class_group).tolist(),
                    "crop_samples": int(crop_samples), "backbone": identity, "max_grad_norm": max_grad_norm}
+        if isinstance(fit_waves, list):  # clips at their own lengths: their fingerprint keys the run
+            from asd_utils.training.clips import clips_fingerprint
+
+            key_cfg["clips"] = clips_fingerprint(fit_waves)
         run_dir = training_run_dir(cache_root, f"myps_{plan.variant}", cfg=key_cfg, seed=seed, classes=classes,
-                                   waves=fit_waves, labels=fit_labels, code=__name__)
+                                   waves=np.zeros(0, np.float32) if isinstance(fit_waves, list) else fit_waves,
+                                   labels=fit_labels, code=__name__)
         cached = {}
         if run_dir is not None:
             for epoch in plan.save_epochs:
@@ -664,10 +709,12 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
                                                       plan, epoch, step)
 
             histories[plan.name] = train_run(plan, model, head, loader, run_dir=None, device=device, seed=seed,
-                                             progress=progress, max_grad_norm=max_grad_norm, on_snapshot=keep)
+                                             progress=progress, max_grad_norm=max_grad_norm, on_snapshot=keep,
+                                             mixed_precision=bool(eat_cfg.get("mixed_precision", False)))
             continue
         history = train_run(plan, model, head, loader, run_dir=run_dir, device=device, seed=seed, progress=progress,
-                            max_grad_norm=max_grad_norm)
+                            max_grad_norm=max_grad_norm,
+                            mixed_precision=bool(eat_cfg.get("mixed_precision", False)))
         if history:
             histories[plan.name] = history
             atomic_write_json(run_dir / "history.json", history)
@@ -684,9 +731,11 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
         bank = SnapshotBank({name: item[0].to(device) for name, item in pending.items()})
         embedded: dict[str, dict[str, np.ndarray]] = {name: {} for name in pending}
         for set_name, (waves, _) in embed_sets.items():
-            emb = embed_crops(bank, waves, crop_samples=crop_samples, hop_samples=hop_samples,
-                              batch_size=embed_batch_size, device=device, progress=progress,
-                              desc=f"embedding {set_name} ({len(pending)} snapshots)")
+            embed_fn = embed_clips if isinstance(waves, list) else embed_crops  # a list: clips at their own lengths
+            emb = embed_fn(bank, waves, **({"window": crop_samples, "hop": hop_samples} if isinstance(waves, list)
+                                           else {"crop_samples": crop_samples, "hop_samples": hop_samples}),
+                           batch_size=embed_batch_size, device=device, progress=progress,
+                           desc=f"embedding {set_name} ({len(pending)} snapshots)")
             for name, part in bank.split(emb).items():
                 embedded[name][set_name] = part
         for name, (_, head, run_dir, plan, epoch, step) in pending.items():
@@ -724,7 +773,8 @@ def mechanism_indicators(waves: np.ndarray, machines: np.ndarray, extractor_cfg:
                          progress: bool = False) -> dict[str, pd.DataFrame]:
     """Indicator tables per machine type: ``{machine: DataFrame (clips of that type, indicators)}``.
 
-    waves: ``(N, T)``; machines: ``(N,)`` machine type of each row (the rows of a type keep their
+    waves: ``(N, T)`` or a list of clips at their own lengths (each clip's indicators come from
+    that whole clip); machines: ``(N,)`` machine type of each row (the rows of a type keep their
     order). A type listed in ``geometries`` ({machine: BearingGeometry fields}) also gets the
     bearing defect lines. Cached in ``cache_file`` (npz) when given.
     """
@@ -741,7 +791,14 @@ def mechanism_indicators(waves: np.ndarray, machines: np.ndarray, extractor_cfg:
         geometry = (geometries or {}).get(m)
         extractor = IndicatorExtractor(sample_rate=sample_rate, geometry=None if geometry is None else dict(geometry),
                                        **dict(extractor_cfg))
-        out[m] = extractor.transform(waves[machines == m], progress=progress)
+        rows = np.flatnonzero(machines == m)
+        if isinstance(waves, list):  # clips at their own lengths: each group of equal length at once
+            from asd_utils.training.clips import map_by_length
+
+            out[m] = map_by_length(lambda group, ex=extractor: ex.transform(group, progress=progress),
+                                   [waves[i] for i in rows])
+        else:
+            out[m] = extractor.transform(np.asarray(waves)[rows], progress=progress)
     if cache_file is not None:
         arrays = {}
         for m, frame in out.items():
@@ -749,6 +806,59 @@ def mechanism_indicators(waves: np.ndarray, machines: np.ndarray, extractor_cfg:
             arrays[f"{m}__columns"] = np.array(frame.columns, dtype=str)
         atomic_save_npz(cache_file, **arrays)
     return out
+
+
+def estimated_geometries(indicators_train: Mapping[str, pd.DataFrame], known: Mapping[str, Mapping]
+                         ) -> dict[str, dict]:
+    """``{machine: {"n_elements", "d_over_D"}}`` for every machine type without a known bearing
+    geometry (``known``): the stated estimate of ``asd_utils.signal.bearing.estimate_geometry``
+    (the dominant envelope line of the type's normal training clips taken as BPFO, ``d / D = 0.2``;
+    a typical 9-element bearing when no line qualifies), with its source under ``"estimate"``."""
+    from asd_utils.signal.bearing import estimate_geometry
+
+    out = {}
+    for m, frame in sorted(indicators_train.items()):
+        if m in known:
+            continue
+        g, source = estimate_geometry(frame["envelope_peak_hz"].to_numpy(), frame["rotation_hz"].to_numpy())
+        out[m] = {"n_elements": int(g.n_elements), "d_over_D": float(g.element_diameter / g.pitch_diameter),
+                  "estimate": source}
+    return out
+
+
+def mechanism_indicator_sets(waves_train, waves_test, train_index: pd.DataFrame, test_index: pd.DataFrame,
+                             ma_cfg: Mapping, *, sample_rate: int, cache_dir: Path | None = None,
+                             progress: bool = False):
+    """Indicators of the training and test clips for the MA, with bearing lines for every type.
+
+    A type with a geometry in ``ma_cfg['geometries']`` uses it; with ``ma_cfg['geometry_estimate']
+    == "envelope"`` every other type gets the estimate of :func:`estimated_geometries`, made from
+    its *training* clips only (test clips never shape it); None leaves those types without bearing
+    lines. Returns ``(indicators_train, indicators_test, geometries, estimated)`` (dicts per type;
+    ``estimated``: the names whose geometry is an estimate). Cached per set in ``cache_dir``.
+    """
+    from asd_utils.io_utils import cache_key, files_digest
+
+    known = dict(ma_cfg.get("geometries") or {})
+
+    def extract(part, waves, rows, geometries):
+        key = cache_key({"extractor": ma_cfg["extractor"], "geometries": geometries, "sr": int(sample_rate),
+                         "clips": files_digest(rows["path"])}, code=__name__)
+        cache = None if cache_dir is None else Path(cache_dir) / f"{part}_{key}.npz"
+        return mechanism_indicators(waves, rows["machine"].to_numpy(), ma_cfg["extractor"], sample_rate=sample_rate,
+                                    geometries=geometries, cache_file=cache, progress=progress)
+
+    ind_train = extract("train", waves_train, train_index, known)
+    estimated = {}
+    if ma_cfg.get("geometry_estimate") == "envelope":
+        estimated = estimated_geometries(ind_train, known)
+    elif ma_cfg.get("geometry_estimate") is not None:
+        raise ValueError(f"mechanism.geometry_estimate must be 'envelope' or null, got {ma_cfg['geometry_estimate']!r}")
+    geometries = {**estimated, **known}
+    if estimated:
+        ind_train = extract("train", waves_train, train_index, geometries)
+    ind_test = extract("test", waves_test, test_index, geometries)
+    return ind_train, ind_test, geometries, sorted(estimated)
 
 
 def mechanism_scores(indicators_train: Mapping[str, pd.DataFrame], indicators_test: Mapping[str, pd.DataFrame],
@@ -790,26 +900,6 @@ def mechanism_scores(indicators_train: Mapping[str, pd.DataFrame], indicators_te
                 idx = np.flatnonzero(te)[sections == s]
                 decisions[idx] = model.decide(te_x[sections == s])
     return SectionScores(test=test, train=train), fitted, decisions
-
-
-def clip_samples_of(index: pd.DataFrame, *, sample_rate: int = 16000) -> int:
-    """The longest clip of ``index`` in samples at ``sample_rate`` (read from the WAV headers).
-
-    Every clip is loaded at this length: shorter clips are tiled (``asd_utils.data.load_batch``),
-    so the embedding windows and the indicators cover every clip whole.
-    """
-    import soundfile as sf
-
-    if len(index) == 0:
-        raise ValueError("no clips to measure")
-    longest = 0
-    for path in index["path"].astype(str):
-        try:
-            info = sf.info(path)
-        except Exception as exc:  # noqa: BLE001 - re-raised naming the file
-            raise ValueError(f"cannot read the WAV header of {path}: {exc}") from exc
-        longest = max(longest, int(round(info.frames * sample_rate / info.samplerate)))
-    return longest
 
 
 def write_decisions(out_dir, test_index: pd.DataFrame, decisions: np.ndarray) -> list[Path]:

@@ -54,6 +54,7 @@ __all__ = [
     "simulate_supplemental",
     "system_options",
     "train_model",
+    "training_stack",
 ]
 
 CLASS_COLUMN = "class_attributes"
@@ -77,8 +78,25 @@ def system_options(name: str) -> dict[str, bool]:
 
 
 def _hash_array(x: np.ndarray) -> str:
+    if isinstance(x, list):  # clips at their own lengths
+        from asd_utils.training.clips import clips_fingerprint
+
+        return clips_fingerprint(x)
     x = np.ascontiguousarray(x)
     return f"{x.shape}:{x.dtype}:{hashlib.sha256(x.data).hexdigest()}"
+
+
+def training_stack(waves, rows: np.ndarray) -> np.ndarray:
+    """``(n, T)`` float32 of the *training* clips ``waves[rows]`` (an array, or a list of clips at
+    their own lengths). Clips of one machine type share a length in DCASE; where they do not, the
+    shorter ones are tiled to the longest of them (training clips only, for per-type statistics)."""
+    if not isinstance(waves, list):
+        return np.asarray(waves)[rows]
+    from asd_utils.training.clips import fit_window
+
+    chosen = [waves[i] for i in np.flatnonzero(rows)] if np.asarray(rows).dtype == bool else [waves[i] for i in rows]
+    longest = max(len(c) for c in chosen)
+    return np.stack([fit_window(c, longest) for c in chosen]).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -106,7 +124,7 @@ def pseudo_label_all(train_index: pd.DataFrame, waves: np.ndarray, cfg: Mapping,
                         leave=False):
         rows = (train_index["machine"] == machine).to_numpy()
         m_index = train_index[rows].reset_index(drop=True)
-        m_waves = np.asarray(waves)[rows]
+        m_waves = training_stack(waves, rows)
         key = cache_key({"version": CACHE_VERSION, "machine": machine, "cfg": dict(cfg), "seed": int(seed),
                          "sr": int(sample_rate), "files": m_index["file_name"].tolist(),
                          "waves": _hash_array(m_waves)}, code=__name__)
@@ -155,7 +173,7 @@ def highpass_decision(train_index: pd.DataFrame, waves: np.ndarray, cfg: Mapping
     rows = []
     for machine in sorted(train_index["machine"].unique()):
         sel = (train_index["machine"] == machine).to_numpy()
-        freqs, power = welch(np.asarray(waves)[sel], fs=sample_rate, nperseg=1024, axis=-1)
+        freqs, power = welch(training_stack(waves, sel), fs=sample_rate, nperseg=1024, axis=-1)
         mean_power = power.mean(axis=0)
         band = (freqs >= fmin) & (freqs <= fmax)
         total = float(mean_power[band].sum())
@@ -167,8 +185,16 @@ def highpass_decision(train_index: pd.DataFrame, waves: np.ndarray, cfg: Mapping
 def apply_highpass(waves: np.ndarray, machines: Sequence[str], chosen: Sequence[str], *, cutoff_hz: float,
                    sample_rate: int = 16000, order: int = 4) -> np.ndarray:
     """``waves (N, T)`` with the rows whose machine type is in ``chosen`` high-passed
-    (``asd_utils.signal.highpass``); other rows are copied unchanged. Returns float32."""
+    (``asd_utils.signal.highpass``); other rows are copied unchanged. Returns float32. A list of
+    clips at their own lengths gives a list, each clip filtered alone."""
     from asd_utils.signal import highpass
+
+    if isinstance(waves, list):
+        if len(machines) != len(waves):
+            raise ValueError(f"{len(waves)} waveforms but {len(machines)} machine names")
+        on = set(chosen)
+        return [highpass(np.asarray(w, dtype=np.float32), sample_rate, cutoff_hz, order=order).astype(np.float32)
+                if m in on else np.array(w, dtype=np.float32, copy=True) for w, m in zip(waves, machines)]
 
     out = np.array(waves, dtype=np.float32, copy=True)
     machines = np.asarray(machines)
@@ -185,16 +211,23 @@ def apply_highpass(waves: np.ndarray, machines: Sequence[str], chosen: Sequence[
 # --------------------------------------------------------------------------------------------------
 def simulate_supplemental(supplemental_index: pd.DataFrame, clean_waves: np.ndarray, noise_waves: np.ndarray,
                           cfg: Mapping, *, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
-    """Simulated training clips: clean-machine clips mixed with noise-only clips of the same machine
-    type and section (``asd_utils.training.mix_at_snr``).
+    """Simulated training clips: clean-machine clips mixed with noise-only clips
+    (``asd_utils.training.mix_at_snr``).
+
+    In DCASE 2025 a machine type ships supplemental clips of one kind, clean machine sound *or*
+    noise only, so the report's "mixing clean machine sound with background noise" can only pair
+    the clean clips of one type with the noise-only clips of the others. ``cfg['noise_from']``:
+    ``"other_types"`` (default) draws from the noise-only clips of every other machine type;
+    ``"same_section"`` from those of the clean clip's own type and section (none on DCASE 2025).
 
     supplemental_index: the supplemental rows (``machine, section, domain, supplemental_kind``);
     clean_waves / noise_waves: ``(n_clean, T)`` / ``(n_noise, T)`` aligned with its clean / noise
-    rows (in index order). cfg: ``mixes_per_clean`` (int), ``snr_db`` ([low, high]). Each clean
-    clip is mixed ``mixes_per_clean`` times with a random noise clip at an SNR drawn uniformly
-    (seeded). Returns ``(waves (M, T) float32, rows)``; rows carry ``machine, section, domain``
-    (the clean clip's), ``attributes = "simulated"`` and ``file_name`` (a descriptive name).
-    A machine type/section without clean or without noise clips gives none.
+    rows (in index order). cfg: ``mixes_per_clean`` (int), ``snr_db`` ([low, high]),
+    ``noise_from``. Each clean clip is mixed ``mixes_per_clean`` times with a random noise clip
+    at an SNR drawn uniformly (seeded). Returns ``(waves (M, T) float32, rows)``; rows carry
+    ``machine, section, domain`` (the clean clip's), ``attributes = "simulated"`` and
+    ``file_name`` (a descriptive name). A clean clip without any noise clip to pair gives none:
+    the caller must say so (the system then equals one without supplemental mixing).
     """
     from asd_utils.training import mix_at_snr
 
@@ -206,9 +239,14 @@ def simulate_supplemental(supplemental_index: pd.DataFrame, clean_waves: np.ndar
     rng = np.random.default_rng(seed)
     low, high = (float(v) for v in cfg["snr_db"])
     n_mix = int(cfg["mixes_per_clean"])
+    noise_from = str(cfg.get("noise_from", "other_types"))
+    if noise_from not in ("other_types", "same_section"):
+        raise ValueError(f"supplemental.noise_from must be 'other_types' or 'same_section', got {noise_from!r}")
     waves, rows = [], []
     for (machine, section), group in clean_rows.groupby(["machine", "section"], sort=True):
-        noise_sel = np.flatnonzero(((noise_rows["machine"] == machine) & (noise_rows["section"] == section)).to_numpy())
+        same_type = (noise_rows["machine"] == machine).to_numpy()
+        pool = same_type & (noise_rows["section"] == section).to_numpy() if noise_from == "same_section" else ~same_type
+        noise_sel = np.flatnonzero(pool)
         if len(noise_sel) == 0:
             continue
         for i in group.index:
@@ -221,6 +259,8 @@ def simulate_supplemental(supplemental_index: pd.DataFrame, clean_waves: np.ndar
                              "attributes": SIMULATED_ATTRIBUTE,
                              "file_name": f"sim_{clean_rows.at[i, 'file_name']}+{noise_rows.at[k, 'file_name']}"
                                           f"@{snr:.1f}dB#{j}"})
+    if isinstance(clean_waves, list):  # clips at their own lengths: each mixture keeps its clean clip's length
+        return waves, pd.DataFrame(rows, columns=["machine", "section", "domain", "attributes", "file_name"])
     if not waves:
         return np.zeros((0, clean_waves.shape[1] if np.ndim(clean_waves) == 2 else 0), np.float32), pd.DataFrame(
             columns=["machine", "section", "domain", "attributes", "file_name"])
@@ -288,10 +328,12 @@ def build_model(cfg: Mapping, n_classes: int, *, ssl: bool):
                              emb_dim=int(cfg["emb_dim"]), width=float(cfg["width"]), se_ratio=int(cfg["se_ratio"]),
                              statex_prob=float(cfg["statex_prob"]) if ssl else 0.0,
                              featex_prob=float(cfg["featex_prob"]) if ssl else 0.0,
-                             remove_temporal_mean=bool(cfg.get("remove_temporal_mean", True)))
+                             remove_temporal_mean=bool(cfg.get("remove_temporal_mean", True)),
+                             final_bn_relu=bool(cfg.get("final_bn_relu", False)))
     weights = list(cfg["loss_weights"]) if ssl else [1.0, 0.0, 0.0]
     heads = SelfSupervisedHeads(n_classes, model.dim, n_subclusters=int(cfg["n_subclusters"]), loss_weights=weights,
-                                trainable=list(cfg.get("trainable_centres", [False, True, True])))
+                                trainable=list(cfg.get("trainable_centres", [False, True, True])),
+                                b_avg=str(cfg.get("adacos_b_avg", "non_target")))
     return model, heads
 
 
@@ -307,7 +349,7 @@ def train_model(waves: np.ndarray, labels: np.ndarray, classes: Sequence[str], c
     ``n_subclusters``, ``statex_prob``, ``featex_prob``, ``loss_weights``, ``optimizer``,
     ``scheduler`` (optional), ``batch_size``, ``epochs``, ``mixup_alpha``, ``mixup_prob``.
     ``heldout_*``: training clips kept out of the fit; the C head's accuracy on them is returned.
-    ``checkpoint_dir`` (``ioa.training_run_dir``): a finished run there is restored, not retrained.
+    ``checkpoint_dir`` (``pipeline.training_run_dir``): a finished run there is restored, not retrained.
     """
     from asd_utils.pipeline import classification_accuracy
     from asd_utils.training import Trainer, seed_everything
@@ -321,8 +363,14 @@ def train_model(waves: np.ndarray, labels: np.ndarray, classes: Sequence[str], c
                       dict(cfg.get("scheduler") or {"name": "constant"}), int(cfg["epochs"]), device=device,
                       mixup_alpha=cfg.get("mixup_alpha"), mixup_prob=float(cfg.get("mixup_prob", 1.0)),
                       max_grad_norm=cfg.get("max_grad_norm"), seed=seed, progress=progress,
+                      amp=bool(cfg.get("mixed_precision", False)),
                       checkpoint_dir=checkpoint_dir, config={"system": "nivic_seresnet_fft", "ssl": bool(ssl)})
-    loader = make_crop_loader(waves, labels, crop_samples=crop, batch_size=int(cfg["batch_size"]), seed=seed)
+    if isinstance(waves, list):  # clips at their own lengths: one random window of each drawn clip
+        from asd_utils.training.clips import make_clip_loader
+
+        loader = make_clip_loader(waves, labels, window=crop, batch_size=int(cfg["batch_size"]), seed=seed)
+    else:
+        loader = make_crop_loader(waves, labels, crop_samples=crop, batch_size=int(cfg["batch_size"]), seed=seed)
     history = trainer.fit(loader, resume=checkpoint_dir is not None)
     model.eval()
     heads.eval()
@@ -339,9 +387,14 @@ def embed(model: torch.nn.Module, waves: np.ndarray, cfg: Mapping, *, device: st
     """``(N, T)`` whole clips -> ``(N, D)`` float32: the mean embedding of the crops of
     ``crop_seconds`` every ``embed_hop_seconds`` that cover each clip (``asd_utils.training.crops``);
     the model must be in eval mode. A clip's embedding depends on that clip alone."""
+    from asd_utils.training.clips import embed_clips
     from asd_utils.training.crops import embed_crops
 
     sr = int(cfg.get("sample_rate", 16000))
+    if isinstance(waves, list):  # clips at their own lengths (a clip shorter than a window is tiled to it)
+        return embed_clips(model, waves, window=int(round(float(cfg["crop_seconds"]) * sr)),
+                           hop=int(round(float(cfg["embed_hop_seconds"]) * sr)),
+                           batch_size=int(cfg.get("embed_batch_size", 64)), device=device, progress=progress, desc=desc)
     return embed_crops(model, waves, crop_samples=int(round(float(cfg["crop_seconds"]) * sr)),
                        hop_samples=int(round(float(cfg["embed_hop_seconds"]) * sr)),
                        batch_size=int(cfg.get("embed_batch_size", 64)), device=device, progress=progress, desc=desc)
@@ -352,8 +405,9 @@ def embedding_key(bank_waves: np.ndarray, test_waves: np.ndarray, test_names: Se
     test waveforms (shape + sha256) and the test clip names."""
     from asd_utils.io_utils import cache_key
 
-    return cache_key({"version": CACHE_VERSION, "bank": _hash_array(np.asarray(bank_waves, dtype=np.float32)),
-                      "test": _hash_array(np.asarray(test_waves, dtype=np.float32)),
+    as_f32 = lambda w: w if isinstance(w, list) else np.asarray(w, dtype=np.float32)  # noqa: E731
+    return cache_key({"version": CACHE_VERSION, "bank": _hash_array(as_f32(bank_waves)),
+                      "test": _hash_array(as_f32(test_waves)),
                       "names": [str(n) for n in test_names]}, code=__name__)
 
 
@@ -373,11 +427,11 @@ def load_run(run_dir: str | Path | None, name: str) -> dict[str, np.ndarray] | N
 # --------------------------------------------------------------------------------------------------
 def score(train_index: pd.DataFrame, train_emb: np.ndarray, test_index: pd.DataFrame, test_emb: np.ndarray,
           cfg: Mapping, *, seed: int = 0, progress: bool = False):
-    """kNN back end per machine type and section (``ioa.score_sections`` with
+    """kNN back end per machine type and section (``pipeline.score_sections`` with
     ``asd_utils.scorers.KNNScorer(k, metric, separate_domains)``): embeddings L2-normalised, one
     bank per domain, score = min over the banks of the mean distance to the k nearest training
     clips; training scores cross-fitted (thresholds). cfg: ``k``, ``metric``, ``separate_domains``,
-    ``n_splits``, ``l2_normalise``. Returns ``ioa.SectionScores``."""
+    ``n_splits``, ``l2_normalise``. Returns ``pipeline.SectionScores``."""
     from asd_utils.pipeline import score_sections
     from asd_utils.scorers import KNNScorer
 

@@ -22,7 +22,7 @@ below and in ``papers/003_xju.md`` fill the gaps from the first author's public 
    the margin on ``y_a`` plus SupCon (temperature 0.04) on the embeddings with labels ``y_a``.
    AdamW, warm-up + inverse square root, gradient accumulation and the EMA of the weights come
    from :class:`asd_utils.training.Trainer`; the EMA model gives the embeddings.
-4. **Back end** (:func:`make_scorer`, ``asd_utils.methods.ioa.score_sections``): per machine type
+4. **Back end** (:func:`make_scorer`, ``asd_utils.pipeline.score_sections``): per machine type
    and section, :class:`asd_utils.scorers.SMOTEKNNScorer` (SMOTE ratio 0.2, 3 neighbours,
    separate source/target libraries, minimum) on the training embeddings; ``no-SMOTE`` rows use
    ratio 0 on the same embeddings.
@@ -224,7 +224,10 @@ class OSSCLMixupCollate:
         self.alpha = alpha
 
     def __call__(self, batch):
-        x, y = self.crops(batch)
+        return self.mix(*self.crops(batch))
+
+    def mix(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """OS-SCL's batch mixup of cropped windows ``x (B, crop)`` with labels ``y (B,)``."""
         y = y.long()
         if self.alpha is None or len(x) < 2:
             lam, perm = 1.0, torch.arange(len(x))
@@ -288,6 +291,12 @@ def make_osscl_loader(waves: np.ndarray, labels: np.ndarray, *, crop_samples: in
     trainer checkpoints it, so a resumed run draws what an uninterrupted one would). A final batch
     of a single clip is dropped (BatchNorm needs two).
     """
+    if isinstance(waves, list):  # clips at their own lengths (asd_utils.training.clips)
+        from asd_utils.training.clips import make_clip_loader
+
+        return make_clip_loader(waves, labels, window=crop_samples, batch_size=batch_size, seed=seed,
+                                shuffle=shuffle,
+                                then=lambda g: OSSCLMixupCollate(crop_samples, g, mixup_alpha).mix)
     x = torch.as_tensor(np.asarray(waves, dtype=np.float32))
     y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
     if len(x) != len(y) or len(x) == 0:
@@ -357,7 +366,7 @@ def train_system(model: nn.Module, waves: np.ndarray, labels: np.ndarray, n_clas
     ``head`` ({subcenters, margin, scale}), ``supcon`` ({temperature, base_temperature, weight}),
     ``mixup_alpha``, ``optimizer``, ``scheduler``, ``batch_size``, ``grad_accum_steps``,
     ``total_steps``, ``ema_momentum``, ``ema_horizon``, ``ema_reference_steps``, ``ema_warmup``, ``max_grad_norm``,
-    ``checkpoint_every``. ``checkpoint_dir`` (``asd_utils.methods.ioa.training_run_dir``): a
+    ``checkpoint_every``. ``checkpoint_dir`` (``asd_utils.pipeline.training_run_dir``): a
     finished run there is restored without training.
     """
     from asd_utils.training import CHECKPOINT_NAME, Trainer, seed_everything
@@ -375,7 +384,8 @@ def train_system(model: nn.Module, waves: np.ndarray, labels: np.ndarray, n_clas
                       device=device, grad_accum_steps=int(train_cfg["grad_accum_steps"]),
                       max_grad_norm=train_cfg.get("max_grad_norm"), ema_decay=decay, seed=seed,
                       checkpoint_dir=checkpoint_dir, checkpoint_every=int(train_cfg.get("checkpoint_every", 1)),
-                      progress=progress, config={"system": "xju_osscl"})
+                      progress=progress, amp=bool(train_cfg.get("mixed_precision", False)),
+                      config={"system": "xju_osscl"})
     # EMA warm-up (asd_utils.training.EMA): effective decay min(alpha, (1 + n) / (10 + n)) after n updates
     trainer.ema.warmup = bool(train_cfg.get("ema_warmup", False))
     loader = make_osscl_loader(waves, labels, crop_samples=crop_samples, batch_size=int(train_cfg["batch_size"]),
@@ -394,10 +404,15 @@ def train_system(model: nn.Module, waves: np.ndarray, labels: np.ndarray, n_clas
 def embed_system(model: nn.Module, waves: np.ndarray, *, crop_samples: int, hop_samples: int, batch_size: int = 16,
                  device="cpu", progress: bool = False, desc: str = "embedding") -> np.ndarray:
     """``(N, D)`` clip embeddings: the mean of the embeddings of the crops covering each whole clip
-    (``asd_utils.training.crops.embed_crops``), with the model in eval mode."""
+    (``asd_utils.training.crops.embed_crops``), with the model in eval mode. ``waves``: ``(N, T)``
+    or a list of clips at their own lengths (``asd_utils.training.clips.embed_clips``)."""
+    from asd_utils.training.clips import embed_clips
     from asd_utils.training.crops import embed_crops
 
     model.eval()
+    if isinstance(waves, list):
+        return embed_clips(model, waves, window=crop_samples, hop=hop_samples, batch_size=batch_size, device=device,
+                           progress=progress, desc=desc)
     return embed_crops(model, waves, crop_samples=crop_samples, hop_samples=hop_samples, batch_size=batch_size,
                        device=device, progress=progress, desc=desc)
 
@@ -438,7 +453,7 @@ def make_scorer(scoring_cfg: Mapping, *, smote: bool = True, seed: int = 0):
 def training_run_dir(cache_root, system: str, *, model_cfg: Mapping, train_cfg: Mapping, backbones: Mapping,
                      crop_samples: int, seed: int, classes: Sequence[str], waves: np.ndarray,
                      labels: np.ndarray):
-    """Checkpoint folder of one system's training run (``asd_utils.methods.ioa.training_run_dir``),
+    """Checkpoint folder of one system's training run (``asd_utils.pipeline.training_run_dir``),
     keyed by the system, both config sections, the crop length, the seed, the classes, the training
     waveforms and labels and every backbone's identity (checkpoint sha256 or stand-in seed and
     state hash, ``asd_utils.embeddings.backbone_identity``). None when ``cache_root`` is None."""
@@ -447,6 +462,10 @@ def training_run_dir(cache_root, system: str, *, model_cfg: Mapping, train_cfg: 
 
     identity = {"model": dict(model_cfg), "training": dict(train_cfg), "crop_samples": int(crop_samples),
                 "backbones": {name: backbone_identity(b) for name, b in sorted(backbones.items())}}
+    if isinstance(waves, list):  # clips at their own lengths: their fingerprint keys the run
+        from asd_utils.training.clips import clips_fingerprint
+
+        identity["clips"], waves = clips_fingerprint(waves), np.zeros(0, np.float32)
     return run_dir(cache_root, f"xju_{system}", cfg=identity, seed=seed, classes=classes, waves=waves,
                    labels=labels, code=__name__)
 
@@ -468,8 +487,14 @@ def embed_cached(model: nn.Module, waves: np.ndarray, *, cache_dir, name: str, c
     if cache_dir is None:
         return embed_system(model, waves, crop_samples=crop_samples, hop_samples=hop_samples, batch_size=batch_size,
                             device=device, progress=progress, desc=name)
-    clips = np.ascontiguousarray(waves, dtype=np.float32)
-    key = cache_key({"clips": f"{clips.shape}:{hashlib.sha256(clips.data).hexdigest()}", "crop": int(crop_samples),
+    if isinstance(waves, list):
+        from asd_utils.training.clips import clips_fingerprint
+
+        fingerprint = clips_fingerprint(waves)
+    else:
+        clips = np.ascontiguousarray(waves, dtype=np.float32)
+        fingerprint = f"{clips.shape}:{hashlib.sha256(clips.data).hexdigest()}"
+    key = cache_key({"clips": fingerprint, "crop": int(crop_samples),
                      "hop": int(hop_samples), "model": state_dict_hash(model)}, code=__name__)
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
     path = Path(cache_dir) / f"embeddings_{safe}_{key}.npz"

@@ -7,10 +7,16 @@ generalization in anomalous sound detection", ICASSP 2023). Structure, as in ssl
 
 - ``|DFT|`` of the whole clip, first ``n_samples // 2`` bins, linear magnitude, float32;
 - three strided 1-D convolutions without bias and Keras ``'same'`` padding, 128 channels,
-  (kernel, stride) = (256, 64), (64, 32), (16, 4), each followed by ReLU and squeeze-excitation;
+  (kernel, stride) = (256, 64), (64, 32), (16, 4), each followed by ReLU (and squeeze-excitation
+  in ssl4asd, report 002's model; the ICASSP 2023 paper that report 003 cites has none:
+  ``squeeze_excitation=False``);
 - flatten, four ``Linear(128, no bias) + BatchNorm + ReLU`` layers, a final ``Linear(out_dim)``.
 
 ``width`` scales the channel and hidden sizes (1.0 = the published model).
+
+Precision: the whole branch runs in float32, also inside an autocast region. Linear magnitudes of
+a 10 s clip at full scale reach ~1.6e5 in the DC bin, past float16's largest value (65,504), so
+an fp16 convolution over them would overflow to inf.
 """
 
 from __future__ import annotations
@@ -70,7 +76,9 @@ class FFTBranch(nn.Module):
             return torch.fft.rfft(waves.float(), dim=-1).abs()[..., : n // 2]
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        """``(B, n_samples)`` -> ``(B, out_dim)`` float32, computed in float32 even under autocast."""
         if waves.dim() != 2 or waves.shape[1] != self.n_samples:
             raise ValueError(f"waves must be (batch, {self.n_samples}), got {tuple(waves.shape)}")
-        spectrum = self.amplitude_spectrum(waves).unsqueeze(1)  # (B, 1, T // 2)
-        return self.dense(self.convs(spectrum).flatten(1))
+        with torch.autocast(device_type=waves.device.type, enabled=False):
+            spectrum = self.amplitude_spectrum(waves).unsqueeze(1)  # (B, 1, T // 2)
+            return self.dense(self.convs(spectrum).flatten(1))

@@ -86,10 +86,12 @@ class SEResNet18Branch(nn.Module):
     7x7 stride-2 stem (``16 * width`` channels), 3x3 stride-2 max-pooling, 4 stages x 2
     :class:`SEBasicBlock` (stride 2 at the first block of stages 2-4), max over the time axis,
     flatten (channels x remaining mel bins), BatchNorm, ``Linear(out_dim, no bias)``.
+    ``final_bn_relu=True`` adds a BatchNorm + ReLU between the last block and the max-pooling
+    (not in ssl4asd, whose last residual sum is pooled as it is).
     """
 
     def __init__(self, n_mels: int, out_dim: int = 128, *, width: float = 1.0, se_ratio: int = 16,
-                 remove_temporal_mean: bool = True):
+                 remove_temporal_mean: bool = True, final_bn_relu: bool = False):
         super().__init__()
         if width <= 0:
             raise ValueError(f"width must be > 0, got {width}")
@@ -106,7 +108,8 @@ class SEResNet18Branch(nn.Module):
                 blocks.append(SEBasicBlock(in_ch, out_ch, stride=stride, se_ratio=se_ratio))
                 in_ch = out_ch
         self.blocks = nn.Sequential(*blocks)
-        self.final_norm = nn.BatchNorm2d(in_ch)
+        # ssl4asd max-pools the last residual sum directly; final_bn_relu adds a BatchNorm + ReLU first
+        self.final_norm = nn.BatchNorm2d(in_ch) if final_bn_relu else None
         freq = self.n_mels
         for _ in range(2):  # stem conv + max-pool
             freq = (freq + 1) // 2
@@ -123,7 +126,8 @@ class SEResNet18Branch(nn.Module):
         x = logmel - logmel.mean(dim=2, keepdim=True) if self.remove_temporal_mean else logmel
         x = self.input_norm(x).unsqueeze(1)  # (B, 1, F, T)
         x = self.blocks(self.stem(x))
-        x = F.relu(self.final_norm(x))
+        if self.final_norm is not None:
+            x = F.relu(self.final_norm(x))
         x = x.amax(dim=3)  # max over time -> (B, C, F')
         return self.head(self.head_norm(x.flatten(1)))
 
@@ -155,6 +159,7 @@ class SEResNetFFTModel(nn.Module):
         remove_temporal_mean: subtract each clip's mean over time from every mel band before the
             spectrogram branch's BatchNorm (ssl4asd's normalisation; it deletes the clip's
             stationary spectral envelope).
+        final_bn_relu: BatchNorm + ReLU before the spectrogram branch's pooling (off: ssl4asd).
 
     Training mode returns the packed tensor of :func:`asd_utils.training.statex.pack_ssl_outputs`,
     ``(B, 4 * emb_dim + 2)``; eval mode the embedding ``concat(fft, spectrogram)``. Exchange
@@ -164,7 +169,7 @@ class SEResNetFFTModel(nn.Module):
     def __init__(self, n_samples: int, *, sample_rate: int = 16000, n_fft: int = 1024, hop_length: int = 512,
                  n_mels: int = 128, fmin: float = 200.0, fmax: float = 8000.0, emb_dim: int = 128,
                  width: float = 1.0, se_ratio: int = 16, statex_prob: float = 0.5, featex_prob: float = 0.5,
-                 remove_temporal_mean: bool = True):
+                 remove_temporal_mean: bool = True, final_bn_relu: bool = False):
         super().__init__()
         for name, p in (("statex_prob", statex_prob), ("featex_prob", featex_prob)):
             if not 0.0 <= p <= 1.0:
@@ -174,7 +179,7 @@ class SEResNetFFTModel(nn.Module):
                           "n_mels": int(n_mels), "fmin": float(fmin), "fmax": float(fmax)}
         self.fft_branch = FFTBranch(self.n_samples, int(emb_dim), width=width)
         self.spec_branch = SEResNet18Branch(int(n_mels), int(emb_dim), width=width, se_ratio=se_ratio,
-                                            remove_temporal_mean=remove_temporal_mean)
+                                            remove_temporal_mean=remove_temporal_mean, final_bn_relu=final_bn_relu)
         self.emb_dim = int(emb_dim)
         self.dim = 2 * self.emb_dim
         self.statex_prob = float(statex_prob)

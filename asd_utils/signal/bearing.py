@@ -28,6 +28,7 @@ import numpy as np
 
 __all__ = [
     "BearingGeometry",
+    "estimate_geometry",
     "bearing_frequencies",
     "harmonic_amplitudes",
     "line_amplitude",
@@ -180,3 +181,40 @@ def rotation_frequency(freqs, magnitude, *, fmin: float, fmax: float, n_harmonic
         score += np.where(inside, values, 0.0) / math.sqrt(k)
     best = candidates[np.argmax(score, axis=1)]
     return best.reshape(magnitude.shape[:-1])
+
+
+# rule of thumb for rolling-element bearings: BPFO ~ 0.4 n f_r and BPFI ~ 0.6 n f_r (d/D ~ 0.2)
+RULE_OF_THUMB_D_OVER_D = 0.2
+
+
+TYPICAL_N_ELEMENTS = 9  # a common deep-groove ball bearing: the fallback when no line qualifies
+
+
+def estimate_geometry(envelope_peak_hz, rotation_hz, *, d_over_D: float = RULE_OF_THUMB_D_OVER_D,
+                      n_range: tuple[int, int] = (6, 64), min_share: float = 0.25
+                      ) -> tuple[BearingGeometry, str]:
+    """A stated estimate of an unknown bearing: the geometry whose BPFO is the dominant envelope line.
+
+    envelope_peak_hz, rotation_hz: ``(N,)`` the strongest envelope-spectrum line and the rotational
+    frequency of each *normal training* clip of one machine type (Hz). A line can be a BPFO only
+    if its order ``peak / rotation`` is at least ``0.4 * n_range[0]`` and not within 0.1 of an
+    integer (a shaft harmonic). When at least ``min_share`` of the clips have such a line, their
+    median order is taken as BPFO, and the rule of thumb ``d / D = 0.2`` (BPFO ≈ 0.4 n f_r, BPFI ≈
+    0.6 n f_r) gives ``n = round(order / 0.4)`` rolling elements (clipped to ``n_range``). Otherwise
+    the estimate is a typical bearing of :data:`TYPICAL_N_ELEMENTS` elements. Returns
+    ``(BearingGeometry.from_ratio(n, d_over_D), source)``, source ``"envelope line"`` or
+    ``"typical bearing"``; every defect line then follows each clip's own rotational frequency.
+    """
+    peak = np.asarray(envelope_peak_hz, dtype=np.float64)
+    rot = np.asarray(rotation_hz, dtype=np.float64)
+    ok = np.isfinite(peak) & np.isfinite(rot) & (rot > 0) & (peak > 0)
+    if not ok.any():
+        raise ValueError("no training clip with a positive envelope line and rotational frequency to estimate from")
+    order = peak[ok] / rot[ok]
+    bpfo_per_element = 0.5 * (1.0 - float(d_over_D))
+    candidate = (order >= bpfo_per_element * n_range[0]) & (np.abs(order - np.round(order)) > 0.1)
+    if candidate.mean() < float(min_share):
+        return BearingGeometry.from_ratio(TYPICAL_N_ELEMENTS, float(d_over_D)), "typical bearing"
+    n = int(np.clip(round(float(np.median(order[candidate])) / bpfo_per_element), n_range[0], n_range[1]))
+    return BearingGeometry.from_ratio(n, float(d_over_D)), "envelope line"
+

@@ -247,6 +247,12 @@ class MechanismScorer(BaseEstimator):
     columns in order (so that their directions apply; None: ``x0, x1, ...``, all "both").
     separate_domains: one baseline per training domain, score = minimum over domains (the report
     uses one baseline per machine type: False).
+    kurtosis_limit, crest_rise: the report's own rules for two indicators ("kurtosis≈3" normal,
+    anomalous at "kurtosis (>6) or a sharp rise in the crest factor"). With ``kurtosis_limit``
+    the kurtosis counts as exceeded when it passes that absolute value (its z is
+    ``threshold * kurtosis / kurtosis_limit``), not by its robust z; with ``crest_rise`` the crest
+    factor counts as exceeded when it passes ``crest_rise`` times its baseline median (z =
+    ``threshold * crest / (crest_rise * median)``). None: the robust z-rule for that indicator.
 
     ``fit(X (N, F) array or DataFrame, domains=None)``; ``score(X) -> (M,)`` float64, higher = more
     anomalous; ``zscores(X) -> (M, F)`` directional robust z; ``exceedances(X) -> (M, F)`` bool;
@@ -255,8 +261,11 @@ class MechanismScorer(BaseEstimator):
     """
 
     def __init__(self, threshold: float = 3.5, min_exceedances: int = 1, directions: Mapping | None = None,
-                 indicators: Sequence[str] | None = None, separate_domains: bool = False):
+                 indicators: Sequence[str] | None = None, separate_domains: bool = False,
+                 kurtosis_limit: float | None = None, crest_rise: float | None = None):
         self.threshold = threshold
+        self.kurtosis_limit = kurtosis_limit
+        self.crest_rise = crest_rise
         self.min_exceedances = min_exceedances
         self.directions = directions
         self.indicators = indicators
@@ -319,9 +328,19 @@ class MechanismScorer(BaseEstimator):
             raise RuntimeError("MechanismScorer is not fitted yet; call fit(indicators, domains) first")
         x = self._matrix(X, fitting=False)
         out = {}
+        names = self.feature_names_
         for name in self.median_:
             z = (x - self.median_[name]) / self.scale_[name]
-            out[name] = np.where(self.sign_ == 0, np.abs(z), z * np.where(self.sign_ == 0, 1.0, self.sign_))
+            z = np.where(self.sign_ == 0, np.abs(z), z * np.where(self.sign_ == 0, 1.0, self.sign_))
+            # the report's own rules: fixed limits, read on the same scale (exceeded <=> z > threshold)
+            if self.kurtosis_limit is not None and "kurtosis" in names:
+                j = names.index("kurtosis")
+                z[:, j] = float(self.threshold) * x[:, j] / float(self.kurtosis_limit)
+            if self.crest_rise is not None and "crest_factor" in names:
+                j = names.index("crest_factor")
+                base = max(float(self.median_[name][j]), 1e-12)
+                z[:, j] = float(self.threshold) * x[:, j] / (float(self.crest_rise) * base)
+            out[name] = z
         return out
 
     def _best_domain(self, X) -> np.ndarray:

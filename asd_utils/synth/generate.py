@@ -38,7 +38,7 @@ from ..io_utils import file_lock
 from . import sound_models as sm
 from .machines import MACHINE_TYPES, get_machine
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"  # 1.1: one supplemental kind per type; mixed clip lengths
 SAMPLE_RATE = 16000
 SECTION = "00"
 LEVEL_DBFS = -26.0  # RMS level of a mixed clip before its random gain jitter
@@ -57,10 +57,13 @@ class Profile:
     test_per_cell: int       # per (source|target) x (normal|anomaly)
     supplemental_clean: int
     supplemental_noise: int
+    # mixed clip lengths (s): () = every clip lasts `duration`; else each type's training and
+    # supplemental clips take one of them (from its name) and its test clips cycle through all
+    durations: tuple[float, ...] = ()
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile(2.0, 12, 4, 4, 2, 2),
+    "smoke": Profile(2.0, 12, 4, 4, 2, 2, durations=(1.5, 2.0, 3.0)),
     "default": Profile(5.0, 160, 8, 25, 10, 10),
     "full": Profile(10.0, 990, 10, 50, 50, 50),
 }
@@ -131,6 +134,23 @@ def _check_names(keys: Sequence[str], names: Sequence[str] | None) -> list[str]:
     return names
 
 
+def supplemental_kind(key: str) -> str:
+    """The one kind of supplemental clip a machine type ships, ``clean`` or ``noise``, as in DCASE
+    2025; fixed by a hash of the type's name, so a renamed or unseen type gets one too."""
+    return "clean" if _type_code(key) % 2 == 0 else "noise"
+
+
+def clip_duration(profile: Profile, job: ClipJob) -> float:
+    """Length of one clip in seconds (:attr:`Profile.durations`): a type's training and
+    supplemental clips share one length; its test clips cycle through all of them by ordinal, so
+    every test cell (domain x label) mixes lengths and a length says nothing of the label."""
+    if not profile.durations:
+        return profile.duration
+    base = _type_code(job.key) % len(profile.durations)
+    offset = job.ordinal if job.split == "test" else 0
+    return float(profile.durations[(base + offset) % len(profile.durations)])
+
+
 def plan_machine(key: str, name: str, profile: Profile, seed: int) -> list[ClipJob]:
     """All clip jobs of one machine type, in a fixed order."""
     model = get_machine(key)
@@ -140,8 +160,9 @@ def plan_machine(key: str, name: str, profile: Profile, seed: int) -> list[ClipJ
     for domain in ("source", "target"):
         for label in ("normal", "anomaly"):
             cells += [("test", domain, label)] * profile.test_per_cell
-    cells += [("supplemental", "source", "clean")] * profile.supplemental_clean
-    cells += [("supplemental", "source", "noise")] * profile.supplemental_noise
+    # DCASE 2025: a type ships supplemental clips of one kind only
+    cells += [("supplemental", "source", supplemental_kind(key))] * (profile.supplemental_clean
+                                                                     + profile.supplemental_noise)
     id_rng = clip_rng(seed, key, "train", 10**6)
     ids = id_rng.choice(10000, size=len(cells), replace=False)
     jobs = []
@@ -208,7 +229,7 @@ def expected_manifest(profile: str, seed: int = 0, names: Sequence[str] | None =
     return {
         "generator": "asd_utils.synth", "generator_version": GENERATOR_VERSION, "profile": profile,
         "seed": int(seed), "sample_rate": SAMPLE_RATE, "duration_s": prof.duration,
-        "names": dict(zip(keys, names)), "profile_sizes": asdict(prof),
+        "names": dict(zip(keys, names)), "profile_sizes": {**asdict(prof), "durations": list(prof.durations)},
         "counts": {name: dict(per) for name in names}, "synthetic": True,
     }
 
@@ -261,7 +282,7 @@ def generate_dataset(out: str | os.PathLike, profile: str = "smoke", seed: int =
     jobs = [job for key, name in manifest["names"].items() for job in plan_machine(key, name, prof, seed)]
     for job in jobs:
         (out / job.relpath).parent.mkdir(parents=True, exist_ok=True)
-    args = [(str(out), job, prof.duration) for job in jobs]
+    args = [(str(out), job, clip_duration(prof, job)) for job in jobs]
     bar = _progress(len(args), f"synth {profile}", progress)
     if workers > 1:
         ctx = multiprocessing.get_context()

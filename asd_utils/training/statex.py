@@ -154,7 +154,7 @@ class SelfSupervisedHeads(nn.Module):
 
     def __init__(self, n_classes: int, dim: int, *, n_subclusters: int = 16,
                  loss_weights: Sequence[float] = (1.0, 0.0, 1.0),
-                 trainable: Sequence[bool] = (False, True, True)):
+                 trainable: Sequence[bool] = (False, True, True), b_avg: str = "non_target"):
         super().__init__()
         from asd_utils.losses import SubClusterAdaCos
 
@@ -166,7 +166,8 @@ class SelfSupervisedHeads(nn.Module):
         self.dim = int(dim)
         self.loss_weights = [float(w) for w in loss_weights]
         self.heads = nn.ModuleList([
-            SubClusterAdaCos(self.n_classes * factor, int(n_subclusters), self.dim, trainable_centres=bool(train))
+            SubClusterAdaCos(self.n_classes * factor, int(n_subclusters), self.dim, trainable_centres=bool(train),
+                             b_avg=b_avg)
             for factor, train in zip((1, 3, 9), trainable)
         ])
 

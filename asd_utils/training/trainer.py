@@ -2,8 +2,10 @@
 
 ``Trainer(model, loss_fn, ...).fit(loader)`` runs ``loss_fn(model(x), y)`` over batches ``(x, y)``
 with Adam/AdamW, a warm-up schedule (``asd_utils.training.schedulers``), optional mixup, gradient
-accumulation, gradient clipping, an EMA of the weights, AMP on CUDA (a no-op on CPU) and a tqdm
-progress bar. With ``checkpoint_dir`` it writes ``last.pt`` atomically at the end of every epoch;
+accumulation, gradient clipping, an EMA of the weights, opt-in AMP on CUDA (a no-op on CPU) and a
+tqdm progress bar. Training is float32 unless ``amp=True``: none of the reproduced reports says it
+trains in mixed precision, and the public code they build on (ssl4asd, OS-SCL) trains in float32.
+With ``checkpoint_dir`` it writes ``last.pt`` atomically at the end of every epoch;
 ``fit(loader, resume=True)`` continues from it and reaches exactly the result of an uninterrupted
 run (same batches, same mixup draws, same dropout masks) when the loader shuffles with a
 ``torch.Generator`` (its state is checkpointed too) and ``num_workers=0``.
@@ -59,6 +61,25 @@ def build_optimizer(params: Iterable[nn.Parameter], name: str = "adam", lr: floa
     if not kwargs.get("fused"):  # torch refuses foreach and fused together
         kwargs.setdefault("foreach", True)
     return OPTIMIZERS[key](params, lr=lr, weight_decay=weight_decay, **kwargs)
+
+
+def weight_decay_groups(model: nn.Module, params: list[nn.Parameter], decay_on: str = "all",
+                        weight_decay: float = 0.0) -> list[nn.Parameter] | list[dict]:
+    """The optimiser's parameters: ``params`` as they are (``decay_on="all"``), or two groups
+    (``"kernels"``): the model's trainable weights with ``ndim >= 2`` at ``weight_decay`` and every
+    other parameter of ``params`` (biases, norms, a loss's centres) at 0.
+
+    With Adam (coupled decay) ``weight_decay = 2 * lambda`` equals Keras' ``l2(lambda)`` kernel
+    regulariser, whose penalty ``lambda * sum(w ** 2)`` has the gradient ``2 * lambda * w``.
+    """
+    if decay_on == "all":
+        return params
+    if decay_on != "kernels":
+        raise ValueError(f"weight_decay_on must be 'all' or 'kernels', got {decay_on!r}")
+    kernel_ids = {id(p) for p in model.parameters() if p.requires_grad and p.dim() >= 2}
+    decayed = [p for p in params if id(p) in kernel_ids]
+    others = [p for p in params if id(p) not in kernel_ids]
+    return [{"params": decayed, "weight_decay": float(weight_decay)}, {"params": others, "weight_decay": 0.0}]
 
 
 @torch.inference_mode()
@@ -136,12 +157,15 @@ class Trainer:
         model: an ``nn.Module``; ``model(x)`` gives embeddings (or set ``forward_fn``).
         loss_fn: an ``nn.Module`` loss from ``asd_utils.losses`` (its learnable centres are
             optimised together with the model; it needs an ``n_classes`` attribute for mixup).
-        optimizer_cfg: ``{"name": "adam"|"adamw", "lr": ..., "weight_decay": ..., **kwargs}``.
+        optimizer_cfg: ``{"name": "adam"|"adamw", "lr": ..., "weight_decay": ..., **kwargs}``;
+            ``"weight_decay_on": "kernels"`` decays only the model's weight matrices and kernels
+            (``ndim >= 2``: no bias, no norm, no loss centre), like a Keras kernel regulariser.
         scheduler_cfg: ``{"name": "constant"|"cosine"|"inverse_sqrt", "warmup_steps": int,
             "min_ratio": float}``; ``total_steps`` is derived from the loader length and ``epochs``.
         epochs: total number of epochs.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a ``torch.device``.
-        amp: mixed precision (float16 autocast + gradient scaling) on CUDA; ignored on CPU.
+        amp: opt-in mixed precision (float16 autocast + gradient scaling) on CUDA; ignored on CPU.
+            Default False: float32, as the reports' code trains.
         grad_accum_steps: micro-batches per optimizer step (the loss is averaged over them).
         max_grad_norm: clip the global gradient norm to this value (None: no clipping).
         ema_decay: keep an :class:`EMA` of the model weights with this decay (None: no EMA).
@@ -158,7 +182,7 @@ class Trainer:
 
     def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer_cfg: dict | None = None,
                  scheduler_cfg: dict | None = None, epochs: int = 1, *, device: str | torch.device = "cpu",
-                 amp: bool = True, grad_accum_steps: int = 1, max_grad_norm: float | None = None,
+                 amp: bool = False, grad_accum_steps: int = 1, max_grad_norm: float | None = None,
                  ema_decay: float | None = None, mixup_alpha: float | None = None, mixup_prob: float = 1.0,
                  seed: int = 0, checkpoint_dir: str | Path | None = None, checkpoint_every: int = 1,
                  progress: bool = True,
@@ -194,7 +218,9 @@ class Trainer:
         self.params = [p for p in list(self.model.parameters()) + list(self.loss_fn.parameters())
                            if p.requires_grad]
         cfg = dict(self.optimizer_cfg)
-        self.optimizer = build_optimizer(self.params, cfg.pop("name"), **cfg)
+        groups = weight_decay_groups(self.model, self.params, cfg.pop("weight_decay_on", "all"),
+                                     float(cfg.get("weight_decay", 0.0)))
+        self.optimizer = build_optimizer(groups, cfg.pop("name"), **cfg)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
         self.steps_per_epoch: int | None = None
