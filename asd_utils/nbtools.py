@@ -118,7 +118,6 @@ class RunContext:
         the row or their provenance strings (see :func:`backbone_provenances`); a pretrained
         stand-in adds "stand-in pretrained by the compendium on synthetic audio"."""
         from asd_utils.backbones.standins import STANDIN_PRETRAINED, UNTRAINED
-
         from asd_utils.data import channel_note
 
         parts = ["synthetic data" if self.synthetic else f"data: {self.data_root.name}"]

@@ -39,8 +39,19 @@ import soundfile as sf
 from ..data.layout import write_layout_marker
 from ..io_utils import file_lock
 from . import sound_models as sm
-from .generate import (SAMPLE_RATE, ClipJob, _progress, _write_tables, clip_rng, expected_manifest, get_profile,
-                       plan_machine, read_manifest, render_job, to_pcm16)
+from .generate import (
+    SAMPLE_RATE,
+    ClipJob,
+    _progress,
+    _write_tables,
+    clip_rng,
+    expected_manifest,
+    get_profile,
+    plan_machine,
+    read_manifest,
+    render_job,
+    to_pcm16,
+)
 
 __all__ = ["FarMicrophone", "TWO_CHANNEL_VERSION", "LENGTH_RATIOS", "FULL_LENGTHS_S", "machine_durations",
            "far_microphone", "render_two_channel", "expected_two_channel_manifest", "generate_two_channel_dataset",
