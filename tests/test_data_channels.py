@@ -21,7 +21,7 @@ from asd_utils.data import (
     two_channel_root,
     use_channel,
 )
-from asd_utils.data.channels import from_two_channels
+from asd_utils.data.channels import far_channel_noise, from_two_channels
 from asd_utils.data.layout import write_layout_marker
 from asd_utils.signal.noise_aware import denoise_near
 
@@ -152,3 +152,14 @@ def test_cache_dir_keeps_each_channel_apart(tmp_path, monkeypatch):
         other = paths.cache_dir("smoke", "01", create=False)
     assert near == tmp_path / "cache" / "smoke" / "01"
     assert other == tmp_path / "cache" / "channel_noise_aware" / "smoke" / "01"
+
+
+def test_far_channel_as_noise_source(root, tmp_path):
+    paths = sorted((root / "dev_data" / "raw" / DEV_MACHINE / "train").glob("*.wav"))[:2]
+    with use_channel("near"):  # the run's setting does not matter
+        noise = far_channel_noise(paths, n_samples=8000)
+    far0, _ = sf.read(paths[0], dtype="float32", always_2d=True)
+    np.testing.assert_array_equal(noise[0], far0[:8000, 1])
+    mono = _stereo_file(tmp_path / "plain" / "dev_data" / "raw" / "fan" / "train" / "m.wav", np.zeros(100))
+    with pytest.raises(DataError, match=r"m\.wav: not in a two-channel DCASE 2026 root"):
+        far_channel_noise([mono], n_samples=100)
