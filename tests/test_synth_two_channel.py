@@ -30,7 +30,7 @@ def root(tmp_path_factory):
 def test_root_layout_manifest_and_marker(root):
     manifest = json.loads((root / "synth_manifest.json").read_text())
     assert manifest["layout"] == "dcase2026" and manifest["channels"] == ["near", "far"]
-    assert manifest["durations_s"] == {"valve": 1.2}  # smoke 2 s x 0.6 for the first type
+    assert manifest["durations_s"] == {"valve": 2.0}  # smoke: the first type keeps the profile's 2 s
     assert (root / LAYOUT_MARKER).is_file()
     machine = root / "dev_data" / "raw" / "valve"
     assert sorted(p.name for p in machine.iterdir()) == ["attributes_00.csv", "test", "train"]  # no supplemental
@@ -39,7 +39,7 @@ def test_root_layout_manifest_and_marker(root):
     assert len(index) == prof.train_source + prof.train_target + 4 * prof.test_per_cell
     assert all(is_two_channel_layout(p) for p in index.path)
     info = sf.info(index.path.iloc[0])
-    assert (info.channels, info.samplerate, info.frames) == (2, 16000, 19200)
+    assert (info.channels, info.samplerate, info.frames) == (2, 16000, 32000)
     # reused, not regenerated, when asked again
     assert ensure_two_channel_dataset("smoke", root, seed=3, machines=["valve"], workers=1, progress=False) == root
 
@@ -49,7 +49,7 @@ def test_near_channel_is_the_mono_clip(root):
     job = plan_machine("valve", "valve", no_supplemental, 3)[0]
     path = root / job.relpath
     pcm, _ = sf.read(path, dtype="int16", always_2d=True)
-    np.testing.assert_array_equal(pcm[:, 0], to_pcm16(render_job(job, 1.2)["mix"]))
+    np.testing.assert_array_equal(pcm[:, 0], to_pcm16(render_job(job, 2.0)["mix"]))
     np.testing.assert_array_equal(load_audio(path, channel="near"), pcm[:, 0].astype(np.float32) / 32768.0)
 
 
@@ -78,4 +78,4 @@ def test_microphones_and_lengths():
     assert 0.5 <= mic.near_m <= 1.0 and 2.0 <= mic.far_m <= 4.0 and 1.0 <= mic.noise_gain_db <= 4.0
     assert -18.1 < mic.machine_gain_db < -6.0
     assert machine_durations("full", ["a", "b", "c", "d"]) == {"a": 6.0, "b": 10.0, "c": 16.0, "d": 6.0}
-    assert machine_durations("default", ["a", "b", "c"]) == {"a": 3.0, "b": 5.0, "c": 8.0}
+    assert machine_durations("default", ["a", "b", "c"]) == {"a": 5.0, "b": 8.333, "c": 13.333}

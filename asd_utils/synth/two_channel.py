@@ -19,7 +19,8 @@ microphones of one machine type's fixed set-up (:class:`FarMicrophone`):
 The set-up is a plausible physical assumption (distances of a few metres in a hall), not a fit to
 real 2026 recordings, which the compendium does not have: numbers measured on this data say
 nothing about DCASE 2026. Clip lengths follow the task's 6, 10 and 16 s (machine types in turn) in
-the ``full`` profile; the CPU profiles keep their clip length scaled by 0.6, 1.0 and 1.6.
+the ``full`` profile; in the CPU profiles the shortest is the profile's clip length and the others
+keep the task's proportions (x 5/3, x 8/3).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ __all__ = ["FarMicrophone", "TWO_CHANNEL_VERSION", "LENGTH_RATIOS", "FULL_LENGTH
 TWO_CHANNEL_VERSION = "1.0.0"
 SPEED_OF_SOUND = 343.0            # m/s
 FULL_LENGTHS_S = (6.0, 10.0, 16.0)  # DCASE 2026 clip lengths (Zenodo record 20437238)
-LENGTH_RATIOS = (0.6, 1.0, 1.6)     # the same proportions in the CPU-sized profiles
+LENGTH_RATIOS = (1.0, 5 / 3, 8 / 3)  # the same proportions in the CPU-sized profiles, shortest = the profile's
 _GEOMETRY_STREAM = 3
 _FAR_NOISE_STREAM = 4
 
@@ -103,7 +104,8 @@ def far_microphone(seed: int, key: str) -> FarMicrophone:
 
 def machine_durations(profile: str, keys: Sequence[str]) -> dict[str, float]:
     """Clip length (s) of each machine type: 6, 10, 16 s in turn (``full``), else the profile's
-    length times 0.6, 1.0, 1.6."""
+    length times 1, 5/3, 8/3 (the shortest clip never falls below the profile's length, which the
+    notebooks' crops are sized for)."""
     base = get_profile(profile).duration
     lengths = FULL_LENGTHS_S if profile == "full" else tuple(round(base * r, 3) for r in LENGTH_RATIOS)
     return {key: lengths[i % len(lengths)] for i, key in enumerate(keys)}

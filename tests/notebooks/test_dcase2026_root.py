@@ -1,7 +1,7 @@
 """Every notebook on a tiny two-channel DCASE 2026-style root, in the smoke profile.
 
 The root: the two-channel synthetic generator, two machine types named like 2026 development types
-(``bearingEmu``, ``valveEmu``), smoke sizes (16 training and 16 test clips each, 1.2 and 2 s). All
+(``bearingEmu``, ``valveEmu``), smoke sizes (16 training and 16 test clips each, 2 and 3.3 s). All
 notebooks run in order into one output folder with the default channel ``near`` (the comparison
 notebook last, reading the others); then notebook 01 runs again with the noise-aware front end, and
 :func:`asd_utils.channel_comparison.channel_side_by_side` puts the two runs side by side.
