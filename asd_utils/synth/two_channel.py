@@ -26,10 +26,7 @@ keep the task's proportions (x 5/3, x 8/3).
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
-import shutil
-import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -38,20 +35,19 @@ import numpy as np
 import soundfile as sf
 
 from ..data.layout import write_layout_marker
-from ..io_utils import file_lock
 from . import sound_models as sm
 from .generate import (
     SAMPLE_RATE,
     ClipJob,
-    _progress,
     _write_tables,
     clip_rng,
+    ensure_generated,
     expected_manifest,
     get_profile,
     plan_machine,
-    read_manifest,
     render_job,
     to_pcm16,
+    write_all,
 )
 
 __all__ = ["FarMicrophone", "TWO_CHANNEL_VERSION", "LENGTH_RATIOS", "FULL_LENGTHS_S", "machine_durations",
@@ -177,16 +173,7 @@ def generate_two_channel_dataset(out: str | os.PathLike, profile: str = "smoke",
         for job in plan_machine(key, name, prof, seed):
             (out / job.relpath).parent.mkdir(parents=True, exist_ok=True)
             args.append((str(out), job, durations[key], mic))
-    bar = _progress(len(args), f"synth {profile} (two-channel)", progress)
-    if workers > 1:
-        with multiprocessing.get_context().Pool(workers) as pool:
-            for _ in pool.imap_unordered(_write_job, args, chunksize=8):
-                bar.update(1)
-    else:
-        for a in args:
-            _write_job(a)
-            bar.update(1)
-    bar.close()
+    write_all(_write_job, args, f"synth {profile} (two-channel)", workers, progress)
     _write_tables(out, [a[1] for a in args])
     (out / "README.md").write_text(_readme(manifest))
     write_layout_marker(out)
@@ -227,25 +214,7 @@ def ensure_two_channel_dataset(profile: str = "smoke", root: str | os.PathLike |
     """The two-channel root, generated when missing or stale (reuse, atomic rename and locking as
     :func:`asd_utils.synth.ensure_dataset`)."""
     root = Path(root) if root is not None else default_two_channel_root(profile)
-    expected = expected_two_channel_manifest(profile, seed, names, machines)
-    if read_manifest(root) == expected:
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(root.parent / f".{root.name}.lock"):
-        if read_manifest(root) == expected:
-            return root
-        tmp = root.parent / f".{root.name}.partial-{uuid.uuid4().hex[:8]}"
-        try:
-            generate_two_channel_dataset(tmp, profile, seed, names=names, machines=machines, workers=workers,
-                                         progress=progress)
-            old = None
-            if root.exists() or root.is_symlink():
-                old = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
-                os.rename(root, old)
-            os.rename(tmp, root)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    return ensure_generated(root, expected_two_channel_manifest(profile, seed, names, machines),
+                            lambda tmp: generate_two_channel_dataset(tmp, profile, seed, names=names,
+                                                                     machines=machines, workers=workers,
+                                                                     progress=progress))
