@@ -118,8 +118,11 @@ class RunContext:
         the row or their provenance strings (see :func:`backbone_provenances`); a pretrained
         stand-in adds "stand-in pretrained by the compendium on synthetic audio"."""
         from asd_utils.backbones.standins import STANDIN_PRETRAINED, UNTRAINED
+        from asd_utils.data import channel_note
 
         parts = ["synthetic data" if self.synthetic else f"data: {self.data_root.name}"]
+        channel = channel_note(self.index["path"]) if "path" in self.index else ""  # "" for mono clips
+        parts += [channel] if channel else []
         provenances = backbone_provenances(backbone, untrained_backbone)
         if UNTRAINED in provenances:
             parts.append("untrained stand-in backbone")
@@ -255,6 +258,7 @@ def start(
         results.mkdir(parents=True, exist_ok=True)
         figures.mkdir(parents=True, exist_ok=True)
     index = discover(root)
+    _check_channel_setting(index)
     return RunContext(
         notebook=notebook,
         profile=profile,
@@ -268,3 +272,13 @@ def start(
         cache_dir=paths.cache_dir(profile, notebook),
         index=index,
     )
+
+
+def _check_channel_setting(index: pd.DataFrame) -> None:
+    """A channel setting other than ``near`` on mono (2020-2025) data changes nothing: say so loudly."""
+    from asd_utils.data import channel_note, current_channel
+
+    channel = current_channel()
+    if channel != "near" and not channel_note(index["path"]):
+        loud_warning(f"channel setting {channel!r} ignored: the data root holds mono clips, not two-channel "
+                     "DCASE 2026 clips")

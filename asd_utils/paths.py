@@ -45,8 +45,14 @@ def data_dir(*parts: str, create: bool = True) -> Path:
 
 
 def cache_dir(*parts: str, create: bool = True) -> Path:
-    """``<root>/cache/...``: embeddings, features, trained models (keyed, safe to delete)."""
-    return _sub("cache", *parts, create=create)
+    """``<root>/cache/...``: embeddings, features, trained models (keyed, safe to delete).
+
+    Under a channel setting other than ``near`` (``$ASD_CHANNEL``, see ``asd_utils.data.channels``)
+    the caches live in ``<root>/cache/channel_<name>/...``: keys made of file paths and mtimes
+    cannot tell which channel of a two-channel clip was read."""
+    channel = os.environ.get("ASD_CHANNEL", "").strip()
+    prefix = (f"channel_{channel}",) if channel and channel != "near" else ()
+    return _sub("cache", *prefix, *parts, create=create)
 
 
 def results_dir(profile: str, *parts: str, create: bool = True) -> Path:

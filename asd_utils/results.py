@@ -30,6 +30,7 @@ __all__ = [
     "intervals_table",
     "leaderboard",
     "missing_notebooks",
+    "note_channel",
     "per_machine_hmean",
     "read_results",
     "summary_table",
@@ -99,6 +100,15 @@ def write_results(
         rows = pd.concat([old[old["system"] != system], rows], ignore_index=True)
     atomic_write_csv(path, rows)
     return path
+
+
+def note_channel(note: str) -> str | None:
+    """The channel setting a results ``note`` states (``"channel near of two-channel DCASE 2026
+    clips"`` -> ``"near"``, see ``asd_utils.data.channel_note``), or None (mono data)."""
+    import re
+
+    found = re.search(r"\bchannel (\w+) of two-channel", str(note))
+    return found.group(1) if found else None
 
 
 def collect_results(results_dir: str | os.PathLike) -> pd.DataFrame:

@@ -3,6 +3,7 @@
     python -m asd_utils.runner --profile default                 # everything, synthetic data
     python -m asd_utils.runner --profile smoke --notebooks 00 01  # a subset
     python -m asd_utils.runner --profile paper --data-root /data/dcase2025t2
+    python -m asd_utils.runner --profile smoke --data-root data/dcase2026t2 --channel noise_aware
 
 Notebooks execute in order into ``outputs/<profile>/`` (never in place). Without ``--data-root``
 the profile's synthetic dataset is generated first (once; later runs reuse it). On failure the
@@ -113,6 +114,7 @@ class RunPlan:
     kernel: str | None
     extra_parameters: dict
     jobs: int = 1
+    channel: str = "near"  # what two-channel DCASE 2026 clips give (asd_utils.data.channels)
 
 
 def available_notebooks(folder: Path | None = None) -> list[Path]:
@@ -206,6 +208,7 @@ def build_plan(args: argparse.Namespace) -> RunPlan:
         kernel=args.kernel,
         extra_parameters=dict(args.param or []),
         jobs=args.jobs,
+        channel=getattr(args, "channel", "near"),
     )
 
 
@@ -397,7 +400,7 @@ def distributed_plan(plan: RunPlan) -> tuple[RunPlan, int]:
     scratch = plan.notebooks_out / f"rank{rank}"
     return RunPlan(profile=plan.profile, notebooks=plan.notebooks, data_root=plan.data_root,
                    notebooks_out=scratch, results_dir=scratch / "results", output_dir=str(scratch),
-                   kernel=plan.kernel, extra_parameters=plan.extra_parameters), base_port
+                   kernel=plan.kernel, extra_parameters=plan.extra_parameters, channel=plan.channel), base_port
 
 
 def run(plan: RunPlan, log=print, *, terminal: bool | None = None) -> Path | None:
@@ -428,10 +431,13 @@ def run(plan: RunPlan, log=print, *, terminal: bool | None = None) -> Path | Non
     run_started = time.perf_counter()
     if plan.jobs > 1 and kernel_port_base:
         log(f"--jobs {plan.jobs} is ignored under torchrun: every rank executes one notebook at a time")
-    if plan.jobs > 1 and not kernel_port_base:
-        _run_side_by_side(plan, parameters, log)
-    else:
-        _run_one_at_a_time(plan, parameters, log, terminal, kernel_port_base)
+    from asd_utils.data.channels import use_channel
+
+    with use_channel(plan.channel):  # kernels inherit ASD_CHANNEL
+        if plan.jobs > 1 and not kernel_port_base:
+            _run_side_by_side(plan, parameters, log)
+        else:
+            _run_one_at_a_time(plan, parameters, log, terminal, kernel_port_base)
     if not dist_utils.is_main_process():
         return None
     summary = collect_summary(plan.results_dir)
@@ -550,6 +556,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=parse_jobs, default=1,
                         help="notebooks executed at once, each in its own kernel (default 1; numbers are "
                              "the same either way, only the wall time changes)")
+    parser.add_argument("--channel", default="near", choices=["near", "far", "mean", "noise_aware"],
+                        help="what a two-channel DCASE 2026 clip gives every notebook: the near or far "
+                             "microphone, their mean, or the near one with the far one's noise subtracted "
+                             "(default near; mono 2020-2025 data ignore it)")
     parser.add_argument("--list", action="store_true", help="list the notebooks and exit")
     return parser
 

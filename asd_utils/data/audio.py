@@ -1,4 +1,4 @@
-"""Load DCASE clips (mono, at a fixed sample rate) as float32 waveforms."""
+"""Load DCASE clips (mono, or one channel setting of a two-channel 2026 clip) as float32 waveforms."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import layout
+from .channels import from_two_channels
 from .errors import DataError
 
 __all__ = ["load_audio", "fix_length", "load_batch", "FIX_LENGTH_MODES"]
@@ -60,8 +62,10 @@ def load_audio(
     n_samples: int | None = None,
     mode: str = "tile",
     convert: bool = False,
+    channel: str | None = None,
 ) -> np.ndarray:
-    """Read one mono audio file at ``sample_rate``.
+    """Read one mono audio file at ``sample_rate`` (a two-channel clip of a DCASE 2026 root: the
+    waveform its channel setting gives).
 
     Args:
         path: a WAV (or any format libsndfile reads).
@@ -73,14 +77,18 @@ def load_audio(
             and its original rate. Off by default: such a file is an error, since it is more
             often the wrong folder than a wish to convert; ``python -m asd_utils.data.convert``
             converts a whole tree once.
+        channel: for a clip of a DCASE 2026 root (:mod:`asd_utils.data.layout`), which waveform
+            its two channels give (:data:`asd_utils.data.channels.CHANNELS`); None: the run's
+            setting (``$ASD_CHANNEL``, default ``near``). Mono clips of other roots ignore it.
 
     Returns:
         (samples,) float32 at ``sample_rate``.
 
     Raises:
         DataError: the file is missing, cannot be decoded, holds 0 samples or non-finite
-            values, or (without ``convert``) has more than one channel or another rate; the
-            message names the file and what was expected.
+            values, or (without ``convert``) has more than one channel (outside a 2026 root),
+            another rate, or, in a 2026 root, not exactly two channels; the message names the
+            file and what was expected.
     """
     import soundfile as sf
 
@@ -93,10 +101,21 @@ def load_audio(
         raise DataError(f"{path}: cannot decode the audio ({exc}); expected a readable WAV file") from exc
     if data.shape[0] == 0:
         raise DataError(f"{path}: empty audio (0 samples); expected a non-empty WAV file")
-    if not convert and (data.shape[1] != 1 or int(orig_sr) != int(sample_rate)):
+    two_channel_root = layout.two_channel_root(path)
+    if two_channel_root is not None:
+        if data.shape[1] != 2:
+            raise DataError(f"{path}: {data.shape[1]} channel(s); expected two (channel 0 near, channel 1 far) "
+                            f"in a DCASE 2026 root ({two_channel_root})")
+        if not convert and int(orig_sr) != int(sample_rate):
+            raise DataError(f"{path}: {orig_sr} Hz; expected {sample_rate} Hz (DCASE 2026 clips are 16 kHz, "
+                            "two channels); pass convert=True to resample at every load")
+        data = from_two_channels(data, channel, name=str(path))[:, None]
+    elif not convert and (data.shape[1] != 1 or int(orig_sr) != int(sample_rate)):
         raise DataError(
             f"{path}: {data.shape[1]} channel(s) at {orig_sr} Hz; expected mono audio at {sample_rate} Hz "
-            f"(DCASE Task 2 clips are 16 kHz mono). Convert the tree once with "
+            f"(DCASE 2020-2025 Task 2 clips are 16 kHz mono; a DCASE 2026 two-channel root is recognised by "
+            f"a folder named *dcase2026* or the marker file {layout.LAYOUT_MARKER} above its machine folders). "
+            f"Convert the tree once with "
             f"`python -m asd_utils.data.convert SOURCE_ROOT TARGET_ROOT`, or pass convert=True to "
             "load_audio/load_batch to downmix and resample at every load"
         )
@@ -130,6 +149,7 @@ def load_batch(
     progress: bool = False,
     num_workers: int = 0,
     convert: bool = False,
+    channel: str | None = None,
 ) -> np.ndarray:
     """Load many clips into one array, in the order given.
 
@@ -141,6 +161,8 @@ def load_batch(
         num_workers: threads reading in parallel (0 or 1: read in this thread). The row order
             is always the order of ``paths``.
         convert: downmix and resample clips of another layout (see :func:`load_audio`).
+        channel: what a two-channel DCASE 2026 clip gives (see :func:`load_audio`); None: the
+            run's setting.
 
     Returns:
         (N, n_samples) float32, N = len(paths).
@@ -158,7 +180,8 @@ def load_batch(
         return out
 
     def _load(p):
-        return load_audio(p, sample_rate=sample_rate, n_samples=n_samples, mode=mode, convert=convert)
+        return load_audio(p, sample_rate=sample_rate, n_samples=n_samples, mode=mode, convert=convert,
+                          channel=channel)
 
     bar = None
     if progress:

@@ -1,4 +1,4 @@
-"""``python -m asd_utils.synth OUT --profile smoke|default|full [--seed N] [--names A,B,...]``."""
+"""``python -m asd_utils.synth OUT --profile smoke|default|full [--seed N] [--names A,B,...] [--layout dcase2026]``."""
 
 from __future__ import annotations
 
@@ -22,13 +22,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--types", default=None, help="comma-separated subset of the machine types")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--layout", default="dcase2025", choices=["dcase2025", "dcase2026"],
+                        help="dcase2025: mono clips (default); dcase2026: two-channel near/far clips, no "
+                             "supplemental folder (asd_utils.synth.two_channel)")
     args = parser.parse_args(argv)
     machines = args.types.split(",") if args.types else None
     names = args.names.split(",") if args.names else None
     start = time.perf_counter()
     try:
-        root = ensure_dataset(args.profile, args.out, args.seed, names=names, machines=machines,
-                              workers=args.workers, progress=not args.quiet)
+        if args.layout == "dcase2026":
+            from .two_channel import ensure_two_channel_dataset as ensure
+        else:
+            ensure = ensure_dataset
+        root = ensure(args.profile, args.out, args.seed, names=names, machines=machines,
+                      workers=args.workers, progress=not args.quiet)
     except ValueError as err:
         parser.error(str(err))
     print(f"synthetic dataset ready in {root} ({time.perf_counter() - start:.1f} s)")

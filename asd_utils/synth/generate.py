@@ -282,24 +282,28 @@ def generate_dataset(out: str | os.PathLike, profile: str = "smoke", seed: int =
     jobs = [job for key, name in manifest["names"].items() for job in plan_machine(key, name, prof, seed)]
     for job in jobs:
         (out / job.relpath).parent.mkdir(parents=True, exist_ok=True)
-    args = [(str(out), job, clip_duration(prof, job)) for job in jobs]
-    bar = _progress(len(args), f"synth {profile}", progress)
-    if workers > 1:
-        ctx = multiprocessing.get_context()
-        with ctx.Pool(workers) as pool:
-            for _ in pool.imap_unordered(_write_job, args, chunksize=8):
-                bar.update(1)
-    else:
-        for a in args:
-            _write_job(a)
-            bar.update(1)
-    bar.close()
+    write_all(_write_job, [(str(out), job, clip_duration(prof, job)) for job in jobs], f"synth {profile}", workers,
+              progress)
     _write_tables(out, jobs)
     from .readme import write_readme
 
     write_readme(out, manifest)
     (out / "synth_manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return out
+
+
+def write_all(write_job, args: list, desc: str, workers: int, progress: bool) -> None:
+    """``write_job(a)`` for every ``a`` of ``args``, in ``workers`` processes when > 1, with a bar."""
+    bar = _progress(len(args), desc, progress)
+    if workers > 1:
+        with multiprocessing.get_context().Pool(workers) as pool:
+            for _ in pool.imap_unordered(write_job, args, chunksize=8):
+                bar.update(1)
+    else:
+        for a in args:
+            write_job(a)
+            bar.update(1)
+    bar.close()
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -344,9 +348,17 @@ def ensure_dataset(profile: str = "default", root: str | os.PathLike | None = No
     serialises concurrent callers.
     """
     root = Path(root) if root is not None else default_root(profile)
-    expected = expected_manifest(profile, seed, names, machines)
+    return ensure_generated(root, expected_manifest(profile, seed, names, machines),
+                            lambda tmp: generate_dataset(tmp, profile, seed, names=names, machines=machines,
+                                                         workers=workers, progress=progress))
+
+
+def ensure_generated(root: Path, expected: dict, generate) -> Path:
+    """``root`` when its manifest equals ``expected``; else ``generate(tmp)`` into a temporary sibling
+    renamed into place, under a lock next to ``root`` (see :func:`ensure_dataset`)."""
     if read_manifest(root) == expected:
         return root
+    root.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(root.parent / f".{root.name}.lock"):
         if read_manifest(root) == expected:  # another process finished it meanwhile
             return root
@@ -354,8 +366,7 @@ def ensure_dataset(profile: str = "default", root: str | os.PathLike | None = No
             shutil.rmtree(stale, ignore_errors=True)
         tmp = root.parent / f".{root.name}.partial-{uuid.uuid4().hex[:8]}"
         try:
-            generate_dataset(tmp, profile, seed, names=names, machines=machines, workers=workers,
-                             progress=progress)
+            generate(tmp)
             old = None
             if root.exists() or root.is_symlink():
                 old = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
