@@ -176,7 +176,8 @@ def plan_machine(key: str, name: str, profile: Profile, seed: int, variant: str 
             snr_db=round(model.sample_snr(domain, rng), 3), gain_db=round(float(rng.uniform(-2.0, 2.0)), 3),
             env=env_items, hall=model.halls[domain], hidden=model.hidden, seed=int(seed)))
     if check_variant(variant) == "realistic":  # its own random stream: the plan above is unchanged
-        jobs = [realistic.adapt_job(j, clip_rng(seed, key, j.split, j.ordinal, stream=4)) for j in jobs]
+        signature = realistic.fault_signature(clip_rng(seed, key, "train", 10**6, stream=5))
+        jobs = [realistic.adapt_job(j, clip_rng(seed, key, j.split, j.ordinal, stream=4), signature) for j in jobs]
     return jobs
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import signal as _signal
 
 from . import sound_models as sm
-from .faults import FAULT_KINDS, apply_fault
+from .faults import FAULT_KINDS, apply_fault, fault_signature, jitter_signature
 from .machines import get_machine
 
 # Ranges drawn per clip (uniform). Chosen from realism statistics of real recordings (see
@@ -35,19 +35,22 @@ SNR_DB: tuple[float, float] = (-6.0, 6.0)           # machine (after the room) v
 GAIN_JITTER_DB: float = 0.15                         # residual level jitter, +- dB
 RT60_S: tuple[float, float] = (0.15, 0.8)            # reverberation time of the room
 DRR_DB: tuple[float, float] = (0.0, 12.0)            # direct-to-reverberant energy ratio
-MIC_EQ_DB: float = 2.5                               # std of the microphone response per octave point
+MIC_EQ_DB: float = 3.5                               # std of the microphone response per octave point
 MIC_EQ_HZ: tuple[float, ...] = (63.0, 125.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0)
 SEVERITY: tuple[float, float] = (0.25, 1.0)
 
 
-def adapt_job(job, rng: np.random.Generator):
-    """The realistic recipe of one planned clip: a general fault kind and severity (anomalies
-    only), SNR, level jitter and the clip's room and microphone, drawn from ``rng``."""
+def adapt_job(job, rng: np.random.Generator, signature: dict[str, float]):
+    """The realistic recipe of one planned clip, drawn from ``rng``: a general fault kind, its
+    severity and its frequencies (``signature``, the machine's, jittered; anomalies only), the SNR,
+    the level jitter and the clip's room and microphone. Fault frequencies go in ``env`` as
+    ``fault_<key>``."""
     anomaly, severity = None, 0.0
+    env = dict(job.env)
     if job.label == "anomaly":
         anomaly = str(FAULT_KINDS[int(rng.integers(len(FAULT_KINDS)))])
         severity = round(float(rng.uniform(*SEVERITY)), 4)
-    env = dict(job.env)
+        env.update({f"fault_{k}": round(v, 3) for k, v in jitter_signature(signature, rng).items()})
     env.update(rt60=round(float(rng.uniform(*RT60_S)), 4), drr_db=round(float(rng.uniform(*DRR_DB)), 3),
                mic_eq=tuple(np.round(rng.normal(0.0, MIC_EQ_DB, len(MIC_EQ_HZ)), 3).tolist()))
     return replace(job, anomaly=anomaly, severity=severity, variant="realistic",
@@ -85,7 +88,8 @@ def render_parts(job, n: int, sr: int, rng_machine, rng_noise, rng_fault) -> tup
     model = get_machine(job.key)
     machine = sm.normalize_rms(model.render_clean(dict(job.attrs), None, 0.0, n, sr, rng_machine))
     if job.anomaly is not None:
-        machine = apply_fault(machine, sr, job.anomaly, job.severity, rng_fault)
+        signature = {k[len("fault_"):]: v for k, v in env.items() if k.startswith("fault_")}
+        machine = apply_fault(machine, sr, job.anomaly, job.severity, rng_fault, signature)
     ir = room_impulse_response(sr, env["rt60"], env["drr_db"], rng_fault)
     machine = _signal.fftconvolve(machine, ir)[:n]
     noise = sm.factory_background(n, sr, rng_noise, env)
