@@ -30,7 +30,8 @@ from .generate import (
 from .machines import MACHINE_TYPES, MachineModel, bearing_frequencies, get_machine
 
 __all__ = [
-    "DEFAULT_VARIANT", "GENERATOR_VERSION", "MACHINE_TYPES", "PROFILES", "SAMPLE_RATE", "ClipJob", "MachineModel", "Profile",
+    "DEFAULT_VARIANT", "GENERATOR_VERSION", "MACHINE_TYPES", "PROFILES", "SAMPLE_RATE", "VARIANTS", "ClipJob",
+    "MachineModel", "Profile",
     "bearing_frequencies", "clip_rng", "ensure_dataset", "expected_manifest", "generate_dataset",
-    "get_machine", "plan_machine", "read_manifest", "render_job", "VARIANTS",
+    "get_machine", "plan_machine", "read_manifest", "render_job",
 ]

@@ -29,6 +29,8 @@ from . import sound_models as sm
 from .faults import FAULT_KINDS, apply_fault, fault_signature, jitter_signature
 from .machines import get_machine
 
+__all__ = ["adapt_job", "fault_signature", "microphone_response", "render_parts", "room_impulse_response"]
+
 # Ranges drawn per clip (uniform). Chosen from realism statistics of real recordings (see
 # papers/synthetic_realism.md), never from a method's score.
 SNR_DB: tuple[float, float] = (-6.0, 6.0)           # machine (after the room) vs factory noise
