@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from asd_utils.synth import DEFAULT_VARIANT, VARIANTS, ensure_dataset, expected_manifest, read_manifest
-from asd_utils.synth import faults
+from asd_utils.synth import DEFAULT_VARIANT, VARIANTS, ensure_dataset, expected_manifest, faults, read_manifest
 from asd_utils.synth import sound_models as sm
 from asd_utils.synth.generate import PROFILES, plan_machine, render_job
 from asd_utils.synth.realistic import microphone_response, room_impulse_response

@@ -32,11 +32,11 @@ FAULT_NOTES: dict[str, str] = {
 # severity 0 and 1; and the modulation depth range. Set from the realism statistics of real
 # DCASE recordings (papers/synthetic_realism.md), never from a method's score.
 FAULT_LEVEL_DB: dict[str, tuple[float, float]] = {
-    "impacts": (-10.0, 0.0), "rubbing": (-12.0, -2.0), "squeal": (-16.0, -6.0)}
-MODULATION_DEPTH: tuple[float, float] = (0.4, 0.9)
+    "impacts": (-8.0, 2.0), "rubbing": (-10.0, 0.0), "squeal": (-14.0, -4.0)}
+MODULATION_DEPTH: tuple[float, float] = (0.5, 1.0)
 # Episode process: mean duration of an episode (s) and share of time the fault is on.
 EPISODE_SECONDS: tuple[float, float] = (0.2, 0.8)
-DUTY: tuple[float, float] = (0.1, 0.35)
+DUTY: tuple[float, float] = (0.05, 0.25)
 
 
 # Ranges of a machine's fault signature (Hz), drawn log-uniformly once per machine type. Rates

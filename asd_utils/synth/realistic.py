@@ -99,3 +99,27 @@ def render_parts(job, n: int, sr: int, rng_machine, rng_noise, rng_fault) -> tup
     noise = microphone_response(noise, sr, env["mic_eq"])
     noise *= sm.rms(machine) / sm.rms(noise) * sm.db_to_gain(-job.snr_db)
     return machine, noise
+
+
+def readme_section() -> str:
+    """Markdown for the dataset README of a ``realistic`` root: what differs from the per-type
+    descriptions (which then describe the normal sound, attributes and domain shift only)."""
+    from .faults import DUTY, EPISODE_SECONDS, FAULT_LEVEL_DB, FAULT_NOTES, MODULATION_DEPTH
+
+    lines = ["## Variant: realistic", "",
+             "This root was generated with `--variant realistic`. Each type's normal sound, attributes and"
+             " domain shift are as described below, but the per-type anomalies listed there are **not** used."
+             " Instead every anomalous clip has one of four general faults, in episodes that come and go"
+             f" ({DUTY[0]:g}-{DUTY[1]:g} of the time, episodes of {EPISODE_SECONDS[0]:g}-{EPISODE_SECONDS[1]:g} s"
+             " on average); the fault's frequencies are the machine type's own (drawn once per type) with 5 %"
+             " clip-to-clip variation:", ""]
+    for kind, note in FAULT_NOTES.items():
+        level = (f"depth {MODULATION_DEPTH[0]:g}-{MODULATION_DEPTH[1]:g}" if kind == "modulation" else
+                 f"{FAULT_LEVEL_DB[kind][0]:g} to {FAULT_LEVEL_DB[kind][1]:g} dB re the machine while on")
+        lines.append(f"- `{kind}`: {note} ({level}, by severity).")
+    lines += ["", f"Every clip has its own room (RT60 {RT60_S[0]:g}-{RT60_S[1]:g} s, direct-to-reverberant ratio"
+              f" {DRR_DB[0]:g}-{DRR_DB[1]:g} dB) and microphone response ({MIC_EQ_DB:g} dB standard deviation per"
+              f" octave), factory noise at SNR {SNR_DB[0]:g} to {SNR_DB[1]:g} dB, and one RMS level"
+              f" (jitter +-{GAIN_JITTER_DB:g} dB), so the SNR and gain ranges below do not apply."
+              " `synth_metadata.csv` holds each clip's fault kind, severity and SNR.", ""]
+    return "\n".join(lines)
