@@ -7,13 +7,16 @@ factory background noise, with a source and a target domain and several subtle a
     >>> from asd_utils.synth import ensure_dataset
     >>> root = ensure_dataset("smoke")          # data/synth_smoke, generated on first use
 
-Command line: ``python -m asd_utils.synth OUT --profile smoke|default|full [--seed N] [--names A,B,...]``.
+Command line: ``python -m asd_utils.synth OUT --profile smoke|default|full [--seed N] [--names A,B,...]
+[--variant envelope|realistic]`` (:data:`DEFAULT_VARIANT` when omitted).
 """
 
 from .generate import (
+    DEFAULT_VARIANT,
     GENERATOR_VERSION,
     PROFILES,
     SAMPLE_RATE,
+    VARIANTS,
     ClipJob,
     Profile,
     clip_rng,
@@ -27,7 +30,8 @@ from .generate import (
 from .machines import MACHINE_TYPES, MachineModel, bearing_frequencies, get_machine
 
 __all__ = [
-    "GENERATOR_VERSION", "MACHINE_TYPES", "PROFILES", "SAMPLE_RATE", "ClipJob", "MachineModel", "Profile",
+    "DEFAULT_VARIANT", "GENERATOR_VERSION", "MACHINE_TYPES", "PROFILES", "SAMPLE_RATE", "VARIANTS", "ClipJob",
+    "MachineModel", "Profile",
     "bearing_frequencies", "clip_rng", "ensure_dataset", "expected_manifest", "generate_dataset",
     "get_machine", "plan_machine", "read_manifest", "render_job",
 ]

@@ -1,4 +1,5 @@
-"""``python -m asd_utils.synth OUT --profile smoke|default|full [--seed N] [--names A,B,...] [--layout dcase2026]``."""
+"""``python -m asd_utils.synth OUT --profile smoke|default|full [--seed N] [--names A,B,...] [--variant V]
+[--layout dcase2026]``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .generate import PROFILES, ensure_dataset
+from .generate import DEFAULT_VARIANT, PROFILES, VARIANTS, ensure_dataset
 from .machines import MACHINE_TYPES
 
 
@@ -20,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--names", default=None,
                         help=f"comma-separated new names for the types {','.join(MACHINE_TYPES)} (or --types)")
     parser.add_argument("--types", default=None, help="comma-separated subset of the machine types")
+    parser.add_argument("--variant", default=DEFAULT_VARIANT, choices=VARIANTS,
+                        help="envelope: each type's own anomalies colouring the clip; realistic: intermittent"
+                             " faults, rooms, low SNRs, level-normalised clips (default %(default)s)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--layout", default="dcase2025", choices=["dcase2025", "dcase2026"],
@@ -35,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ensure = ensure_dataset
         root = ensure(args.profile, args.out, args.seed, names=names, machines=machines,
-                      workers=args.workers, progress=not args.quiet)
+                      workers=args.workers, progress=not args.quiet, variant=args.variant)
     except ValueError as err:
         parser.error(str(err))
     print(f"synthetic dataset ready in {root} ({time.perf_counter() - start:.1f} s)")

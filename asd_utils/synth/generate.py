@@ -35,6 +35,7 @@ import numpy as np
 import soundfile as sf
 
 from ..io_utils import file_lock
+from . import realistic
 from . import sound_models as sm
 from .machines import MACHINE_TYPES, get_machine
 
@@ -42,6 +43,10 @@ GENERATOR_VERSION = "1.1.0"  # 1.1: one supplemental kind per type; mixed clip l
 SAMPLE_RATE = 16000
 SECTION = "00"
 LEVEL_DBFS = -26.0  # RMS level of a mixed clip before its random gain jitter
+# "envelope": each type's own anomalies colouring the clip, +-2 dB levels (the original world);
+# "realistic": intermittent general faults, rooms, low SNRs, level-normalised clips (realistic.py)
+VARIANTS: tuple[str, ...] = ("envelope", "realistic")
+DEFAULT_VARIANT = "envelope"
 
 _SPLIT_CODE = {"train": 1, "test": 2, "supplemental": 3}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
@@ -95,6 +100,7 @@ class ClipJob:
     hall: str
     hidden: bool
     seed: int
+    variant: str = "envelope"
 
     @property
     def attribute_string(self) -> str:
@@ -151,8 +157,16 @@ def clip_duration(profile: Profile, job: ClipJob) -> float:
     return float(profile.durations[(base + offset) % len(profile.durations)])
 
 
-def plan_machine(key: str, name: str, profile: Profile, seed: int) -> list[ClipJob]:
-    """All clip jobs of one machine type, in a fixed order."""
+def check_variant(variant: str | None) -> str:
+    """``variant`` (None: :data:`DEFAULT_VARIANT`), validated against :data:`VARIANTS`."""
+    variant = DEFAULT_VARIANT if variant is None else variant
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown synthetic dataset variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+    return variant
+
+
+def plan_machine(key: str, name: str, profile: Profile, seed: int, variant: str | None = None) -> list[ClipJob]:
+    """All clip jobs of one machine type, in a fixed order (``variant``: see :data:`VARIANTS`)."""
     model = get_machine(key)
     cells: list[tuple[str, str, str]] = []
     cells += [("train", "source", "normal")] * profile.train_source
@@ -182,6 +196,9 @@ def plan_machine(key: str, name: str, profile: Profile, seed: int) -> list[ClipJ
             clip_id=int(clip_id), attrs=tuple(attrs.items()), anomaly=anomaly, severity=round(severity, 4),
             snr_db=round(model.sample_snr(domain, rng), 3), gain_db=round(float(rng.uniform(-2.0, 2.0)), 3),
             env=env_items, hall=model.halls[domain], hidden=model.hidden, seed=int(seed)))
+    if check_variant(variant) == "realistic":  # its own random stream: the plan above is unchanged
+        signature = realistic.fault_signature(clip_rng(seed, key, "train", 10**6, stream=5))
+        jobs = [realistic.adapt_job(j, clip_rng(seed, key, j.split, j.ordinal, stream=4), signature) for j in jobs]
     return jobs
 
 
@@ -194,9 +211,13 @@ def render_job(job: ClipJob, duration: float, sample_rate: int = SAMPLE_RATE) ->
     n = int(round(duration * sample_rate))
     rng_machine = clip_rng(job.seed, job.key, job.split, job.ordinal, stream=1)
     rng_noise = clip_rng(job.seed, job.key, job.split, job.ordinal, stream=2)
-    clean = model.render(dict(job.attrs), job.anomaly, job.severity, n, sample_rate, rng_machine)
-    env = {k: (tuple(v) if isinstance(v, tuple) else v) for k, v in job.env}
-    noise = sm.factory_background(n, sample_rate, rng_noise, env) * sm.db_to_gain(-job.snr_db)
+    if job.variant == "realistic":
+        rng_fault = clip_rng(job.seed, job.key, job.split, job.ordinal, stream=3)
+        clean, noise = realistic.render_parts(job, n, sample_rate, rng_machine, rng_noise, rng_fault)
+    else:
+        clean = model.render(dict(job.attrs), job.anomaly, job.severity, n, sample_rate, rng_machine)
+        env = {k: (tuple(v) if isinstance(v, tuple) else v) for k, v in job.env}
+        noise = sm.factory_background(n, sample_rate, rng_noise, env) * sm.db_to_gain(-job.snr_db)
     scale = sm.db_to_gain(LEVEL_DBFS + job.gain_db) / sm.rms(clean + noise)
     clean, noise = clean * scale, noise * scale
     return {"clean": clean, "noise": noise, "mix": clean + noise}
@@ -217,7 +238,7 @@ def _write_job(args) -> str:
 
 
 def expected_manifest(profile: str, seed: int = 0, names: Sequence[str] | None = None,
-                      machines: Sequence[str] | None = None) -> dict:
+                      machines: Sequence[str] | None = None, variant: str | None = None) -> dict:
     """The manifest a finished generation with these arguments writes (used to validate reuse)."""
     prof = get_profile(profile)
     keys = list(machines) if machines is not None else list(MACHINE_TYPES)
@@ -230,7 +251,7 @@ def expected_manifest(profile: str, seed: int = 0, names: Sequence[str] | None =
         "generator": "asd_utils.synth", "generator_version": GENERATOR_VERSION, "profile": profile,
         "seed": int(seed), "sample_rate": SAMPLE_RATE, "duration_s": prof.duration,
         "names": dict(zip(keys, names)), "profile_sizes": {**asdict(prof), "durations": list(prof.durations)},
-        "counts": {name: dict(per) for name in names}, "synthetic": True,
+        "counts": {name: dict(per) for name in names}, "synthetic": True, "variant": check_variant(variant),
     }
 
 
@@ -267,7 +288,7 @@ def _write_tables(out: Path, jobs: list[ClipJob]) -> None:
 
 def generate_dataset(out: str | os.PathLike, profile: str = "smoke", seed: int = 0, *,
                      names: Sequence[str] | None = None, machines: Sequence[str] | None = None,
-                     workers: int = 2, progress: bool = True) -> Path:
+                     workers: int = 2, progress: bool = True, variant: str | None = None) -> Path:
     """Write the synthetic dataset into folder ``out`` (created; must be empty or absent).
 
     ``names`` renames the machine types (same order as ``machines``, default
@@ -275,11 +296,12 @@ def generate_dataset(out: str | os.PathLike, profile: str = "smoke", seed: int =
     in that many processes. Returns ``out``. Prefer :func:`ensure_dataset`, which is atomic.
     """
     out = Path(out)
-    manifest = expected_manifest(profile, seed, names, machines)
+    manifest = expected_manifest(profile, seed, names, machines, variant)
     prof = get_profile(profile)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"output folder {out} is not empty")
-    jobs = [job for key, name in manifest["names"].items() for job in plan_machine(key, name, prof, seed)]
+    jobs = [job for key, name in manifest["names"].items()
+            for job in plan_machine(key, name, prof, seed, manifest["variant"])]
     for job in jobs:
         (out / job.relpath).parent.mkdir(parents=True, exist_ok=True)
     write_all(_write_job, [(str(out), job, clip_duration(prof, job)) for job in jobs], f"synth {profile}", workers,
@@ -338,19 +360,19 @@ def default_root(profile: str) -> Path:
 
 def ensure_dataset(profile: str = "default", root: str | os.PathLike | None = None, seed: int = 0, *,
                    names: Sequence[str] | None = None, machines: Sequence[str] | None = None,
-                   workers: int = 2, progress: bool = True) -> Path:
+                   workers: int = 2, progress: bool = True, variant: str | None = None) -> Path:
     """Return the folder of the synthetic dataset, generating it when missing or stale.
 
     ``root`` defaults to ``asd_utils.paths.synthetic_root(profile)``. The dataset is reused when its
     ``synth_manifest.json`` equals the expected one (generator version, profile, seed, names,
-    counts); otherwise it is generated into a temporary sibling folder and renamed into place, so
+    counts, variant); otherwise it is generated into a temporary sibling folder and renamed into place, so
     an interrupted generation is never mistaken for a finished one. A lock file next to ``root``
     serialises concurrent callers.
     """
     root = Path(root) if root is not None else default_root(profile)
-    return ensure_generated(root, expected_manifest(profile, seed, names, machines),
+    return ensure_generated(root, expected_manifest(profile, seed, names, machines, variant),
                             lambda tmp: generate_dataset(tmp, profile, seed, names=names, machines=machines,
-                                                         workers=workers, progress=progress))
+                                                         workers=workers, progress=progress, variant=variant))
 
 
 def ensure_generated(root: Path, expected: dict, generate) -> Path:

@@ -51,6 +51,10 @@ def dataset_readme(manifest: dict) -> str:
     for hall, env in HALLS.items():
         lines.append(f"| {hall} | {env['hum_hz']:g} Hz | {env['machine_hz'][0]:g}-{env['machine_hz'][1]:g} Hz |"
                      f" {env['clank_rate']:g} | {'yes' if env['babble'] else 'no'} |")
+    if manifest.get("variant") == "realistic":
+        from .realistic import readme_section
+
+        lines += ["", readme_section()]
     lines += ["", "## Machine types", ""]
     for key, name in manifest["names"].items():
         model = get_machine(key)

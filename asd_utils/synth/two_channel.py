@@ -140,10 +140,10 @@ def _write_job(args) -> str:
 
 
 def expected_two_channel_manifest(profile: str, seed: int = 0, names: Sequence[str] | None = None,
-                                  machines: Sequence[str] | None = None) -> dict:
+                                  machines: Sequence[str] | None = None, variant: str | None = None) -> dict:
     """The manifest of a finished two-channel generation (the mono one's, no supplemental clips,
     plus the layout, the channel roles, each type's clip length and microphone set-up)."""
-    manifest = expected_manifest(profile, seed, names, machines)
+    manifest = expected_manifest(profile, seed, names, machines, variant)
     sizes = dict(manifest["profile_sizes"], supplemental_clean=0, supplemental_noise=0)
     durations = machine_durations(profile, list(manifest["names"]))
     manifest.update({
@@ -158,11 +158,11 @@ def expected_two_channel_manifest(profile: str, seed: int = 0, names: Sequence[s
 
 def generate_two_channel_dataset(out: str | os.PathLike, profile: str = "smoke", seed: int = 0, *,
                                  names: Sequence[str] | None = None, machines: Sequence[str] | None = None,
-                                 workers: int = 2, progress: bool = True) -> Path:
+                                 workers: int = 2, progress: bool = True, variant: str | None = None) -> Path:
     """Write a two-channel root into ``out`` (must be empty or absent); prefer
     :func:`ensure_two_channel_dataset`, which is atomic. Arguments as ``generate_dataset``."""
     out = Path(out)
-    manifest = expected_two_channel_manifest(profile, seed, names, machines)
+    manifest = expected_two_channel_manifest(profile, seed, names, machines, variant)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"output folder {out} is not empty")
     prof = replace(get_profile(profile), supplemental_clean=0, supplemental_noise=0)
@@ -170,7 +170,7 @@ def generate_two_channel_dataset(out: str | os.PathLike, profile: str = "smoke",
     args = []
     for key, name in manifest["names"].items():
         mic = far_microphone(seed, key)
-        for job in plan_machine(key, name, prof, seed):
+        for job in plan_machine(key, name, prof, seed, manifest["variant"]):
             (out / job.relpath).parent.mkdir(parents=True, exist_ok=True)
             args.append((str(out), job, durations[key], mic))
     write_all(_write_job, args, f"synth {profile} (two-channel)", workers, progress)
@@ -210,11 +210,11 @@ def default_two_channel_root(profile: str) -> Path:
 
 def ensure_two_channel_dataset(profile: str = "smoke", root: str | os.PathLike | None = None, seed: int = 0, *,
                                names: Sequence[str] | None = None, machines: Sequence[str] | None = None,
-                               workers: int = 2, progress: bool = True) -> Path:
+                               workers: int = 2, progress: bool = True, variant: str | None = None) -> Path:
     """The two-channel root, generated when missing or stale (reuse, atomic rename and locking as
-    :func:`asd_utils.synth.ensure_dataset`)."""
+    :func:`asd_utils.synth.ensure_dataset`; ``variant`` as there)."""
     root = Path(root) if root is not None else default_two_channel_root(profile)
-    return ensure_generated(root, expected_two_channel_manifest(profile, seed, names, machines),
+    return ensure_generated(root, expected_two_channel_manifest(profile, seed, names, machines, variant),
                             lambda tmp: generate_two_channel_dataset(tmp, profile, seed, names=names,
                                                                      machines=machines, workers=workers,
-                                                                     progress=progress))
+                                                                     progress=progress, variant=variant))
