@@ -227,3 +227,17 @@ def test_missing_split_and_bad_clip_are_clear_errors(tmp_path, capsys):
     sf.write(bad, np.zeros((SR, 2), np.float32), SR)
     with pytest.raises(DataError, match="section_00_source_test_normal_0099_a_1.wav: 2 channel"):
         realism.realism_table(root)
+
+
+def test_clips_too_short_for_the_modulation_bands():
+    # 0.5 s clips: 16 frames, frequency step 1.95 Hz, so no bin lies in 0.5-1 Hz; that band is NaN and
+    # the modulation probe is left empty with a reason, while the log-mel probes still run
+    rng = np.random.default_rng(12)
+    waves = np.stack([noise_at_dbfs(rng, -30.0 + rng.normal(), 0.5) for _ in range(12)])
+    feats = realism.clip_features(waves)
+    assert np.all(np.isnan(feats["modulation"].reshape(12, realism.MODULATION_MEL_GROUPS, -1)[:, :, 0]))
+    labels = np.r_[np.zeros(6), np.ones(6)]
+    values, notes = realism.group_statistics(feats, labels, np.array(["source"] * 12, object))
+    assert np.isnan(values["probe_auc_modulation"])
+    assert 0.0 <= values["probe_auc_logmel_mean"] <= 1.0
+    assert any("probe_auc_modulation left empty" in note for note in notes)

@@ -289,6 +289,10 @@ def group_statistics(features: dict[str, np.ndarray], is_anomaly: np.ndarray,
             notes.append(f"{int((~known).sum())} clips without a label are left out of the probes")
         for key, array in probe_sets.items():
             usable = known & np.all(np.isfinite(array), axis=1)
+            if min((labels[usable] == 0).sum(), (labels[usable] == 1).sum()) < PROBE_FOLDS:
+                values[key] = float("nan")
+                notes.append(f"{key} left empty: too few clips long enough for every modulation band")
+                continue
             values[key] = probe_auc(array[usable], labels[usable])
         if not np.all(np.isfinite(features["modulation"])):
             notes.append("some clips are too short for the lowest modulation band: left out of its probe")
