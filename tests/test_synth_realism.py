@@ -241,3 +241,17 @@ def test_clips_too_short_for_the_modulation_bands():
     assert np.isnan(values["probe_auc_modulation"])
     assert 0.0 <= values["probe_auc_logmel_mean"] <= 1.0
     assert any("probe_auc_modulation left empty" in note for note in notes)
+
+
+def test_a_type_with_several_sections_gets_one_column_per_section(tmp_path):
+    rng = np.random.default_rng(13)
+    test = tmp_path / "pump" / "test"
+    test.mkdir(parents=True)
+    for section, level in (("00", -30.0), ("01", -36.0)):
+        for i in range(3):
+            sf.write(test / f"section_{section}_source_test_normal_{i:04d}_a_1.wav",
+                     noise_at_dbfs(rng, level, 0.5).astype(np.float32), SR, subtype="FLOAT")
+    table, details = realism.realism_table(tmp_path)
+    assert list(table.columns) == ["pump s00", "pump s01"]
+    assert table.loc["rms_dbfs", "pump s01"] == pytest.approx(-36.0, abs=1e-3)
+    assert details["counts"]["pump s00"] == {"source_normal": 3}
