@@ -268,3 +268,51 @@ def start(
         cache_dir=paths.cache_dir(profile, notebook),
         index=index,
     )
+
+
+# -- widget display ------------------------------------------------------------------------------
+WIDGET_FIGURE_DPI = 90  # PNGs shown in widgets: 9 pt text is 11 px at this resolution
+
+
+def figure_png(fig, *, dpi: int = WIDGET_FIGURE_DPI) -> bytes:
+    """The figure as PNG bytes (``bbox_inches="tight"``), for showing it as data in a widget."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def output_item(item) -> dict:
+    """One nbformat output (a dict) for ``item``: a matplotlib figure becomes a PNG
+    (``image/png``; the figure is closed), a ``str`` a stdout stream, anything else what IPython's
+    display formatter makes of it (``Audio`` -> HTML, ``DataFrame`` -> HTML, ``Markdown``...)."""
+    import base64
+
+    from IPython.core.interactiveshell import InteractiveShell
+    from matplotlib.figure import Figure
+
+    if isinstance(item, Figure):
+        import matplotlib.pyplot as plt
+
+        png = figure_png(item)
+        plt.close(item)
+        return {"output_type": "display_data", "metadata": {},
+                "data": {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": "<Figure>"}}
+    if isinstance(item, str):
+        return {"output_type": "stream", "name": "stdout", "text": item if item.endswith("\n") else item + "\n"}
+    data, metadata = InteractiveShell.instance().display_formatter.format(item)
+    return {"output_type": "display_data", "data": data, "metadata": metadata}
+
+
+def show_in(pane, *items) -> None:
+    """Replace everything an ``ipywidgets.Output`` pane shows by ``items`` (see :func:`output_item`),
+    in one assignment.
+
+    Widgets write through this rather than ``with pane: plt.show()``: outputs set as data belong to
+    the pane whatever the front end is doing (a figure shown through ``plt.show()`` inside
+    ``with pane:`` can land in JupyterLab's log console when the pane's capture context races with
+    the next message), they are stored in the saved widget state, and the pane never blanks
+    between the old content and the new (one trait change, no ``clear_output``).
+    """
+    pane.outputs = tuple(output_item(item) for item in items)
