@@ -9,7 +9,7 @@ ARGS   ?=
 # notebooks side by side in the CPU profiles; paper notebooks take every core (and the GPU) alone
 JOBS   ?= $(if $(filter paper,$(PROFILE)),1,2)
 
-.PHONY: setup reproduce smoke test lint bench clean-outputs
+.PHONY: setup reproduce smoke test lint bench clean-outputs browser-test chromium
 
 setup: $(VENV)/.installed
 
@@ -37,6 +37,16 @@ test: setup
 	$(VENV)/bin/ruff check asd_utils tests benchmarks
 	$(PY) scripts/check_notebooks_clean.py notebooks
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# JupyterLab in a headless Chromium clicks through 00's clip browser and 07's explorer (tests/browser).
+# `chromium`: as root, installs Debian's Chromium when none is found; otherwise the test skips and says how
+browser-test: setup chromium
+	$(PY) -m pytest -q -p no:cacheprovider -s tests/browser
+
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ -n "$$ASD_CHROMIUM" ] \
+	  || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "no Chromium (apt-get install -y chromium as root): the browser test will skip"
 
 bench: setup
 	$(PY) benchmarks/run_all.py

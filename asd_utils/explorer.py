@@ -372,6 +372,12 @@ def explorer(clip_scores: pd.DataFrame, index: pd.DataFrame, *, truth: pd.DataFr
     box = widgets.VBox([header, widgets.HBox([machine_box, system_box]), rules_line, heatmap, clip_box, clip_view,
                         clip_facts, widgets.HTML(f"<b>The {top} clips most of these systems get wrong</b>"),
                         top_clips])
+    # CSS classes name the parts for the browser test (tests/browser) and for a reader's own styling
+    box.add_class("asd-explorer")
+    for name, part in (("machine", machine_box), ("systems", system_box), ("clip", clip_box)):
+        part.add_class(f"asd-control-{name}")
+    for name, part in (("heatmap", heatmap), ("clip", clip_view), ("facts", clip_facts), ("top", top_clips)):
+        part.add_class(f"asd-pane-{name}")
     box.machine, box.systems, box.clip = machine_box, system_box, clip_box
     box.heatmap, box.clip_view, box.clip_facts, box.top_clips = heatmap, clip_view, clip_facts, top_clips
     box.draws = {"heatmap": 0, "clip": 0}

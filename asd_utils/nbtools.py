@@ -316,3 +316,28 @@ def show_in(pane, *items) -> None:
     between the old content and the new (one trait change, no ``clear_output``).
     """
     pane.outputs = tuple(output_item(item) for item in items)
+
+
+def figure_picker(options, draw, *, description: str = "show"):
+    """A dropdown over ``options`` and one pane with what ``draw(value)`` returns (a figure, or a
+    list of figures and other displayable items), redrawn once per pick through :func:`show_in`.
+    Filled at once with the first option, so a headless run and the saved notebook show it.
+    Returns an ipywidgets ``VBox`` (attributes ``picker`` and ``pane``)."""
+    import ipywidgets as widgets
+
+    options = list(options)
+    picker = widgets.Dropdown(options=options, value=options[0] if options else None, description=description)
+    pane = widgets.Output()
+
+    def redraw(*_):
+        if picker.value is None:
+            show_in(pane, "nothing to show")
+            return
+        drawn = draw(picker.value)
+        show_in(pane, *(drawn if isinstance(drawn, (list, tuple)) else [drawn]))
+
+    picker.observe(redraw, names="value")
+    redraw()
+    box = widgets.VBox([picker, pane])
+    box.picker, box.pane = picker, pane
+    return box

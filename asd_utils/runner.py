@@ -319,6 +319,9 @@ def _execute_once(notebook: Path, output: Path, parameters: dict, kernel: str | 
                 # every cell has answered and its outputs are in: stop the kernel at once (a graceful
                 # shutdown of a kernel that has loaded torch takes about 2 s more, per notebook)
                 shutdown_kernel="immediate",
+                # the widgets' last state goes into the executed notebook's metadata: a saved run
+                # opened later (or rendered into a book) shows each widget as it was drawn
+                store_widget_state=True,
             )
         finished = True
     except PapermillExecutionError as error:

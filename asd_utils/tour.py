@@ -120,6 +120,11 @@ def clip_browser(index: pd.DataFrame):
     for control in (machine, split, domain, label):
         control.observe(refresh_clips, names="value")
     clip.observe(show, names="value")
+    # CSS classes name the parts for the browser test (tests/browser) and for a reader's own styling
+    browser.add_class("asd-clip-browser")
+    out.add_class("asd-pane-clip")
+    for name, control in (("machine", machine), ("split", split), ("domain", domain), ("label", label), ("clip", clip)):
+        control.add_class(f"asd-control-{name}")
     browser.machine, browser.split, browser.domain, browser.label = machine, split, domain, label
     browser.clip, browser.out = clip, out
     refresh_clips()
