@@ -237,7 +237,6 @@ def rank_heatmap(table: pd.DataFrame, *, title: str = "", caveat: str = ""):
     outlined. Systems are rows so that their labels read horizontally at 9 pt however many there
     are: the width is fixed (:data:`HEATMAP_WIDTH_IN`), the height grows with the systems.
     Returns the figure."""
-    import matplotlib.pyplot as plt
     from matplotlib.collections import PatchCollection
     from matplotlib.patches import Rectangle
 
@@ -245,8 +244,11 @@ def rank_heatmap(table: pd.DataFrame, *, title: str = "", caveat: str = ""):
     ordered = table.assign(_m=table[[f"rank:{s}" for s in systems]].mean(axis=1)).sort_values(
         ["domain", "label", "_m"], kind="mergesort")
     values = ordered[[f"rank:{s}" for s in systems]].to_numpy(dtype=np.float64).T  # (systems, clips)
-    height = 1.9 + 0.26 * max(len(systems), 2) + (0.2 if caveat else 0.0)
-    fig, ax = plt.subplots(figsize=(HEATMAP_WIDTH_IN, height), layout="constrained")
+    bottom_in = 0.8 + (0.2 if caveat else 0.0)  # two-line group labels, the axis label, the caveat
+    top_in = 0.45 + 0.17 * str(title).count("\n")
+    body_in = 0.26 * max(len(systems), 2)
+    fig, ax, colorbar_ax = _fixed_axes(HEATMAP_WIDTH_IN, top_in + body_in + bottom_in, systems, top_in=top_in,
+                                       bottom_in=bottom_in)
     image = ax.imshow(values, aspect="auto", cmap="coolwarm", vmin=0.0, vmax=1.0, interpolation="nearest")
     anomalous = (ordered["label"] == "anomaly").to_numpy()
     decisions = ordered[[f"decision:{s}" for s in systems]].to_numpy(dtype=np.float64).T
@@ -265,12 +267,32 @@ def rank_heatmap(table: pd.DataFrame, *, title: str = "", caveat: str = ""):
     ax.set_yticklabels(systems, fontsize=HEATMAP_FONT_PT)
     ax.set_xlabel("test clips (grouped by domain and label; within a group, by mean rank)", fontsize=HEATMAP_FONT_PT)
     ax.set_title(title, fontsize=HEATMAP_FONT_PT + 1)
-    bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.01)
-    bar.set_label("rank (1 = most anomalous)", fontsize=HEATMAP_FONT_PT)
+    bar = fig.colorbar(image, cax=colorbar_ax)
+    bar.set_label("rank (1 = most\nanomalous)", fontsize=HEATMAP_FONT_PT)
     bar.ax.tick_params(labelsize=HEATMAP_FONT_PT)
     if caveat:
-        fig.supxlabel(caveat, fontsize=8, color="grey", x=0.01, ha="left")
+        fig.text(0.01, 0.08 / fig.get_size_inches()[1], caveat, fontsize=8, color="grey", ha="left", va="bottom")
     return fig
+
+
+def _fixed_axes(width_in: float, height_in: float, row_labels, *, top_in: float, bottom_in: float,
+                colorbar: bool = True):
+    """A figure with one axes placed by hand (margins in inches: the row labels' length at 9 pt on
+    the left, a colour bar on the right) and ``fig.fixed_layout = True``: drawing it needs no layout
+    pass, which halves a widget's redraw. Returns (figure, axes, colour-bar axes or None)."""
+    import matplotlib.pyplot as plt
+
+    longest = max((len(str(label)) for label in row_labels), default=4)
+    left_in = 0.3 + 0.075 * longest
+    right_in = 1.25 if colorbar else 0.3
+    fig = plt.figure(figsize=(width_in, height_in))
+    fig.fixed_layout = True
+    plot_width = (width_in - left_in - right_in) / width_in
+    box = (left_in / width_in, bottom_in / height_in, plot_width, (height_in - top_in - bottom_in) / height_in)
+    ax = fig.add_axes(box)
+    colorbar_ax = fig.add_axes((box[0] + plot_width + 0.12 / width_in, box[1], 0.15 / width_in, box[3])) \
+        if colorbar else None
+    return fig, ax, colorbar_ax
 
 
 def clip_rank_figure(row: pd.Series, thresholds: pd.DataFrame):
@@ -278,7 +300,6 @@ def clip_rank_figure(row: pd.Series, thresholds: pd.DataFrame):
     the rank scale (black tick, :func:`rank_thresholds` of the clip's section); a bar is red where
     the system's decision on this clip is wrong. Shows why a clip can rank near 1 and still be
     "wrong": its rank does not pass that system's threshold."""
-    import matplotlib.pyplot as plt
 
     systems = [c.split(":", 1)[1] for c in row.index if c.startswith("rank:")]
     ranks = np.array([row[f"rank:{s}"] for s in systems], dtype=np.float64)
@@ -286,7 +307,9 @@ def clip_rank_figure(row: pd.Series, thresholds: pd.DataFrame):
     decisions = np.array([row[f"decision:{s}"] for s in systems], dtype=np.float64)
     wrong = decisions == 0 if anomalous else decisions == 1
     limits = thresholds.loc[row["section"], systems].to_numpy(dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.3 * len(systems)), layout="constrained")
+    top_in, bottom_in = 0.4, 0.6
+    fig, ax, _ = _fixed_axes(9.0, top_in + 0.32 * max(len(systems), 1) + bottom_in, systems, top_in=top_in,
+                             bottom_in=bottom_in, colorbar=False)
     y = np.arange(len(systems))
     ax.barh(y, ranks, color=np.where(wrong, "#d6604d", "#8fbbd9"), height=0.6)
     ax.scatter(limits, y, marker="|", s=300, color="black", linewidths=2, label="decision threshold", zorder=3)
@@ -297,9 +320,9 @@ def clip_rank_figure(row: pd.Series, thresholds: pd.DataFrame):
     ax.set_xlabel("rank among the section's test clips (1 = most anomalous); red: decision wrong",
                   fontsize=HEATMAP_FONT_PT)
     ax.tick_params(labelsize=HEATMAP_FONT_PT)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    ax.set_title(f"{row['file_name']} ({row['domain']} {row['label']}): rank and threshold per system",
-                 fontsize=HEATMAP_FONT_PT)
+    ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False, borderaxespad=0.1)
+    ax.set_title(f"{row['domain']} {row['label']}: rank and threshold per system", fontsize=HEATMAP_FONT_PT,
+                 loc="left")
     return fig
 
 

@@ -275,11 +275,13 @@ WIDGET_FIGURE_DPI = 90  # PNGs shown in widgets: 9 pt text is 11 px at this reso
 
 
 def figure_png(fig, *, dpi: int = WIDGET_FIGURE_DPI) -> bytes:
-    """The figure as PNG bytes (``bbox_inches="tight"``), for showing it as data in a widget."""
+    """The figure as PNG bytes, for showing it as data in a widget: cropped to what is drawn
+    (``bbox_inches="tight"``), except for a figure that places its axes itself (attribute
+    ``fixed_layout``), which is drawn once as it is (the crop costs a second draw)."""
     import io
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches=None if getattr(fig, "fixed_layout", False) else "tight")
     return buffer.getvalue()
 
 

@@ -58,3 +58,21 @@ def test_figure_picker_draws_once_per_pick():
     assert calls == [1, 2] and box.pane.outputs[1]["text"] == "value 2\n"
     empty = nbtools.figure_picker([], draw)
     assert empty.pane.outputs[0]["text"] == "nothing to show\n" and calls == [1, 2]
+
+
+def test_the_runner_signs_an_executed_notebook_as_trusted(tmp_path, monkeypatch):
+    """JupyterLab renders stored widget views only in a trusted notebook."""
+    import nbformat
+    from nbformat.sign import NotebookNotary
+
+    from asd_utils.runner import trust_notebook
+
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))  # this test's own signature store
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1", outputs=[nbformat.v4.new_output(
+        "display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "x", "version_major": 2,
+                                                                           "version_minor": 0}})])])
+    path = tmp_path / "run.ipynb"
+    nbformat.write(nb, str(path))
+    assert not NotebookNotary().check_signature(nbformat.read(str(path), as_version=4))
+    trust_notebook(path)
+    assert NotebookNotary().check_signature(nbformat.read(str(path), as_version=4))

@@ -55,7 +55,7 @@ def _assert_shows(browser, index, machine, domain, label, split="test"):
     played, rate = sf.read(io.BytesIO(rendered["audio"].data))  # the WAV the browser plays
     assert rate == 16000
     np.testing.assert_allclose(played, load_audio(paths[0]), atol=1e-4)  # not normalised
-    assert len(rendered["figure"].axes) == 4  # waveform, spectrogram, colour bar, spacer
+    assert len(rendered["figure"].axes) == 3  # waveform, spectrogram, colour bar
     kinds = [set(output.get("data", {})) for output in browser.out.outputs]
     assert any("text/html" in k for k in kinds) and any("image/png" in k for k in kinds)
 
@@ -108,6 +108,16 @@ def test_browser_draws_once_per_change_and_never_blanks(index):
     browser.domain.value = "target"
     # one replacement per change, each with the player and the figure: no empty state in between
     assert len(assignments) == 2 and all(len(outputs) == 2 for outputs in assignments)
+
+
+def test_waveform_envelope_keeps_every_extreme():
+    wave = np.sin(np.arange(16000) / 7.0).astype(np.float32)
+    wave[12345] = 3.0  # a click must survive the reduction
+    times, values = tour._envelope(wave, 400)
+    assert len(values) == 400 and values.max() == 3.0 and values.min() == wave.min()
+    assert np.all(np.diff(times) >= 0) and times[0] >= 0 and times[-1] <= len(wave) / 16000
+    short = np.arange(10, dtype=np.float32)
+    assert tour._envelope(short, 400)[1] is short
 
 
 def test_clip_figure_panels_share_the_time_axis_and_width(index):

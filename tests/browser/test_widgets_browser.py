@@ -71,6 +71,9 @@ def smoke_run(tmp_path_factory):
     """Provisional: replaced at merge. Notebooks 00, 01 and 07 executed in the smoke profile."""
     from asd_utils.synth import ensure_dataset
 
+    reuse = os.environ.get("ASD_SMOKE_RUN_DIR")  # an executed smoke run of 00, 01 and 07 to reuse
+    if reuse:
+        return SmokeRun(output_dir=Path(reuse), data_root=ensure_dataset("smoke"))
     out = tmp_path_factory.mktemp("smoke_run")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     subprocess.run([sys.executable, "-m", "asd_utils.runner", "--profile", "smoke", "--jobs", "2", "--output-dir",
@@ -114,7 +117,8 @@ def lab(smoke_run, tmp_path_factory):
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         "--LabApp.expose_app_in_browser=True"],
+         "--LabApp.expose_app_in_browser=True", "--LabApp.extension_manager=readonly",
+         "--ServerApp.terminals_enabled=False", "--allow-root"],
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -130,13 +134,22 @@ def lab(smoke_run, tmp_path_factory):
                 time.sleep(0.5)
         yield url, token
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=5)
+        _stop(server)
         log.close()
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """Stop JupyterLab and the kernels it started (its process group)."""
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            server.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 @pytest.fixture(scope="module")
