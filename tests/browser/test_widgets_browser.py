@@ -174,7 +174,9 @@ class LabPage:
         self.errors: list[str] = []
         self.page.on("console", lambda message: self.errors.append(message.text) if message.type == "error" else None)
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
-        self.page.goto(f"{url}/lab/tree/{notebook}?token={token}")
+        # a workspace of its own, reset: nothing restored from an earlier page (another notebook's tab)
+        workspace = "w" + secrets.token_hex(4)
+        self.page.goto(f"{url}/lab/workspaces/{workspace}/tree/{notebook}?reset&token={token}")
         self.page.wait_for_function(
             f"""() => {{ const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
                         return w && w.context && w.context.path === {json.dumps(notebook)}
@@ -297,10 +299,12 @@ def test_error_explorer_of_the_comparison(lab, browser):
         # the heat map is shown at (nearly) its natural size: 9 pt labels stay >= 9 px
         assert shown[".asd-explorer .asd-pane-heatmap"]["scale"] >= 0.8, shown
         control = ".asd-explorer .asd-control-"
-        first_system = tab.page.locator(f"{control}systems select option").first.text_content()
+        # a selection that differs from the default one: the first system not selected yet, alone
+        other = tab.page.locator(f"{control}systems select").last.evaluate(
+            "s => ([...s.options].find(o => !o.selected) || s.options[0]).textContent")
         timings = {
             "machine": tab.update("machine", tab.select(f"{control}machine select", index=1), panes),
-            "systems": tab.update("systems", tab.select(f"{control}systems select", label=[first_system]), panes),
+            "systems": tab.update("systems", tab.select(f"{control}systems select", label=[other]), panes),
             "clip": tab.update("clip", tab.select(f"{control}clip select", index=3), panes),
             "machine again": tab.update("machine", tab.select(f"{control}machine select", index=0), panes),
         }
