@@ -353,7 +353,8 @@ def trust_notebook(path: Path) -> None:
     import nbformat
     from nbformat.sign import NotebookNotary
 
-    NotebookNotary().sign(nbformat.read(str(path), as_version=4))
+    if Path(path).is_file():  # papermill has written it; nothing to sign otherwise
+        NotebookNotary().sign(nbformat.read(str(path), as_version=4))
 
 
 def _is_nbclient_timeout(error: BaseException) -> bool:

@@ -30,8 +30,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
 ROOT = Path(__file__).resolve().parents[2]
 UPDATE_LIMIT_S = float(os.environ.get("ASD_BROWSER_UPDATE_S", "3.0"))
 RUN_ALL_LIMIT_S = 420          # one notebook's "run all" in JupyterLab (smoke: well under a minute unloaded)
@@ -50,6 +48,21 @@ def chromium_executable() -> str | None:
         if found:
             return found
     return None
+
+
+def _playwright_missing() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("playwright") is None
+
+
+# checked at collection, before any fixture runs: without a browser nothing (no smoke run) is started
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.skipif(_playwright_missing(), reason="Playwright is missing: pip install -r requirements.txt"),
+    pytest.mark.skipif(chromium_executable() is None, reason=f"no Chromium found: {INSTALL_HINT}"),
+]
 
 
 # -- provisional: replaced at merge by the shared `smoke_run` fixture (tests/notebooks/conftest.py) --------
@@ -98,9 +111,6 @@ LAB_SETTINGS = {"@jupyterlab/apputils-extension/notification.jupyterlab-settings
 @pytest.fixture(scope="module")
 def lab(smoke_run, tmp_path_factory):
     """JupyterLab on 127.0.0.1 with a random token, serving copies of the executed 00 and 07."""
-    pytest.importorskip("playwright", reason="pip install -r requirements.txt (playwright)")
-    if chromium_executable() is None:
-        pytest.skip(f"no Chromium found: {INSTALL_HINT}")
     root = tmp_path_factory.mktemp("lab")
     for stem in ("00_dataset_tour", "07_comparison"):
         shutil.copy(smoke_run.executed(stem), root / f"{stem}.ipynb")
