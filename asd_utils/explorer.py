@@ -227,6 +227,7 @@ def default_systems(labels, ranking=None) -> list[str]:
     return sorted(chosen, key=labels.index)
 
 
+EXPLORER_CACHE_ITEMS = 64  # selections, clips and charts the explorer keeps drawn (a few MB of PNG)
 HEATMAP_FONT_PT = 9  # every label of the explorer's figures; 9 pt >= 9 px at any dpi >= 72
 HEATMAP_WIDTH_IN = 10.5  # not wider than an output area (about 1,000 px at 90-100 dpi): never squeezed
 
@@ -375,7 +376,7 @@ def explorer(clip_scores: pd.DataFrame, index: pd.DataFrame, *, truth: pd.DataFr
     import ipywidgets as widgets
     from IPython.display import HTML, Audio
 
-    from asd_utils.nbtools import show_in
+    from asd_utils.nbtools import output_item, show_in
     from asd_utils.tour import clip_figure
 
     labelled = clip_scores[clip_scores["label"].notna()]
@@ -405,13 +406,29 @@ def explorer(clip_scores: pd.DataFrame, index: pd.DataFrame, *, truth: pd.DataFr
     box.heatmap, box.clip_view, box.clip_facts, box.top_clips = heatmap, clip_view, clip_facts, top_clips
     box.draws = {"heatmap": 0, "clip": 0}
     state: dict = {}
+    # what a selection computes and draws, kept for when the reader comes back to it (bounded)
+    cache: dict = {}
 
-    def refresh(*_):
-        chosen = list(system_box.value)
-        table, rules = clip_table(clip_scores, machine_box.value, systems=chosen, index=index, truth=truth)
+    def cached(key, make):
+        if key not in cache:
+            if len(cache) >= EXPLORER_CACHE_ITEMS:
+                cache.pop(next(iter(cache)))
+            cache[key] = make()
+        return cache[key]
+
+    def tables(machine_name, chosen):
+        table, rules = clip_table(clip_scores, machine_name, systems=chosen, index=index, truth=truth)
         n_systems = len(_systems_of(table))
         errors = error_table(table) if n_systems else table.iloc[:0]
-        state.update(errors=errors, thresholds=rank_thresholds(table) if n_systems else None)
+        return table, rules, errors, rank_thresholds(table) if n_systems else None
+
+    def refresh(*_):
+        chosen = tuple(system_box.value)
+        selection = (machine_box.value, chosen)
+        table, rules, errors, thresholds = cached(("tables", *selection),
+                                                  lambda: tables(machine_box.value, list(chosen)))
+        n_systems = len(_systems_of(table))
+        state.update(errors=errors, thresholds=thresholds, selection=selection)
         options = [(f"{row.n_wrong}/{n_systems} systems wrong ({row.error}) · rank {row.mean_rank:.2f} · "
                     f"{row.domain} · {row.file_name}", row.file_name) for row in errors.itertuples()]
         clip_box.unobserve(show_clip, names="value")
@@ -427,8 +444,9 @@ def explorer(clip_scores: pd.DataFrame, index: pd.DataFrame, *, truth: pd.DataFr
             show_in(top_clips)
         else:
             rules_line.value = _rules_html(rules)
-            show_in(heatmap, rank_heatmap(table, title=f"{machine_box.value}: rank of every test clip "
-                                                       "under each system (outlined: decision wrong)"))
+            show_in(heatmap, cached(("heatmap", *selection), lambda: output_item(rank_heatmap(
+                table, title=f"{machine_box.value}: rank of every test clip under each system (outlined: decision "
+                             "wrong)"))))
             shown = ["file_name", "domain", "label", "error", "n_wrong", "mean_rank",
                      *[c for c in ("attributes", *HIDDEN_TRUTH_COLUMNS) if c in errors.columns]]
             show_in(top_clips, HTML(_table_html(errors[shown].head(top))))
@@ -446,13 +464,19 @@ def explorer(clip_scores: pd.DataFrame, index: pd.DataFrame, *, truth: pd.DataFr
                  "share_wrong", *[c for c in HIDDEN_TRUTH_COLUMNS if c in row.index]]
         listed = row[[f for f in facts if f in row.index]].to_frame("value").reset_index(names="fact")
         view = []
-        if isinstance(row.get("path"), str) and os.path.isfile(row["path"]):
-            fig, wave = clip_figure(row["path"], title=f"{row['file_name']} ({row['domain']}, {row['label']})")
-            view = [Audio(wave, rate=16000, normalize=False), fig]
+        path = row.get("path")
+        if isinstance(path, str) and os.path.isfile(path):
+            def draw_clip():
+                fig, wave = clip_figure(path, title=f"{row['file_name']} ({row['domain']}, {row['label']})")
+                return [output_item(Audio(wave, rate=16000, normalize=False)), output_item(fig)]
+
+            view = cached(("clip", path), draw_clip)
         else:
-            view = [f"audio not found: {row.get('path')}"]
+            view = [f"audio not found: {path}"]
         show_in(clip_view, *view)
-        show_in(clip_facts, clip_rank_figure(row, state["thresholds"]), HTML(_table_html(listed)))
+        ranks = cached(("ranks", *state["selection"], row["file_name"]),
+                       lambda: output_item(clip_rank_figure(row, state["thresholds"])))
+        show_in(clip_facts, ranks, HTML(_table_html(listed)))
 
     machine_box.observe(refresh, names="value")
     system_box.observe(refresh, names="value")

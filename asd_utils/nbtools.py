@@ -287,13 +287,16 @@ def figure_png(fig, *, dpi: int = WIDGET_FIGURE_DPI) -> bytes:
 
 def output_item(item) -> dict:
     """One nbformat output (a dict) for ``item``: a matplotlib figure becomes a PNG
-    (``image/png``; the figure is closed), a ``str`` a stdout stream, anything else what IPython's
-    display formatter makes of it (``Audio`` -> HTML, ``DataFrame`` -> HTML, ``Markdown``...)."""
+    (``image/png``; the figure is closed), a ``str`` a stdout stream, an output dict stays as it is,
+    anything else is what IPython's display formatter makes of it (``Audio`` -> HTML, ``DataFrame``
+    -> HTML, ``Markdown``...)."""
     import base64
 
     from IPython.core.interactiveshell import InteractiveShell
     from matplotlib.figure import Figure
 
+    if isinstance(item, dict) and "output_type" in item:  # already an output (e.g. a cached figure)
+        return item
     if isinstance(item, Figure):
         import matplotlib.pyplot as plt
 

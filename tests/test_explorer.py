@@ -122,11 +122,15 @@ def test_explorer_renders_every_pane_once_per_change_as_data(tmp_path):
     assert "image/png" in _kinds(box.clip_facts)[0] and "text/html" in _kinds(box.clip_facts)[1]
     assert "overflow-x:auto" in box.top_clips.outputs[0]["data"]["text/html"]
     assert box.draws == {"heatmap": 1, "clip": 1}
+    first_heatmap, first_clip = box.heatmap.outputs[0], box.clip_view.outputs[1]
     box.systems.value = ("02 Inverted",)  # one change: each pane drawn once more
     assert box.draws == {"heatmap": 2, "clip": 2}
+    assert box.heatmap.outputs[0] is not first_heatmap and box.clip_view.outputs[1] is first_clip  # same clip
     assert box.clip.options[0][0].startswith("1/1 systems wrong")
     box.clip.value = box.clip.options[3][1]  # a clip change redraws the clip panes only
     assert box.draws == {"heatmap": 2, "clip": 3}
+    box.systems.value = ("01 Perfect", "02 Inverted")  # back to a seen selection: its drawings are reused
+    assert box.heatmap.outputs[0] is first_heatmap
     box.systems.value = ()
     assert box.clip.value is None and box.heatmap.outputs[0]["text"].startswith("no selected system")
     empty = explorer.explorer(clip_scores.iloc[:0], index)
