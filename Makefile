@@ -10,7 +10,7 @@ ARGS   ?=
 # notebooks side by side in the CPU profiles; paper notebooks take every core (and the GPU) alone
 JOBS   ?= $(if $(filter paper,$(PROFILE)),1,2)
 
-.PHONY: setup reproduce smoke test test-fast update-reference lint bench clean-outputs
+.PHONY: setup reproduce smoke test test-fast update-reference lint bench clean-outputs browser-test chromium
 
 setup: $(VENV)/.installed
 
@@ -47,6 +47,16 @@ test-fast: setup
 # shared smoke run. A deliberate step: commit the result with a message that says why the numbers moved.
 update-reference: setup
 	ASD_UPDATE_REFERENCE=1 $(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests/notebooks
+
+# JupyterLab in a headless Chromium clicks through 00's clip browser and 07's explorer (tests/browser).
+# `chromium`: as root, installs Debian's Chromium when none is found; otherwise the test skips and says how
+browser-test: setup chromium
+	$(PY) -m pytest -q -p no:cacheprovider -s tests/browser
+
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ -n "$$ASD_CHROMIUM" ] \
+	  || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "no Chromium (apt-get install -y chromium as root): the browser test will skip"
 
 bench: setup
 	$(PY) benchmarks/run_all.py

@@ -395,7 +395,7 @@ def run_autoencoder_baseline(
         test_mask = (test_index["machine"] == machine).to_numpy()
         result = fit_score_machine(
             train_index[train_mask], test_index[test_mask], config, n_samples=n_samples, seed=seed,
-            cache_dir=cache_dir, device=device, progress=False,
+            cache_dir=cache_dir, device=device, progress=progress,  # the epochs' bar under the machines' bar
         )
         for system, key in SYSTEMS.items():
             scores[system][test_mask] = result["test"][key]

@@ -282,3 +282,81 @@ def _check_channel_setting(index: pd.DataFrame) -> None:
     if channel != "near" and not channel_note(index["path"]):
         loud_warning(f"channel setting {channel!r} ignored: the data root holds mono clips, not two-channel "
                      "DCASE 2026 clips")
+
+
+# -- widget display ------------------------------------------------------------------------------
+WIDGET_FIGURE_DPI = 90  # PNGs shown in widgets: 9 pt text is 11 px at this resolution
+
+
+def figure_png(fig, *, dpi: int = WIDGET_FIGURE_DPI) -> bytes:
+    """The figure as PNG bytes, for showing it as data in a widget: cropped to what is drawn
+    (``bbox_inches="tight"``), except for a figure that places its axes itself (attribute
+    ``fixed_layout``), which is drawn once as it is (the crop costs a second draw)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches=None if getattr(fig, "fixed_layout", False) else "tight")
+    return buffer.getvalue()
+
+
+def output_item(item) -> dict:
+    """One nbformat output (a dict) for ``item``: a matplotlib figure becomes a PNG
+    (``image/png``; the figure is closed), a ``str`` a stdout stream, an output dict stays as it is,
+    anything else is what IPython's display formatter makes of it (``Audio`` -> HTML, ``DataFrame``
+    -> HTML, ``Markdown``...)."""
+    import base64
+
+    from IPython.core.interactiveshell import InteractiveShell
+    from matplotlib.figure import Figure
+
+    if isinstance(item, dict) and "output_type" in item:  # already an output (e.g. a cached figure)
+        return item
+    if isinstance(item, Figure):
+        import matplotlib.pyplot as plt
+
+        png = figure_png(item)
+        plt.close(item)
+        return {"output_type": "display_data", "metadata": {},
+                "data": {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": "<Figure>"}}
+    if isinstance(item, str):
+        return {"output_type": "stream", "name": "stdout", "text": item if item.endswith("\n") else item + "\n"}
+    data, metadata = InteractiveShell.instance().display_formatter.format(item)
+    return {"output_type": "display_data", "data": data, "metadata": metadata}
+
+
+def show_in(pane, *items) -> None:
+    """Replace everything an ``ipywidgets.Output`` pane shows by ``items`` (see :func:`output_item`),
+    in one assignment.
+
+    Widgets write through this rather than ``with pane: plt.show()``: outputs set as data belong to
+    the pane whatever the front end is doing (a figure shown through ``plt.show()`` inside
+    ``with pane:`` can land in JupyterLab's log console when the pane's capture context races with
+    the next message), they are stored in the saved widget state, and the pane never blanks
+    between the old content and the new (one trait change, no ``clear_output``).
+    """
+    pane.outputs = tuple(output_item(item) for item in items)
+
+
+def figure_picker(options, draw, *, description: str = "show"):
+    """A dropdown over ``options`` and one pane with what ``draw(value)`` returns (a figure, or a
+    list of figures and other displayable items), redrawn once per pick through :func:`show_in`.
+    Filled at once with the first option, so a headless run and the saved notebook show it.
+    Returns an ipywidgets ``VBox`` (attributes ``picker`` and ``pane``)."""
+    import ipywidgets as widgets
+
+    options = list(options)
+    picker = widgets.Dropdown(options=options, value=options[0] if options else None, description=description)
+    pane = widgets.Output()
+
+    def redraw(*_):
+        if picker.value is None:
+            show_in(pane, "nothing to show")
+            return
+        drawn = draw(picker.value)
+        show_in(pane, *(drawn if isinstance(drawn, (list, tuple)) else [drawn]))
+
+    picker.observe(redraw, names="value")
+    redraw()
+    box = widgets.VBox([picker, pane])
+    box.picker, box.pane = picker, pane
+    return box

@@ -322,8 +322,12 @@ def _execute_once(notebook: Path, output: Path, parameters: dict, kernel: str | 
                 # every cell has answered and its outputs are in: stop the kernel at once (a graceful
                 # shutdown of a kernel that has loaded torch takes about 2 s more, per notebook)
                 shutdown_kernel="immediate",
+                # the widgets' last state goes into the executed notebook's metadata: a saved run
+                # opened later (or rendered into a book) shows each widget as it was drawn
+                store_widget_state=True,
             )
         finished = True
+        trust_notebook(output)
     except PapermillExecutionError as error:
         first_line = str(error.evalue).splitlines()[0] if error.evalue else ""
         raise NotebookFailed(
@@ -342,6 +346,18 @@ def _execute_once(notebook: Path, output: Path, parameters: dict, kernel: str | 
         # keep a dump only beside a notebook that did not finish, and never an empty file
         if stacks_file.is_file() and (finished or stacks_file.stat().st_size == 0):
             stacks_file.unlink()
+
+
+def trust_notebook(path: Path) -> None:
+    """Sign an executed notebook as trusted by this user, as ``jupyter trust`` does. JupyterLab shows
+    the widgets of a saved run from its stored widget state only in a trusted notebook (widget views
+    are not "safe" output); the outputs are this user's own run, so signing them is what trusting
+    means."""
+    import nbformat
+    from nbformat.sign import NotebookNotary
+
+    if Path(path).is_file():  # papermill has written it; nothing to sign otherwise
+        NotebookNotary().sign(nbformat.read(str(path), as_version=4))
 
 
 def _is_nbclient_timeout(error: BaseException) -> bool:

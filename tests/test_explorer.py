@@ -90,38 +90,101 @@ def test_hidden_truth_is_read_from_the_synthetic_metadata(tmp_path):
         explorer.load_hidden_truth(tmp_path)
 
 
-def test_explorer_renders_headless_with_the_default_selection(tmp_path):
+def _with_audio(tmp_path, index):
     import soundfile as sf
 
-    index, clip_scores = _clip_scores(tmp_path)
-    # real audio for the picked clip's player and spectrogram
     wav_dir = tmp_path / "fan"
     wav_dir.mkdir()
     paths = []
     for name in index["file_name"]:
         sf.write(wav_dir / name, 0.1 * np.sin(np.arange(8000) / 5.0).astype(np.float32), 16000)
         paths.append(str(wav_dir / name))
-    index = index.assign(path=paths)
+    return index.assign(path=paths)
+
+
+def _kinds(pane):
+    return [set(output.get("data", {})) or {output["output_type"]} for output in pane.outputs]
+
+
+def test_explorer_renders_every_pane_once_per_change_as_data(tmp_path):
+    index, clip_scores = _clip_scores(tmp_path)
+    index = _with_audio(tmp_path, index)
     box = explorer.explorer(clip_scores, index, caveat="* synthetic data")
-    machine, systems, overview, clip, detail = box.children
-    assert machine.value == "fan" and systems.value == ("01 Perfect", "02 Inverted")
-    assert clip.value is not None and len(clip.options) == 16
-    # the most-wrong clip is picked without any interaction (the notebook run checks the rendering itself)
-    assert clip.value == clip.options[0][1] and clip.options[0][0].startswith("1/2 wrong")
-    systems.value = ("02 Inverted",)  # a new selection refreshes the list
-    assert clip.options[0][0].startswith("1/1 wrong")
+    assert box.machine.value == "fan" and box.systems.value == ("01 Perfect", "02 Inverted")
+    assert box.clip.value is not None and len(box.clip.options) == 16
+    # the most-wrong clip is picked without any interaction; "wrong" is counted over systems
+    assert box.clip.value == box.clip.options[0][1] and box.clip.options[0][0].startswith("1/2 systems wrong")
+    assert "<b>wrong</b>" in box.children[0].value and "* synthetic data" in box.children[0].value
+    # every figure is PNG data in its own pane: heat map; audio + spectrogram; rank chart + facts
+    assert _kinds(box.heatmap) == [{"image/png", "text/plain"}]
+    audio, spectrogram = _kinds(box.clip_view)
+    assert "text/html" in audio and "image/png" in spectrogram
+    assert "image/png" in _kinds(box.clip_facts)[0] and "text/html" in _kinds(box.clip_facts)[1]
+    assert "overflow-x:auto" in box.top_clips.outputs[0]["data"]["text/html"]
+    assert box.draws == {"heatmap": 1, "clip": 1}
+    first_heatmap, first_clip = box.heatmap.outputs[0], box.clip_view.outputs[1]
+    box.systems.value = ("02 Inverted",)  # one change: each pane drawn once more
+    assert box.draws == {"heatmap": 2, "clip": 2}
+    assert box.heatmap.outputs[0] is not first_heatmap and box.clip_view.outputs[1] is first_clip  # same clip
+    assert box.clip.options[0][0].startswith("1/1 systems wrong")
+    box.clip.value = box.clip.options[3][1]  # a clip change redraws the clip panes only
+    assert box.draws == {"heatmap": 2, "clip": 3}
+    box.systems.value = ("01 Perfect", "02 Inverted")  # back to a seen selection: its drawings are reused
+    assert box.heatmap.outputs[0] is first_heatmap
+    box.systems.value = ()
+    assert box.clip.value is None and box.heatmap.outputs[0]["text"].startswith("no selected system")
     empty = explorer.explorer(clip_scores.iloc[:0], index)
     assert "No labelled" in empty.value
 
 
-def test_rank_heatmap_outlines_wrong_decisions(tmp_path):
+def test_default_systems_best_overall_plus_best_of_each_notebook():
+    labels = ["01 AE-MSE", "01 AE-MAHALA", "02 S1", "02 S2", "06 K", "06 G"]
+    ranking = {"01 AE-MSE": 0.6, "01 AE-MAHALA": 0.62, "02 S1": 0.5, "02 S2": 0.7, "06 K": 0.65, "06 G": 0.4}
+    assert explorer.default_systems(labels, ranking) == ["01 AE-MAHALA", "02 S2", "06 K"]
+    # no recorded results: each notebook's first system, in the order given
+    assert explorer.default_systems(labels) == ["01 AE-MSE", "02 S1", "06 K"]
+
+
+def test_rank_thresholds_sit_at_the_share_decided_normal():
+    table = pd.DataFrame({
+        "section": ["00"] * 4 + ["01"] * 2,
+        "rank:A": [0.25, 0.5, 0.75, 1.0, 0.5, 1.0], "decision:A": [0, 0, 0, 1, 0, 0],
+        "rank:B": [0.25, 0.5, 0.75, 1.0, 0.5, 1.0], "decision:B": [0, 1, 1, 1, 1, 1],
+    })
+    limits = explorer.rank_thresholds(table)
+    assert limits.loc["00", "A"] == 0.75 and limits.loc["00", "B"] == 0.25
+    assert limits.loc["01", "A"] == 1.0 and limits.loc["01", "B"] == 0.0
+    # a clip decided anomalous ranks above its system's threshold
+    fig = explorer.clip_rank_figure(_pd_row(table, 3, file_name="x.wav", domain="source", label="anomaly"), limits)
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.collections[0].get_offsets()[:, 0], [0.75, 0.25])  # the threshold ticks
+    np.testing.assert_allclose([p.get_width() for p in ax.patches], [1.0, 1.0])
+
+
+def _pd_row(table, i, **extra):
+    return pd.concat([table.iloc[i], pd.Series(extra)])
+
+
+def test_rank_heatmap_outlines_wrong_decisions_readably(tmp_path):
     index, clip_scores = _clip_scores(tmp_path)
     table, _ = explorer.clip_table(clip_scores, "fan")
     fig = explorer.rank_heatmap(table, title="fan", caveat="synthetic")
     ax = fig.axes[0]
     (outlines,) = ax.collections  # one outline per wrong decision, drawn as one collection
     corners = np.array([path.vertices[0] for path in outlines.get_paths()])
-    # the inverted system (column 1) is wrong on every one of the 16 clips, the perfect one on none
-    assert len(corners) == 16 and np.allclose(corners[:, 0], 0.5) and sorted(corners[:, 1] + 0.5) == list(range(16))
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["01 Perfect", "02 Inverted"]
+    # the inverted system (row 1) is wrong on every one of the 16 clips, the perfect one on none
+    assert len(corners) == 16 and np.allclose(corners[:, 1], 0.5) and sorted(corners[:, 0] + 0.5) == list(range(16))
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["01 Perfect", "02 Inverted"]
     assert explorer.system_label("05_xju_subcenter", "EAT-FFT") == "05 EAT-FFT"
+    # 44 systems: still at most an output area wide, every label at 9 pt or more
+    many = table.copy()
+    for k in range(44):
+        many[f"rank:S{k:02d}"] = table["rank:01 Perfect"]
+        many[f"decision:S{k:02d}"] = table["decision:01 Perfect"]
+    many = many.drop(columns=[c for c in many.columns if c.endswith(("01 Perfect", "02 Inverted"))])
+    fig = explorer.rank_heatmap(many, title="many")
+    width, _ = fig.get_size_inches()
+    ax = fig.axes[0]
+    labels = ax.get_yticklabels() + ax.get_xticklabels()
+    assert width <= 10.5 and len(ax.get_yticklabels()) == 44
+    assert min(label.get_fontsize() for label in labels) >= 9
