@@ -154,10 +154,12 @@ def draw_figure(summary: pd.DataFrame, path: Path) -> Path:
     matplotlib.use("Agg")
     from asd_utils.bootstrap import interval_plot
 
-    frame = summary.assign(label=summary["notebook"].str[:2] + " " + summary["system"])
+    short = summary["system"].str.replace("stand-in pretrained by the compendium on synthetic audio",
+                                          "pretrained stand-in", regex=False)
+    frame = summary.assign(label=summary["notebook"].str[:2] + " " + short)
     fig = interval_plot(frame, title="Default run: synthetic data, stand-in backbones - not the reports' results")
     with io_utils.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png", metadata={"Software": None})
+        fig.savefig(tmp, dpi=100, format="png", bbox_inches="tight", metadata={"Software": None})
     return path
 
 
