@@ -2,7 +2,7 @@
 
     python scripts/build_book.py                          # reuse outputs/default/, run what is missing
     python scripts/build_book.py --profile smoke          # the smoke run's notebooks
-    python scripts/build_book.py --executed DIR --no-run  # executed notebooks from elsewhere (e.g. --output-dir X: X/notebooks)
+    python scripts/build_book.py --executed RUN/notebooks --no-run  # a run made with --output-dir RUN
 
 Steps: (1) find an executed copy of every notebook of ``notebooks/`` in ``--executed`` (default
 ``outputs/<profile>/``, where ``make reproduce`` puts them); if some are missing, run the
@@ -202,7 +202,8 @@ def modules_called(nb: nbformat.NotebookNode, known: set[str]) -> list[str]:
         for match in _CODE_MODULE.finditer(cell.source):
             if match.group(1):
                 found.add(match.group(1))
-                found.update(f"{match.group(1)}.{n.strip()}" for n in re.split(r"[,\s()]+", match.group(2)) if n.strip())
+                names = (n for n in re.split(r"[,\s()]+", match.group(2)) if n)
+                found.update(f"{match.group(1)}.{name}" for name in names)
             else:
                 parts = match.group(3).split(".")
                 found.update(".".join(parts[:i]) for i in range(2, len(parts) + 1))
