@@ -182,8 +182,8 @@ def static_widgets(nb: nbformat.NotebookNode) -> int:
 
 
 # -- links into the API reference ----------------------------------------------------------------------
-_INLINE_OBJECT = re.compile(r"(?<![`{])`(asd_utils(?:\.[A-Za-z_][A-Za-z0-9_]*)+)(?:\(\))?`")
-_CODE_MODULE = re.compile(r"\bfrom\s+(asd_utils(?:\.\w+)*)\s+import\s+([\w\s,()]+)|\b(asd_utils(?:\.\w+)+)")
+_INLINE_OBJECT = re.compile(r"(?<![`}])`(asd_utils(?:\.[A-Za-z_][A-Za-z0-9_]*)+)(?:\(\))?`")
+_CODE_MODULE = re.compile(r"\bfrom[ \t]+(asd_utils(?:\.\w+)*)[ \t]+import[ \t]+([\w \t,()]+)|\b(asd_utils(?:\.\w+)+)")
 
 
 def link_markdown(text: str) -> str:
