@@ -97,6 +97,8 @@ def _control_line(name: str, state: dict) -> str | None:
         return f"{label}{shown} <small>(one of {len(labels)} options)</small>"
     if name in ("ButtonModel",):
         return f"<button disabled>{description or 'button'}</button>"
+    if name in ("FloatProgressModel", "IntProgressModel"):
+        return f'{label}<progress value="{state.get("value", 0)}" max="{state.get("max", 100)}"></progress>'
     if "value" in state and not isinstance(state["value"], dict):
         return f"{label}{html.escape(str(state['value']))}"
     return None
@@ -141,20 +143,24 @@ def widget_outputs(model_id: str, state: dict, seen: set[str] | None = None) -> 
             if isinstance(titles, list) and position < len(titles) and titles[position]:
                 outputs.append(_html_output(f"<p><strong>{html.escape(str(titles[position]))}</strong></p>"))
             outputs.extend(widget_outputs(_model_id(child), state, seen))
+        if name == "HBoxModel" and outputs and all(_html_only(o) for o in outputs):  # e.g. a progress bar
+            row = "".join(o["data"]["text/html"] for o in outputs)
+            return [_html_output(f'<div style="display:flex;gap:0.5em;align-items:center">{row}</div>')]
         return outputs
     line = _control_line(name, values)
     return [_html_output(f'<div class="widget-static">{line}</div>')] if line else []
+
+
+def _html_only(output: nbformat.NotebookNode) -> bool:
+    return output.get("output_type") == "display_data" and set(output.get("data", {})) == {"text/html"}
 
 
 def _merge_html(outputs: list[nbformat.NotebookNode]) -> list[nbformat.NotebookNode]:
     """Join runs of consecutive HTML-only outputs into one (a box of controls reads as one block)."""
     merged: list[nbformat.NotebookNode] = []
     for output in outputs:
-        data = output.get("data", {})
-        html_only = output.get("output_type") == "display_data" and set(data) == {"text/html"}
-        if html_only and merged and merged[-1].get("output_type") == "display_data" \
-                and set(merged[-1].get("data", {})) == {"text/html"}:
-            merged[-1]["data"]["text/html"] += "\n" + data["text/html"]
+        if _html_only(output) and merged and _html_only(merged[-1]):
+            merged[-1]["data"]["text/html"] += "\n" + output["data"]["text/html"]
         else:
             merged.append(output)
     return merged

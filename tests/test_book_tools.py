@@ -170,3 +170,14 @@ def test_committed_summary_and_readme_agree():
     assert len(readme.splitlines()) <= 250
     with pytest.raises(ValueError, match="missing columns"):
         readme_results.read_summary(ROOT / "papers" / "003_xju_table2.csv")
+
+
+def test_progress_bar_renders_as_one_row():
+    state = {"bar": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_t", "IPY_MODEL_p", "IPY_MODEL_n"]}},
+             "t": {"model_name": "HTMLModel", "state": {"value": "loading: 100%"}},
+             "p": {"model_name": "FloatProgressModel", "state": {"value": 112.0, "max": 112.0, "description": ""}},
+             "n": {"model_name": "HTMLModel", "state": {"value": " 112/112"}}}
+    (row,) = build_book.widget_outputs("bar", state)
+    assert row.data["text/html"] == ('<div style="display:flex;gap:0.5em;align-items:center">loading: 100%'
+                                     '<div class="widget-static"><progress value="112.0" max="112.0"></progress>'
+                                     '</div> 112/112</div>')
