@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -108,3 +109,32 @@ def test_every_page_opens_offline(book):
         missing = [ref for ref in parsed.loads + parsed.images
                    if _local(page, ref) is not None and not _local(page, ref).is_file()]
         assert not missing, f"{page.relative_to(html)}: missing files {missing}"
+
+
+def test_pages_open_in_chromium_without_errors(book):
+    """Every page except the generated API pages (three of those are opened) loads from file://
+    in headless Chromium with no console error, no failed request and no broken image."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip)")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
+    html = book / "html"
+    pages = sorted(p for p in html.rglob("*.html") if not {"generated", "_modules"} & set(p.relative_to(html).parts))
+    pages += sorted((html / "generated").glob("*.html"))[:3]
+    problems = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"], timeout=60_000)
+        try:
+            tab = browser.new_page()
+            tab.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+            tab.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            tab.on("requestfailed", lambda r: problems.append(f"failed request: {r.url[:120]}"))
+            for page in pages:
+                tab.goto(page.as_uri(), wait_until="load", timeout=60_000)
+                broken = tab.evaluate("Array.from(document.images)"
+                                      ".filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
+                problems += [f"{page.relative_to(html)}: broken image {src[:120]}" for src in broken]
+        finally:
+            browser.close()
+    assert len(pages) > 20
+    assert not problems, "\n".join(problems[:20])
