@@ -33,6 +33,7 @@ myst_heading_anchors = 3  # README and docs link to section anchors (#the-two-co
 myst_enable_extensions = ["colon_fence", "deflist"]  # no dollarmath: MathJax would load from a CDN
 
 autosummary_generate = True
+autosummary_ignore_module_all = False  # a module with __all__ lists its public API only
 # each object is documented once, in the module that defines it (packages re-export through __all__)
 autodoc_default_options = {"members": True, "undoc-members": False, "show-inheritance": True, "ignore-module-all": True}
 autodoc_member_order = "bysource"
