@@ -10,7 +10,7 @@ ARGS   ?=
 # notebooks side by side in the CPU profiles; paper notebooks take every core (and the GPU) alone
 JOBS   ?= $(if $(filter paper,$(PROFILE)),1,2)
 
-.PHONY: setup reproduce smoke test test-fast update-reference lint bench clean-outputs browser-test chromium
+.PHONY: setup reproduce smoke test test-fast update-reference lint bench book clean-outputs browser-test chromium
 
 setup: $(VENV)/.installed
 
@@ -60,6 +60,11 @@ chromium:
 
 bench: setup
 	$(PY) benchmarks/run_all.py
+
+# the executed compendium as a static HTML book (book/_build/html/index.html); reuses
+# outputs/$(PROFILE)/ and runs the notebooks that have no executed copy yet
+book: setup
+	$(PY) scripts/build_book.py --profile $(PROFILE) --jobs $(JOBS)
 
 clean-outputs:
 	rm -rf outputs results figures/smoke figures/default cache

@@ -1,4 +1,4 @@
-"""Self-supervised pretraining of the compendium's stand-in backbones (issue 14).
+"""Self-supervised pretraining of the compendium's stand-in backbones.
 
 - :mod:`.beats`: BEATs iteration 1 (frozen random-projection tokenizer, masked patch prediction);
 - :mod:`.eat`: EAT (EMA teacher, inverse block masks, CNN decoder, utterance-level CLS loss);

@@ -1,4 +1,4 @@
-"""Pretrain the compendium's stand-in backbones (issue 14).
+"""Pretrain the compendium's stand-in backbones.
 
     python -m asd_utils.pretrain [--profile default] [--data-root ROOT] [--models beats eat wav2vec2]
 

@@ -1,6 +1,6 @@
 """The pretraining corpus: the training and supplemental clips of a *synthetic* DCASE-format root.
 
-Choice (issue 14, item 4): the stand-ins are pretrained on the ``train`` and ``supplemental`` clips
+Choice: the stand-ins are pretrained on the ``train`` and ``supplemental`` clips
 of the compendium's synthetic dataset of the profile (``data/synth_<profile>``, generated on first
 use), or of another synthetic root given explicitly. Why:
 
