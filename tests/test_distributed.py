@@ -150,6 +150,7 @@ def test_global_batch_must_divide_over_processes():
             dist_utils.world_size = orig
 
 
+@pytest.mark.slow  # two spawned processes: about 40 s on 2 idle cores
 def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path):
     """Same permutation (DistributedSampler seed + epoch), per-process batch 4 x 2 = global 8,
     gradient accumulation 2 with no_sync, AdamW, inverse-sqrt schedule, EMA: equal to 1e-5."""
@@ -163,6 +164,7 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path)
     assert single["history_loss"][-1] < 0.8 * single["history_loss"][0]
 
 
+@pytest.mark.slow
 def test_checkpoint_of_a_two_process_run_resumes_in_one_process(tmp_path):
     _spawn("checkpoint", tmp_path)  # 2 of 4 epochs under DDP, checkpoint written by rank 0 only
     ckpt_dir = tmp_path / "ckpt"
@@ -173,6 +175,7 @@ def test_checkpoint_of_a_two_process_run_resumes_in_one_process(tmp_path):
         np.testing.assert_allclose(resumed[key], uninterrupted[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
 
+@pytest.mark.slow
 def test_sharded_extraction_returns_every_row_in_input_order(tmp_path):
     _spawn("extract", tmp_path)
     torch.manual_seed(5)

@@ -299,6 +299,7 @@ def test_seeded_random_init_is_reproducible():
     assert a.pretrained is False and a.checkpoint_sha256 is None
 
 
+@pytest.mark.slow  # a base-size EAT on a 10 s clip
 def test_base_config_10s_shapes():
     """The published base size: 12 layers, 768-d, 12 heads, 512 patches + CLS for 10 s (run once)."""
     model = build_eat(size="base")
