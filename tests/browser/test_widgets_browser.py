@@ -25,7 +25,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -65,35 +64,6 @@ pytestmark = [
 ]
 
 
-# -- provisional: replaced at merge by the shared `smoke_run` fixture (tests/notebooks/conftest.py) --------
-@dataclass
-class SmokeRun:
-    output_dir: Path
-    data_root: Path
-
-    @property
-    def results_dir(self) -> Path:
-        return self.output_dir / "results"
-
-    def executed(self, stem: str) -> Path:
-        return self.output_dir / "notebooks" / f"{stem}.ipynb"
-
-
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory):
-    """Provisional: replaced at merge. Notebooks 00, 01 and 07 executed in the smoke profile."""
-    from asd_utils.synth import ensure_dataset
-
-    reuse = os.environ.get("ASD_SMOKE_RUN_DIR")  # an executed smoke run of 00, 01 and 07 to reuse
-    if reuse:
-        return SmokeRun(output_dir=Path(reuse), data_root=ensure_dataset("smoke"))
-    out = tmp_path_factory.mktemp("smoke_run")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    subprocess.run([sys.executable, "-m", "asd_utils.runner", "--profile", "smoke", "--jobs", "2", "--output-dir",
-                    str(out), "--notebooks", "00", "01", "07"], cwd=ROOT, env=env, check=True, timeout=1500,
-                   stdout=subprocess.DEVNULL)
-    return SmokeRun(output_dir=out, data_root=ensure_dataset("smoke"))
-# -- end of the provisional fixture ---------------------------------------------------------------------
 
 
 def _free_port() -> int:

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
-from types import SimpleNamespace
 
 import nbformat
 import pytest
@@ -17,20 +16,6 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 
 
-# -- provisional: replaced by tests/notebooks/conftest.py's fixture at merge ----------------------------
-# Defined only while that conftest has no `smoke_run` (a module fixture would shadow the shared one).
-_CONFTEST = Path(__file__).with_name("conftest.py")
-if not (_CONFTEST.is_file() and "def smoke_run" in _CONFTEST.read_text()):
-
-    @pytest.fixture(scope="session")
-    def smoke_run(tmp_path_factory):
-        """Provisional: the runner once, smoke profile, side by side, into a temporary folder."""
-        out = tmp_path_factory.mktemp("smoke_run")
-        subprocess.run([sys.executable, "-m", "asd_utils.runner", "--profile", "smoke", "--jobs", "2",
-                        "--output-dir", str(out)], cwd=ROOT, check=True, timeout=3600)
-        return SimpleNamespace(output_dir=out, results_dir=out / "results",
-                               executed=lambda stem: out / "notebooks" / f"{stem}.ipynb")
-# -- end of the provisional fixture ----------------------------------------------------------------------
 
 
 class _Page(HTMLParser):

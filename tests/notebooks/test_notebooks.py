@@ -1,5 +1,5 @@
 """Tier 2: every notebook in the smoke profile, checked on one shared run (``smoke_run``,
-``tests/notebooks/conftest.py``) against its own submission files and against the committed
+``tests/shared_smoke_run.py``) against its own submission files and against the committed
 reference ``tests/reference/smoke_summary.csv``.
 
 A notebook passes when it runs to its end, records only metrics its submitted scores give, scores
@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from shared_smoke_run import REFERENCE_MACHINE, REFERENCE_SUMMARY, machine_kind, reference_tolerance, updating_reference
 
 from asd_utils import runner
-
-from .conftest import REFERENCE_MACHINE, REFERENCE_SUMMARY, machine_kind, reference_tolerance, updating_reference
 
 NOTEBOOKS = runner.available_notebooks()
 READS_OTHERS = "07_comparison"  # trains nothing: compares what the other notebooks recorded
