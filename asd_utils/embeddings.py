@@ -186,14 +186,7 @@ def _batches(kind: str, clips, batch_size: int, clip_samples: int | None, fix_mo
             if clip_samples is not None:
                 yield load_batch(chunk, sample_rate=sample_rate, n_samples=clip_samples, mode=fix_mode)
             else:
-                waves = [load_audio(p, sample_rate=sample_rate) for p in chunk]
-                lengths = {w.shape[0] for w in waves}
-                if len(lengths) > 1:
-                    raise ValueError(
-                        f"clips {chunk[0]} ... have different lengths {sorted(lengths)}; pass clip_samples "
-                        "to crop/tile them to one length"
-                    )
-                yield np.stack(waves).astype(np.float32)
+                yield from _equal_length_runs([load_audio(p, sample_rate=sample_rate) for p in chunk])
         return
     if isinstance(clips, (np.ndarray, torch.Tensor)):
         array = clips.detach().cpu().numpy() if isinstance(clips, torch.Tensor) else np.asarray(clips)
@@ -206,10 +199,18 @@ def _batches(kind: str, clips, batch_size: int, clip_samples: int | None, fix_mo
         chunk = rows[start : start + batch_size]
         if clip_samples is not None:
             chunk = [fix_length(np.asarray(w, dtype=np.float32), clip_samples, fix_mode) for w in chunk]
-        lengths = {len(w) for w in chunk}
-        if len(lengths) > 1:
-            raise ValueError(f"waveforms have different lengths {sorted(lengths)}; pass clip_samples")
-        yield np.stack(chunk).astype(np.float32)
+        yield from _equal_length_runs(chunk)
+
+
+def _equal_length_runs(waves: list):
+    """Yield the consecutive runs of equal-length clips of ``waves`` as (run, samples) float32
+    arrays, in order: without ``clip_samples`` every clip is embedded at its own length (pooling
+    makes the embeddings comparable), and a clip's embedding never depends on its batch mates."""
+    start = 0
+    for end in range(1, len(waves) + 1):
+        if end == len(waves) or len(waves[end]) != len(waves[start]):
+            yield np.stack(waves[start:end]).astype(np.float32)
+            start = end
 
 
 def _n_clips(clips) -> int:

@@ -121,7 +121,8 @@ class RunContext:
         from asd_utils.data import channel_note
 
         parts = ["synthetic data" if self.synthetic else f"data: {self.data_root.name}"]
-        channel = channel_note(self.index["path"]) if "path" in self.index else ""  # "" for mono clips
+        channel = channel_note(self.index["path"]) if self.index is not None and "path" in self.index else ""
+        # "" for mono clips
         parts += [channel] if channel else []
         provenances = backbone_provenances(backbone, untrained_backbone)
         if UNTRAINED in provenances:

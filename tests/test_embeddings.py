@@ -130,8 +130,17 @@ def test_bad_inputs(eat, waves):
         extract_layer_embeddings(eat, waves, layers=[1], pooling="median", progress=False)
     with pytest.raises(ValueError, match="out of range"):
         extract_layer_embeddings(eat, waves, layers=[3], progress=False)
-    with pytest.raises(ValueError, match="different lengths"):
-        extract_layer_embeddings(eat, [waves[0], waves[1][:4000]], layers=[1], progress=False)
+
+
+def test_clips_of_different_lengths_are_each_embedded_at_their_own_length(eat, waves):
+    mixed = [waves[0], waves[1][:4000], waves[2]]
+    together = extract_layer_embeddings(eat, mixed, layers=[1], batch_size=3, progress=False)[1]
+    for i, clip in enumerate(mixed):
+        alone = extract_layer_embeddings(eat, [clip], layers=[1], progress=False)[1]
+        np.testing.assert_allclose(together[i], alone[0], atol=1e-5)
+    short_tiled = extract_layer_embeddings(eat, [waves[1][:4000]], layers=[1], clip_samples=len(waves[0]),
+                                           progress=False)[1]
+    assert not np.allclose(together[1], short_tiled[0], atol=1e-3)  # own length, not tiled to the batch's
 
 
 def test_callable_pooling_with_cache_name(tmp_path, eat, waves):
