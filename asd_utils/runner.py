@@ -576,6 +576,9 @@ def make_parser() -> argparse.ArgumentParser:
                         help="what a two-channel DCASE 2026 clip gives every notebook: the near or far "
                              "microphone, their mean, or the near one with the far one's noise subtracted "
                              "(default near; mono 2020-2025 data ignore it)")
+    parser.add_argument("--synth-variant", default=None, choices=["envelope", "realistic"],
+                        help="which synthetic world the generated data is (asd_utils.synth.VARIANTS; default "
+                             "$ASD_SYNTH_VARIANT or realistic); ignored with --data-root")
     parser.add_argument("--list", action="store_true", help="list the notebooks and exit")
     return parser
 
@@ -586,6 +589,10 @@ def main(argv: list[str] | None = None) -> int:
         for notebook in available_notebooks():
             print(notebook.stem)
         return 0
+    if args.synth_variant:  # the runner's own data step and every kernel it starts read it
+        from asd_utils.synth.generate import VARIANT_ENV
+
+        os.environ[VARIANT_ENV] = args.synth_variant
     try:
         plan = build_plan(args)
         run(plan)

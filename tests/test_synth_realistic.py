@@ -113,3 +113,20 @@ def test_realistic_render_is_deterministic():
     np.testing.assert_allclose(a["clean"] + a["noise"], a["mix"])
     snr = 20 * np.log10(sm.rms(a["clean"]) / sm.rms(a["noise"]))
     assert snr == pytest.approx(job.snr_db, abs=1e-6)
+
+
+def test_a_run_chooses_its_world_through_the_environment_and_each_world_has_its_own_folder(monkeypatch):
+    from asd_utils import runner
+    from asd_utils.synth.generate import VARIANT_ENV, check_variant, default_root
+
+    monkeypatch.delenv(VARIANT_ENV, raising=False)
+    assert check_variant(None) == DEFAULT_VARIANT == "realistic"
+    assert default_root("smoke").name == "synth_smoke"
+    assert default_root("smoke", "envelope").name == "synth_smoke_envelope"
+    monkeypatch.setenv(VARIANT_ENV, "envelope")
+    assert check_variant(None) == "envelope" and default_root("smoke").name == "synth_smoke_envelope"
+    assert expected_manifest("smoke", 0)["variant"] == "envelope"
+    monkeypatch.setenv(VARIANT_ENV, "nonsense")
+    with pytest.raises(ValueError, match="unknown synthetic dataset variant 'nonsense'"):
+        check_variant(None)
+    assert runner.make_parser().parse_args(["--synth-variant", "envelope"]).synth_variant == "envelope"

@@ -44,9 +44,12 @@ SAMPLE_RATE = 16000
 SECTION = "00"
 LEVEL_DBFS = -26.0  # RMS level of a mixed clip before its random gain jitter
 # "envelope": each type's own anomalies colouring the clip, +-2 dB levels (the original world);
-# "realistic": intermittent general faults, rooms, low SNRs, level-normalised clips (realistic.py)
+# "realistic": intermittent general faults, rooms, low SNRs, level-normalised clips (realistic.py),
+# the default: its realism statistics and the autoencoder's scores are the nearer to real DCASE
+# recordings (papers/synthetic_realism.md)
 VARIANTS: tuple[str, ...] = ("envelope", "realistic")
-DEFAULT_VARIANT = "envelope"
+DEFAULT_VARIANT = "realistic"
+VARIANT_ENV = "ASD_SYNTH_VARIANT"  # a run's choice (runner --synth-variant), inherited by its kernels
 
 _SPLIT_CODE = {"train": 1, "test": 2, "supplemental": 3}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
@@ -158,8 +161,10 @@ def clip_duration(profile: Profile, job: ClipJob) -> float:
 
 
 def check_variant(variant: str | None) -> str:
-    """``variant`` (None: :data:`DEFAULT_VARIANT`), validated against :data:`VARIANTS`."""
-    variant = DEFAULT_VARIANT if variant is None else variant
+    """``variant`` (None: ``$ASD_SYNTH_VARIANT`` when set, else :data:`DEFAULT_VARIANT`), validated
+    against :data:`VARIANTS`."""
+    if variant is None:
+        variant = os.environ.get(VARIANT_ENV, "").strip() or DEFAULT_VARIANT
     if variant not in VARIANTS:
         raise ValueError(f"unknown synthetic dataset variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     return variant
@@ -349,13 +354,15 @@ def read_manifest(root: str | os.PathLike) -> dict | None:
         return None
 
 
-def default_root(profile: str) -> Path:
-    """Default folder of a profile's dataset: ``asd_utils.paths.synthetic_root`` (``full``: data/synth_full)."""
+def default_root(profile: str, variant: str | None = None) -> Path:
+    """Default folder of a profile's dataset: ``asd_utils.paths.synthetic_root`` (``full``:
+    data/synth_full); a variant other than :data:`DEFAULT_VARIANT` gets its own folder
+    (``data/synth_<profile>_<variant>``), so switching back and forth regenerates nothing."""
     from .. import paths
 
-    if profile == "full":
-        return paths.data_dir("synth_full", create=False)
-    return paths.synthetic_root(profile)
+    root = paths.data_dir("synth_full", create=False) if profile == "full" else paths.synthetic_root(profile)
+    variant = check_variant(variant)
+    return root if variant == DEFAULT_VARIANT else root.with_name(f"{root.name}_{variant}")
 
 
 def ensure_dataset(profile: str = "default", root: str | os.PathLike | None = None, seed: int = 0, *,
@@ -369,7 +376,8 @@ def ensure_dataset(profile: str = "default", root: str | os.PathLike | None = No
     an interrupted generation is never mistaken for a finished one. A lock file next to ``root``
     serialises concurrent callers.
     """
-    root = Path(root) if root is not None else default_root(profile)
+    variant = check_variant(variant)
+    root = Path(root) if root is not None else default_root(profile, variant)
     return ensure_generated(root, expected_manifest(profile, seed, names, machines, variant),
                             lambda tmp: generate_dataset(tmp, profile, seed, names=names, machines=machines,
                                                          workers=workers, progress=progress, variant=variant))
