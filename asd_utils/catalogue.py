@@ -47,7 +47,7 @@ class SystemCard:
     :data:`ADAPTATIONS`; objective: the training objective; data: the training data used;
     back_end: how embeddings become anomaly scores; ensemble: what is combined (``-`` if nothing);
     reported_as: ``((report id, reported system name), ...)``; status: ``"landed"`` when written from
-    the notebook's code, ``"from the issue"`` when written from the plan before the notebook landed.
+    the notebook's code, ``"from the plan"`` when written from the plan before the notebook landed.
     """
 
     notebook: str
@@ -101,7 +101,7 @@ _ENSEMBLE_06 = dict(
 _EAT_ARC = f"ArcFace on {_CLASSES} classes (domain only where attributes are hidden)"
 _EAT_DATA = "development training set + supplemental clean clips; noise-only clips mixed in at random SNR"
 _MYPS = dict(notebook="03", report="001", features="EAT fbank, mean of all patch embeddings", backbone="EAT",
-             objective=_EAT_ARC, data=_EAT_DATA, status="from the issue")
+             objective=_EAT_ARC, data=_EAT_DATA, status="from the plan")
 _KNN_MYPS = "kNN (k = 1, cosine), one library of normal training embeddings"
 _MA = ("mechanism analysis (time/frequency/wavelet indicators vs training baselines) replaces the scores of "
        "the configured machine types")
@@ -115,7 +115,7 @@ _NIVIC = dict(
               "FeatEx (C/3C/9C heads)",
     data="development training set + supplemental clean clips mixed with noise clips (extra classes); "
          "pseudo attribute labels for hidden-attribute types",
-    back_end="kNN (k = 1, cosine), one bank per domain, minimum", status="from the issue",
+    back_end="kNN (k = 1, cosine), one bank per domain, minimum", status="from the plan",
 )
 _XJU = dict(
     notebook="05", report="003", adaptation="full fine-tuning",
@@ -123,7 +123,7 @@ _XJU = dict(
               "(T = 0.04), EMA weights",
     data="development training set (supplemental clips: a config switch, off by default)",
     back_end="kNN, separate source/target libraries, SMOTE on target (ratio 0.2, 3 neighbours), minimum",
-    status="from the issue",
+    status="from the plan",
 )
 _XJU_NO_SMOTE = "kNN, separate source/target libraries, minimum (no SMOTE)"
 _XJU_SYSTEMS = (  # (name, features, backbone); branches map to 128-d each and are concatenated
@@ -170,7 +170,7 @@ CATALOGUE: tuple[SystemCard, ...] = (
                         "wavelet packet entropy",
                backbone="-", adaptation="no training", objective="none (robust statistics of normal training clips)",
                data=_DEV, back_end="exceedances of the indicators over their training baselines",
-               status="from the issue"),
+               status="from the plan"),
     SystemCard(system="EAT-LoRA sep-lib", adaptation="LoRA",
                back_end="kNN (k = 1, cosine), separate source and target libraries", ensemble=_CKPT, **_MYPS),
     SystemCard(system="EAT-FFT sep-lib", adaptation="full fine-tuning",
