@@ -123,6 +123,27 @@ def test_comparison_ranks_every_recorded_system(smoke_run):
 
 
 # -- the committed reference -----------------------------------------------------------------------
+def test_the_smoke_root_is_dcase_2025_shaped_and_no_notebook_warns(smoke_run):
+    """The shared run exercises what real roots have: test clips of several lengths within every
+    machine type, one kind of supplemental clip per type (both kinds in the root), so notebook 04
+    mixes clean sound with other types' noise; and no notebook printed an unread warning."""
+    import soundfile as sf
+
+    from asd_utils.data import discover
+
+    index = discover(smoke_run.data_root)
+    test = index[index["split"] == "test"]
+    lengths = test.assign(frames=[sf.info(p).frames for p in test["path"]]).groupby("machine")["frames"].nunique()
+    assert (lengths >= 2).all(), f"test clips of one length only: {lengths[lengths < 2].index.tolist()}"
+    supplemental = index[index["split"] == "supplemental"]
+    assert (supplemental.groupby("machine")["supplemental_kind"].nunique() == 1).all()
+    assert set(supplemental["supplemental_kind"]) == {"clean", "noise"}
+    notes = pd.read_csv(smoke_run.results_dir / "04_nivic_seresnet_adacos_pseudo_labels.csv")["note"]
+    assert not notes.str.contains("0 simulated clips").any(), "notebook 04 mixed no supplemental clip"
+    warnings = [line for line in smoke_run.log if runner.WARNING_PREFIX in line]
+    assert not warnings, f"warnings nobody reads: {warnings}"
+
+
 def test_every_system_reproduces_the_reference(smoke_run):
     """Each notebook x system's AUC (source), AUC (target), pAUC and official score equal the
     committed reference (``make update-reference`` rewrites it, deliberately). Tolerance:
