@@ -30,11 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,6 +40,7 @@ from asd_utils.data.audio import load_audio  # noqa: E402
 from asd_utils.io_utils import atomic_path  # noqa: E402
 from asd_utils.results import to_markdown  # noqa: E402
 from asd_utils.synth import ensure_dataset  # noqa: E402
+from asd_utils.synth.realism import probe_auc  # noqa: E402  (the one linear probe; also used by the realism report)
 from asd_utils.tour import logmel_statistics  # noqa: E402
 
 # system -> (glob under cache/<profile>/, array name in the .npz); all trained from scratch or,
@@ -87,17 +83,6 @@ def write_outputs(stem: Path, payload: dict, header: str, table: pd.DataFrame, f
     with atomic_path(stem.with_suffix(".md")) as tmp:
         tmp.write_text(header + to_markdown(table, floatfmt=floatfmt, index=True) + "\n")
     print(f"wrote {stem}.json and .md")
-
-
-def probe_auc(features: np.ndarray, is_anomaly: np.ndarray, repeats: int = 5) -> float:
-    """Cross-validated AUC of a linear probe, averaged over ``repeats`` shuffles of 5 folds."""
-    aucs = []
-    for seed in range(repeats):
-        probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000))
-        folds = StratifiedKFold(5, shuffle=True, random_state=seed)
-        decision = cross_val_predict(probe, features, is_anomaly, cv=folds, method="decision_function")
-        aucs.append(roc_auc_score(is_anomaly, decision))
-    return float(np.mean(aucs))
 
 
 def newest_matching(cache: Path, pattern: str, key: str, n_rows: int) -> tuple[Path, np.ndarray] | None:
