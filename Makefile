@@ -26,10 +26,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 reproduce: setup
-	$(PY) -m asd_utils.runner --profile $(PROFILE) --jobs $(JOBS) $(ARGS)
+	$(PY) -m asd_utils.run.runner --profile $(PROFILE) --jobs $(JOBS) $(ARGS)
 
 smoke: setup
-	$(PY) -m asd_utils.runner --profile smoke --jobs $(JOBS) $(ARGS)
+	$(PY) -m asd_utils.run.runner --profile smoke --jobs $(JOBS) $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check asd_utils tests benchmarks
@@ -48,7 +48,7 @@ test-fast: setup
 update-reference: setup
 	ASD_UPDATE_REFERENCE=1 $(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests/notebooks
 
-# JupyterLab in a headless Chromium clicks through 00's clip browser and 07's explorer (tests/browser).
+# JupyterLab in a headless Chromium clicks through 00's clip browser and 08's explorer (tests/browser).
 # `chromium`: as root, installs Debian's Chromium when none is found; otherwise the test skips and says how
 browser-test: setup chromium
 	$(PY) -m pytest -q -p no:cacheprovider -s tests/browser

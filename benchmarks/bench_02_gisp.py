@@ -34,8 +34,8 @@ from asd_utils.backbones import load_backbone
 from asd_utils.config import load_config
 from asd_utils.data import discover
 from asd_utils.device import resolve_device
-from asd_utils.io_utils import atomic_write_json
 from asd_utils.methods import anopatch, gisp
+from asd_utils.storage.atomic import atomic_write_json
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 

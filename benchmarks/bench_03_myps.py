@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         print(json.dumps(child(json.loads(args.child))))
         return 0
     from asd_utils import paths
-    from asd_utils.io_utils import atomic_write_json
+    from asd_utils.storage.atomic import atomic_write_json
 
     out = args.out or str(paths.project_root() / "benchmarks" / "results" / "03_myps.json")
     rows = []

@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 
 from asd_utils.config import load_config
-from asd_utils.io_utils import atomic_write_json
 from asd_utils.methods.nivic import build_model
+from asd_utils.storage.atomic import atomic_write_json
 from asd_utils.training import seed_everything
 
 RESULTS = Path(__file__).resolve().parent / "results" / "04_nivic.json"

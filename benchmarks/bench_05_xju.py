@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.child:  # one configuration, in a fresh process
         print(json.dumps(measure(**json.loads(args.child))))
         return {}
-    from asd_utils.io_utils import atomic_write_json
+    from asd_utils.storage.atomic import atomic_write_json
 
     rows = []
     if args.merge and args.output.exists():  # keep the rows of configurations not measured now

@@ -1,7 +1,7 @@
 """Throughput and peak memory of the base-size backbones (random weights) on 10 s clips.
 
 For BEATs and EAT (base, untrained stand-ins): clips/s through
-``asd_utils.embeddings.extract_layer_embeddings`` at batch size 1 and 8 (cold), and the same
+``asd_utils.backbones.embeddings.extract_layer_embeddings`` at batch size 1 and 8 (cold), and the same
 batch-8 call again with the on-disk cache warm. Peak memory is the process's resident set size
 (RSS), sampled every 5 ms by a thread with psutil, minus the RSS just before the measured call
 (tracemalloc does not see torch's allocator), plus the process-wide ``ru_maxrss``.
@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from asd_utils.backbones import load_backbone  # noqa: E402
-from asd_utils.embeddings import extract_layer_embeddings  # noqa: E402
-from asd_utils.io_utils import atomic_write_json  # noqa: E402
+from asd_utils.backbones.embeddings import extract_layer_embeddings  # noqa: E402
+from asd_utils.storage.atomic import atomic_write_json  # noqa: E402
 
 SAMPLE_RATE = 16000
 CLIP_SECONDS = 10.0

@@ -1,6 +1,6 @@
 """Regression benchmark of the default run: every system's official score and every notebook's time.
 
-Runs the notebooks through the runner (``asd_utils.runner``, profile ``default``) on two data roots:
+Runs the notebooks through the runner (``asd_utils.run.runner``, profile ``default``) on two data roots:
 
 - ``synthetic``: the embedded synthetic default dataset (what ``make reproduce`` uses);
 - ``unseen``: a root whose machine types played no part in choosing the default settings: three
@@ -37,10 +37,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from asd_utils import paths, runner
-from asd_utils.io_utils import atomic_write_json, atomic_write_text
-from asd_utils.metrics import official_score
-from asd_utils.results import collect_results
+from asd_utils import paths
+from asd_utils.evaluation.metrics import official_score
+from asd_utils.evaluation.results import collect_results
+from asd_utils.run import runner
+from asd_utils.storage.atomic import atomic_write_json, atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 RESULTS_JSON = HERE / "results" / "default_run.json"
@@ -120,7 +121,7 @@ def merge_reports(previous: dict, current: dict, workdir: Path) -> dict:
         if before is not None:
             ran = {t["notebook"] for t in now["notebooks"]}
             timings = sorted([t for t in before["notebooks"] if t["notebook"] not in ran] + now["notebooks"],
-                             key=lambda t: (t["notebook"].startswith("07"), t["notebook"]))
+                             key=lambda t: t["notebook"])
             now = dict(now, notebooks=timings, systems=_systems(workdir / label / "results"),
                        total_wall_s=round(sum(t["wall_s"] for t in timings), 1),
                        total_cpu_s=round(sum(t["cpu_s"] for t in timings), 1))

@@ -1,7 +1,7 @@
 """Time and memory of pretraining each stand-in (issue 14) at the ``default`` configuration.
 
 For each model (BEATs, EAT, wav2vec 2.0) a fresh process runs exactly what
-``asd_utils.backbones.standins.standin_checkpoint(name, profile="default")`` runs on a cold cache
+``asd_utils.pretrain.standins.standin_checkpoint(name, profile="default")`` runs on a cold cache
 (read the corpus, compute the model's front end, pretrain, save in the published format, reload and
 compare), into a temporary folder (the compendium's cache is not touched). Recorded per model: wall
 seconds, process CPU seconds (all threads), peak resident memory (MiB), the training part alone
@@ -34,9 +34,9 @@ def child(name: str, threads: int, steps: int | None) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from asd_utils.backbones.standins import _marker, standin_folder, standins_config
     from asd_utils.pretrain.corpus import build_corpus, corpus_root
     from asd_utils.pretrain.run import pretrain_standin, read_history
+    from asd_utils.pretrain.standins import _marker, standin_folder, standins_config
 
     wall0, cpu0 = time.perf_counter(), time.process_time()
     config = standins_config("default")
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     import torch
 
-    from asd_utils.io_utils import atomic_write_json
+    from asd_utils.storage.atomic import atomic_write_json
 
     previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     results = dict(previous.get("results", {}))

@@ -1,6 +1,6 @@
 """Benchmark: the whole run one notebook at a time against notebooks side by side (``--jobs``).
 
-For each ``--jobs`` value it runs ``python -m asd_utils.runner --profile P --jobs N`` cold, in a
+For each ``--jobs`` value it runs ``python -m asd_utils.run.runner --profile P --jobs N`` cold, in a
 fresh compendium home of its own (``ASD_HOME``: no data, caches or stand-ins; the notebooks and
 reported tables are linked from this checkout), and records the wall time of the synthetic data
 and of the notebooks, the CPU time of the whole run (the runner's children), each notebook's own
@@ -30,7 +30,7 @@ from pathlib import Path
 from bench_default_run import children_cpu_seconds
 
 from asd_utils import paths
-from asd_utils.io_utils import atomic_write_text
+from asd_utils.storage.atomic import atomic_write_text
 
 LINKED = ("notebooks", "papers", "pyproject.toml")  # what a run reads from the project root
 DONE_LINE = re.compile(r"\[\d+/\d+\] (?P<name>\S+)(?: \.\.\.)? done in (?P<seconds>[\d.]+) s")
@@ -51,7 +51,7 @@ def run_once(profile: str, jobs: int, home: Path) -> dict:
     """One cold runner invocation; its timings, CPU time and summary checksum."""
     cpu_before = children_cpu_seconds()
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "asd_utils.runner", "--profile", profile, "--jobs", str(jobs)],
+    done = subprocess.run([sys.executable, "-m", "asd_utils.run.runner", "--profile", profile, "--jobs", str(jobs)],
                           env={**os.environ, "ASD_HOME": str(home)}, capture_output=True, text=True)
     wall = time.perf_counter() - started
     cpu_s = children_cpu_seconds() - cpu_before

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from asd_utils.io_utils import atomic_write_json
 from asd_utils.models import ThreeSubNetwork
+from asd_utils.storage.atomic import atomic_write_json
 from asd_utils.training import seed_everything
 
 RESULTS = Path(__file__).resolve().parent / "results" / "three_subnet.json"

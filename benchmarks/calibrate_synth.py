@@ -10,7 +10,7 @@ official autoencoder baseline, fitted on training clips only:
 
 Prints AUC-source, AUC-target, pAUC (max_fpr 0.1) per machine type and the harmonic mean, with
 the official definitions (source AUC: source normals + all anomalies). With ``--ae`` it also
-runs ``asd_utils.baseline_ae`` when that module exists.
+runs ``asd_utils.methods.baseline_ae`` when that module exists.
 
     python benchmarks/calibrate_synth.py [--root DIR] [--types fan,valve] [--seed 0]
 """
@@ -125,10 +125,10 @@ def run(types, seed, root, workers):
 
 
 def run_ae(root, epochs, seed):
-    """The lead's official AE baseline (asd_utils.baseline_ae) on a generated dataset folder."""
-    from asd_utils.baseline_ae import AEConfig, run_autoencoder_baseline
+    """The lead's official AE baseline (asd_utils.methods.baseline_ae) on a generated dataset folder."""
     from asd_utils.data import discover
-    from asd_utils.metrics import evaluate, official_score
+    from asd_utils.evaluation.metrics import evaluate, official_score
+    from asd_utils.methods.baseline_ae import AEConfig, run_autoencoder_baseline
 
     index = discover(root)
     out = run_autoencoder_baseline(index, AEConfig(epochs=epochs), seed=seed, progress=False)
@@ -144,7 +144,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", default=None, help="read WAVs from a generated default dataset")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--ae", action="store_true", help="run asd_utils.baseline_ae on --root")
+    parser.add_argument("--ae", action="store_true", help="run asd_utils.methods.baseline_ae on --root")
     parser.add_argument("--epochs", type=int, default=20)
     args = parser.parse_args()
     if args.ae:

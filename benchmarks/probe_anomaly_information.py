@@ -34,14 +34,14 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from asd_utils import pipeline  # noqa: E402
 from asd_utils.data import discover  # noqa: E402
 from asd_utils.data.audio import load_audio  # noqa: E402
-from asd_utils.io_utils import atomic_path  # noqa: E402
-from asd_utils.results import to_markdown  # noqa: E402
+from asd_utils.evaluation.results import to_markdown  # noqa: E402
+from asd_utils.methods import pipeline  # noqa: E402
+from asd_utils.notebook.tour import logmel_statistics  # noqa: E402
+from asd_utils.storage.atomic import atomic_path  # noqa: E402
 from asd_utils.synth import ensure_dataset  # noqa: E402
 from asd_utils.synth.realism import probe_auc  # noqa: E402  (the one linear probe; also used by the realism report)
-from asd_utils.tour import logmel_statistics  # noqa: E402
 
 # system -> (glob under cache/<profile>/, array name in the .npz); all trained from scratch or,
 # for 05, fused with stand-in backbones (the note of each result row says which).
@@ -59,7 +59,7 @@ REFERENCE_STD = "log-mel std over time only (no training)"
 
 def log_mel_statistics(paths: list[str]) -> np.ndarray:
     """Clip paths -> (clips, 256): mean and std over frames of each whole clip's 128-band log-mel
-    (``asd_utils.tour.logmel_statistics``, one clip at a time so clips may differ in length)."""
+    (``asd_utils.notebook.tour.logmel_statistics``, one clip at a time so clips may differ in length)."""
     return np.concatenate([logmel_statistics(load_audio(path)[None], n_mels=128) for path in paths])
 
 

@@ -38,8 +38,9 @@ sys.path.insert(0, str(HERE))
 
 from probe_anomaly_information import data_label, probe_auc, write_outputs  # noqa: E402
 
-from asd_utils import config, metrics  # noqa: E402
+from asd_utils import config  # noqa: E402
 from asd_utils.data import discover  # noqa: E402
+from asd_utils.evaluation import metrics  # noqa: E402
 from asd_utils.methods import ioa  # noqa: E402
 from asd_utils.synth import ensure_dataset  # noqa: E402
 from asd_utils.training import crops  # noqa: E402

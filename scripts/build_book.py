@@ -63,7 +63,7 @@ def missing_notebooks(executed: Path, stems: Iterable[str]) -> list[str]:
 def run_missing(profile: str, executed: Path, missing: list[str], jobs: int) -> None:
     """Execute the compendium with the runner so that every notebook has an executed copy."""
     default_place = executed.resolve() == (ROOT / "outputs" / profile).resolve()
-    command = [sys.executable, "-m", "asd_utils.runner", "--profile", profile, "--jobs", str(jobs)]
+    command = [sys.executable, "-m", "asd_utils.run.runner", "--profile", profile, "--jobs", str(jobs)]
     if not default_place:
         if executed.name != "notebooks":
             raise BookError(f"{executed}: missing executed notebooks {missing}; the runner writes them to "
@@ -207,12 +207,14 @@ def modules_called(nb: nbformat.NotebookNode, known: set[str]) -> list[str]:
             continue
         for match in _CODE_MODULE.finditer(cell.source):
             if match.group(1):
-                found.add(match.group(1))
-                names = (n for n in re.split(r"[,\s()]+", match.group(2)) if n)
-                found.update(f"{match.group(1)}.{name}" for name in names)
+                names = [n for n in re.split(r"[,\s()]+", match.group(2)) if n and n != "as"]
+                submodules = {f"{match.group(1)}.{name}" for name in names} & known
+                # ``from package import module``: the module is called; ``from module import name``: the module
+                found.update(submodules or {match.group(1)})
             else:
                 parts = match.group(3).split(".")
-                found.update(".".join(parts[:i]) for i in range(2, len(parts) + 1))
+                prefixes = [".".join(parts[:i]) for i in range(2, len(parts) + 1)]
+                found.update([p for p in prefixes if p in known][-1:])  # the deepest module named
     return sorted(name for name in found if name in known and name != "asd_utils")
 
 

@@ -19,7 +19,7 @@ LayerNorm, gate or bias sits at its trivial initial value, and writes
   layer's output, batch first) and ``lprobs`` (the fine-tuned head's clip probabilities).
 
 torchaudio cannot be imported here, so the official code's ``torchaudio.compliance.kaldi.fbank``
-is replaced by :func:`asd_utils.backbones.fbank.kaldi_fbank`, which matches torchaudio to float32
+is replaced by :func:`asd_utils.features.fbank.kaldi_fbank`, which matches torchaudio to float32
 precision (``tests/test_fbank.py``).
 """
 
@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from asd_utils.backbones.beats import BEATS_SIZES, BEATsConfig  # noqa: E402
-from asd_utils.backbones.fbank import kaldi_fbank  # noqa: E402
+from asd_utils.features.fbank import kaldi_fbank  # noqa: E402
 
 
 def _install_fake_torchaudio() -> None:

@@ -44,7 +44,7 @@ Writes
 Stand-ins for imports the official code makes (installed in ``sys.modules`` of this process only;
 none of them is on the forward path except ``fbank``, ``Mlp`` and ``DropPath``):
 
-- ``torchaudio.compliance.kaldi.fbank`` -> :func:`asd_utils.backbones.fbank.kaldi_fbank`, which
+- ``torchaudio.compliance.kaldi.fbank`` -> :func:`asd_utils.features.fbank.kaldi_fbank`, which
   matches torchaudio to float32 precision (``tests/test_fbank.py``); torchaudio does not import
   here. So the fixture covers the whole forward from the waveform, with the project's fbank in
   place of torchaudio's.
@@ -80,7 +80,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from asd_utils.backbones.fbank import kaldi_fbank  # noqa: E402
+from asd_utils.features.fbank import kaldi_fbank  # noqa: E402
 
 EAT_SUBDIR = Path("asdkit/models/pretrained_models/eat")
 EMBED_DIM, DEPTH, HEADS = 64, 2, 4  # the project's "tiny" preset

@@ -4,7 +4,7 @@ from the committed summary of the default run.
     python scripts/readme_results.py                                   # from the committed summary
     python scripts/readme_results.py --from results/default/summary.csv  # after a new default run
 
-``--from`` first copies a run's ``summary.csv`` (written by ``python -m asd_utils.runner``) to
+``--from`` first copies a run's ``summary.csv`` (written by ``python -m asd_utils.run.runner``) to
 ``benchmarks/results/default_summary.csv``, the committed file every number of the README's
 results section names. Then it rewrites, between ``<!-- results-table:start -->`` and
 ``<!-- results-table:end -->`` markers, the per-report table of README.md and the per-system table
@@ -28,7 +28,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from asd_utils import catalogue, io_utils, reported  # noqa: E402
+from asd_utils.evaluation import reported  # noqa: E402
+from asd_utils.notebook import catalogue  # noqa: E402
+from asd_utils.storage import atomic  # noqa: E402
 
 SUMMARY = ROOT / "benchmarks" / "results" / "default_summary.csv"
 FIGURE = ROOT / "docs" / "figures" / "default_run_systems.png"
@@ -61,7 +63,7 @@ def read_summary(path: Path) -> pd.DataFrame:
 def reported_official_score(table: pd.DataFrame, report: str, system: str) -> float:
     """A report's own official score of one of its systems, in percent; NaN if it prints none.
 
-    table: :func:`asd_utils.reported.load_all_reported`. The report's printed summary (``hmean``
+    table: :func:`asd_utils.evaluation.reported.load_all_reported`. The report's printed summary (``hmean``
     on an ``All``/``Total`` row) when it has one, else the official definition recomputed from its
     per-machine rows: the harmonic mean of every AUC-s, AUC-t and pAUC.
     """
@@ -152,13 +154,13 @@ def draw_figure(summary: pd.DataFrame, path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
-    from asd_utils.bootstrap import interval_plot
+    from asd_utils.evaluation.bootstrap import interval_plot
 
     short = summary["system"].str.replace("stand-in pretrained by the compendium on synthetic audio",
                                           "pretrained stand-in", regex=False)
     frame = summary.assign(label=summary["notebook"].str[:2] + " " + short)
     fig = interval_plot(frame, title="Default run: synthetic data, stand-in backbones - not the reports' results")
-    with io_utils.atomic_path(path) as tmp:
+    with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png", bbox_inches="tight", metadata={"Software": None})
     return path
 
@@ -169,12 +171,12 @@ def main(argv=None) -> int:
     parser.add_argument("--summary", type=Path, default=SUMMARY, help="the committed summary (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.source is not None:
-        io_utils.atomic_write_csv(args.summary, read_summary(args.source), index=False)
+        atomic.atomic_write_csv(args.summary, read_summary(args.source), index=False)
     summary = read_summary(args.summary)
     best = best_per_report(summary, reported.load_all_reported(ROOT / "papers"))
     for target, block in ((ROOT / "README.md", readme_table(best)),
                           (ROOT / "docs" / "default_run.md", full_table(summary))):
-        io_utils.atomic_write_text(target, replace_between_markers(target.read_text(), block, where=str(target)))
+        atomic.atomic_write_text(target, replace_between_markers(target.read_text(), block, where=str(target)))
         print(f"updated {target.relative_to(ROOT)}")
     print(f"drew {draw_figure(summary, FIGURE).relative_to(ROOT)}")
     return 0

@@ -61,7 +61,7 @@ class SmokeRun:
     _notebooks: dict = field(default_factory=dict)
 
     def executed(self, stem: str) -> Path:
-        """The executed copy of notebook ``stem`` (e.g. ``"07_comparison"``); fails the calling test
+        """The executed copy of notebook ``stem`` (e.g. ``"08_comparison"``); fails the calling test
         with the runner's message when that notebook did not run to its end."""
         path = self.output_dir / "notebooks" / f"{stem}.ipynb"
         if stem not in self._notebooks:
@@ -106,14 +106,14 @@ def smoke_run(tmp_path_factory) -> SmokeRun:
     The runner runs side by side (``--jobs 2``, as ``make reproduce``) in the smoke profile on a
     fresh copy of the smoke synthetic data whose first two test clips per machine type are blinded,
     writing into a temporary ``OUTPUT_DIR``. Caches stay in the compendium's ``cache/smoke/``: they
-    are keyed by the data's content and the code (``asd_utils.io_utils.cache_key``), so a warm
+    are keyed by the data's content and the code (``asd_utils.storage.keys.cache_key``), so a warm
     session reuses only what the current code would compute again.
 
     Returns a :class:`SmokeRun`: ``.output_dir``, ``.results_dir``, ``.data_root``, ``.summary``,
     ``.executed(stem) -> Path``, ``.test_index()``, ``.blinded``, ``.failure``, ``.log``. A failed
     notebook does not raise here: the tests that read it fail, naming it.
     """
-    from asd_utils import runner
+    from asd_utils.run import runner
 
     base = tmp_path_factory.mktemp("smoke_run")
     root = base / "data"

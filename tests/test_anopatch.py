@@ -124,7 +124,7 @@ def test_backbone_and_head_learning_rates_are_two_parameter_groups(tmp_path):
     """One Adam step moves every parameter with a gradient by (almost exactly) its group's lr:
     Adam's first update is lr * g / (|g| + eps). So the largest change of a backbone weight is the
     backbone lr and that of a pooling/projection/ArcFace weight the head lr."""
-    from asd_utils.losses import ArcFace
+    from asd_utils.training.losses import ArcFace
 
     paths, labels = _two_tone_clips(tmp_path, n=4)
     torch.manual_seed(0)
@@ -160,8 +160,8 @@ def test_backbone_and_head_learning_rates_are_two_parameter_groups(tmp_path):
 
 
 def test_finetune_separates_two_tones_and_resumes(tmp_path):
-    from asd_utils.losses import ArcFace
     from asd_utils.methods.ioa import classification_accuracy
+    from asd_utils.training.losses import ArcFace
 
     paths, labels = _two_tone_clips(tmp_path)
     torch.manual_seed(0)
@@ -264,7 +264,7 @@ def test_train_and_embed_trains_on_root_aware_classes(tmp_path, monkeypatch):
 def test_paper_profile_warns_loudly_without_the_other_years(capsys):
     from asd_utils.config import load_config
     from asd_utils.methods import anopatch
-    from asd_utils.runner import WARNING_PREFIX
+    from asd_utils.run.runner import WARNING_PREFIX
 
     paper = load_config("02_gisp_heu", "paper")
     assert anopatch.warn_if_years_missing(paper, [], profile="paper") is True

@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 from clip_independence import assert_clip_independent
 
-from asd_utils.baseline_ae import (
+from asd_utils.methods.baseline_ae import (
     DOMAINS,
     AEConfig,
     AutoencoderBaseline,

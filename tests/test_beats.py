@@ -14,7 +14,7 @@ from asd_utils.backbones import beats as beats_module
 from asd_utils.backbones.base import Backbone
 from asd_utils.backbones.beats import BEATs, BEATsConfig, build_beats, save_beats_checkpoint
 from asd_utils.backbones.errors import CheckpointError
-from asd_utils.io_utils import file_sha256
+from asd_utils.storage.keys import file_sha256
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN_PT = FIXTURES / "beats_tiny_official.pt"

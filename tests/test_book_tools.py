@@ -47,14 +47,15 @@ def _widget_notebook() -> nbformat.NotebookNode:
     }
     nb = nbformat.v4.new_notebook()
     nb.metadata["widgets"] = {build_book.WIDGET_STATE: {"state": state, "version_major": 2, "version_minor": 0}}
-    cell = nbformat.v4.new_code_cell("from asd_utils import tour\nfrom asd_utils.plots import spectrogram\n"
-                                     "asd_utils.metrics.evaluate(x)")
+    cell = nbformat.v4.new_code_cell("from asd_utils.notebook import tour\n"
+                                     "from asd_utils.notebook.plots import spectrogram\n"
+                                     "asd_utils.evaluation.metrics.evaluate(x)")
     cell.outputs = [
         nbformat.v4.new_output("stream", name="stdout", text="hello\n"),
         nbformat.v4.new_output("display_data", data={build_book.WIDGET_VIEW: {"model_id": "box"},
                                                      "text/plain": "VBox(...)"}),
     ]
-    nb.cells = [nbformat.v4.new_markdown_cell("# Title\nscores by `asd_utils.metrics.evaluate()`, not `x`"), cell]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title\nscores by `asd_utils.evaluation.metrics.evaluate()`, not `x`"), cell]  # noqa: E501
     return nb
 
 
@@ -83,17 +84,17 @@ def test_widget_cycles_and_unknown_views_do_not_loop():
 
 
 def test_markdown_names_of_the_package_link_to_the_api():
-    text = "see `asd_utils.metrics.evaluate()` and `asd_utils.bootstrap`, not `numpy.mean` or {py:obj}`asd_utils.x`"
+    text = "see `asd_utils.evaluation.metrics.evaluate()` and `asd_utils.evaluation.bootstrap`, not `numpy.mean` or {py:obj}`asd_utils.x`"  # noqa: E501
     assert build_book.link_markdown(text) == (
-        "see {py:obj}`asd_utils.metrics.evaluate` and {py:obj}`asd_utils.bootstrap`, not `numpy.mean` or "
+        "see {py:obj}`asd_utils.evaluation.metrics.evaluate` and {py:obj}`asd_utils.evaluation.bootstrap`, not `numpy.mean` or "  # noqa: E501
         "{py:obj}`asd_utils.x`")
 
 
 def test_modules_a_notebook_calls_are_listed_once():
-    known = {"asd_utils", "asd_utils.tour", "asd_utils.plots", "asd_utils.metrics", "asd_utils.nbtools"}
-    assert build_book.modules_called(_widget_notebook(), known) == ["asd_utils.metrics", "asd_utils.plots",
-                                                                     "asd_utils.tour"]
-    assert "asd_utils.bootstrap" in build_book.package_modules()
+    known = {"asd_utils", "asd_utils.notebook.tour", "asd_utils.notebook.plots", "asd_utils.evaluation.metrics", "asd_utils.notebook.context"}  # noqa: E501
+    assert build_book.modules_called(_widget_notebook(), known) == ["asd_utils.evaluation.metrics", "asd_utils.notebook.plots",  # noqa: E501
+                                                                     "asd_utils.notebook.tour"]
+    assert "asd_utils.evaluation.bootstrap" in build_book.package_modules()
     assert "asd_utils.backbones" in build_book.package_modules()
 
 
@@ -104,8 +105,8 @@ def test_prepared_notebook_says_where_it_is_computed(tmp_path):
     assert counts == {"widgets": 1, "figures": 2}
     cells = nbformat.read(tmp_path / "out" / "n.ipynb", as_version=4).cells
     assert cells[0].source.startswith("# Title")
-    assert cells[1].source == ("**Where this is computed:** {py:mod}`asd_utils.metrics` · "
-                               "{py:mod}`asd_utils.plots` · {py:mod}`asd_utils.tour`")
+    assert cells[1].source == ("**Where this is computed:** {py:mod}`asd_utils.evaluation.metrics` · "
+                               "{py:mod}`asd_utils.notebook.plots` · {py:mod}`asd_utils.notebook.tour`")
 
 
 def test_missing_executed_notebooks_are_named(tmp_path):
@@ -135,7 +136,7 @@ def test_reported_official_score_is_the_printed_summary_or_the_harmonic_mean():
 
 def test_best_per_report_prefers_systems_the_report_prints():
     summary = pd.DataFrame({
-        "notebook": ["06_ioa_three_subnetworks_kmeans"] * 3 + ["08_pretraining"],
+        "notebook": ["06_ioa_three_subnetworks_kmeans"] * 3 + ["07_pretraining"],
         "system": ["Three-subnet K-Means", "Three-subnet GMM", "Not catalogued", "EAT kNN (CLS) [untrained stand-in]"],
         "official_score": [0.60, 0.65, 0.90, 0.99], "ci_low": [0.55, 0.6, 0.8, 0.9], "ci_high": [0.65, 0.7, 0.95, 1.0],
         "note": ["synthetic data"] * 4})
@@ -162,7 +163,7 @@ def test_committed_summary_and_readme_agree():
     """The README's table is what the script renders from the committed summary (rerun it after
     committing a new summary: python scripts/readme_results.py)."""
     summary = readme_results.read_summary(readme_results.SUMMARY)
-    from asd_utils import reported
+    from asd_utils.evaluation import reported
 
     best = readme_results.best_per_report(summary, reported.load_all_reported(ROOT / "papers"))
     readme = (ROOT / "README.md").read_text()

@@ -1,4 +1,4 @@
-"""Tests of asd_utils.bootstrap: weighted ROC areas against scikit-learn, stratified resampling,
+"""Tests of asd_utils.evaluation.bootstrap: weighted ROC areas against scikit-learn, stratified resampling,
 intervals of hand-built scorers, paired comparisons, reading per-clip scores from submission files."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from asd_utils import bootstrap, metrics, results, submission
-from asd_utils.bootstrap import (
+from asd_utils.evaluation import bootstrap, metrics, results, submission
+from asd_utils.evaluation.bootstrap import (
     CELL_ORDER,
     ClipScores,
     align_clip_scores,

@@ -1,4 +1,4 @@
-"""Tests of asd_utils.catalogue and the cross-report comparison it drives (asd_utils.reported)."""
+"""Tests of asd_utils.notebook.catalogue and the cross-report comparison it drives (asd_utils.evaluation.reported)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from asd_utils import catalogue, reported
-from asd_utils.catalogue import CATALOGUE, NOT_CATALOGUED, SystemCard, catalogue_table, lookup, reported_mapping
+from asd_utils.evaluation import reported
+from asd_utils.notebook import catalogue
+from asd_utils.notebook.catalogue import (
+    CATALOGUE,
+    NOT_CATALOGUED,
+    SystemCard,
+    catalogue_table,
+    lookup,
+    reported_mapping,
+)
 
 # The fixed system names of notebooks 03, 04 and 05 (the comparison notebook catalogues them).
 FIXED_NAMES = {

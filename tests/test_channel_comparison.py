@@ -1,13 +1,13 @@
-"""Tests of asd_utils.channel_comparison and results.note_channel on hand-written result folders."""
+"""Tests of asd_utils.evaluation.channel_comparison and results.note_channel on hand-written result folders."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from asd_utils.channel_comparison import channel_side_by_side, folder_channel
-from asd_utils.metrics import hmean
-from asd_utils.results import note_channel, write_results
+from asd_utils.evaluation.channel_comparison import channel_side_by_side, folder_channel
+from asd_utils.evaluation.metrics import hmean
+from asd_utils.evaluation.results import note_channel, write_results
 
 
 def _table(values):

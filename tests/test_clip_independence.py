@@ -180,8 +180,8 @@ def _check_systems(run, test_rows, systems, **kwargs):
 # -- notebook 01 ---------------------------------------------------------------------------------
 def test_notebook_01_autoencoder_systems(dataset, tmp_path):
     """AE-MSE and AE-MAHALA via ``run_autoencoder_baseline`` (as the notebook calls it)."""
-    from asd_utils.baseline_ae import SYSTEMS, AEConfig, run_autoencoder_baseline
     from asd_utils.config import load_config
+    from asd_utils.methods.baseline_ae import SYSTEMS, AEConfig, run_autoencoder_baseline
 
     cfg = load_config("01_baseline", "smoke")
     config = AEConfig(**cfg["ae"])
@@ -383,8 +383,8 @@ def test_notebook_03_myps_systems(mixed_dataset, tmp_path):
     as the notebook calls them: clips at their own lengths, windows from the training clips."""
     from asd_utils.config import load_config
     from asd_utils.methods import myps
-    from asd_utils.pipeline import class_labels, split_index
-    from asd_utils.scorers import KNNScorer
+    from asd_utils.methods.pipeline import class_labels, split_index
+    from asd_utils.scoring.scorers import KNNScorer
     from asd_utils.training import clips
 
     cfg = load_config("03_myps", "smoke")
@@ -444,7 +444,7 @@ def test_notebook_04_nivic_systems(mixed_dataset, tmp_path):
     SE-ResNet18 + |FFT|, kNN): the test clips' scores do not depend on the other test clips."""
     from asd_utils.config import load_config
     from asd_utils.methods import finetune, nivic
-    from asd_utils.pipeline import split_index
+    from asd_utils.methods.pipeline import split_index
     from asd_utils.training import build_class_labels, clips
 
     cfg = load_config("04_nivic", "smoke")
@@ -494,7 +494,7 @@ def test_notebook_05_xju_systems(mixed_dataset, tmp_path):
     steps) with and without SMOTE: whole clips at their own lengths, window means."""
     from asd_utils.config import load_config
     from asd_utils.methods import xju
-    from asd_utils.pipeline import score_sections, split_index
+    from asd_utils.methods.pipeline import score_sections, split_index
     from asd_utils.training import clips
 
     cfg = load_config("05_xju", "smoke")
@@ -538,7 +538,7 @@ def test_notebook_08_frozen_knn_systems(mixed_dataset):
     from asd_utils.config import load_config
     from asd_utils.pretrain.evaluate import frozen_knn_scores
 
-    ev = load_config("08_pretraining", "smoke")["evaluation"]
+    ev = load_config("07_pretraining", "smoke")["evaluation"]
     train_rows = _split(mixed_dataset, "train")
     test_index = _split(mixed_dataset, "test")
     backbones = {name: load_backbone(name, None, size="tiny", seed=0) for name in ("beats", "eat")}

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from asd_utils import io_utils, paths
+from asd_utils import paths
 from asd_utils.config import CONFIG_DIR, deep_merge, load_config
+from asd_utils.storage import atomic, keys
 
 
 def test_deep_merge_overrides_nested_values_without_mutating():
@@ -46,9 +47,9 @@ def test_project_root_follows_asd_home(monkeypatch, tmp_path):
 
 def test_atomic_write_leaves_the_old_file_on_failure(tmp_path):
     target = tmp_path / "r.json"
-    io_utils.atomic_write_json(target, {"a": 1})
+    atomic.atomic_write_json(target, {"a": 1})
     with pytest.raises(RuntimeError):
-        with io_utils.atomic_path(target) as tmp:
+        with atomic.atomic_path(target) as tmp:
             tmp.write_text("half")
             raise RuntimeError("interrupted")
     assert json.loads(target.read_text()) == {"a": 1}
@@ -56,18 +57,18 @@ def test_atomic_write_leaves_the_old_file_on_failure(tmp_path):
 
 
 def test_atomic_npz_and_csv_round_trip(tmp_path):
-    io_utils.atomic_save_npz(tmp_path / "x.npz", a=np.arange(3))
+    atomic.atomic_save_npz(tmp_path / "x.npz", a=np.arange(3))
     assert np.load(tmp_path / "x.npz")["a"].tolist() == [0, 1, 2]
-    io_utils.atomic_write_csv(tmp_path / "t.csv", pd.DataFrame({"x": [1, 2]}))
+    atomic.atomic_write_csv(tmp_path / "t.csv", pd.DataFrame({"x": [1, 2]}))
     assert (tmp_path / "t.csv").read_text() == "x\n1\n2\n"
 
 
 def test_hashes_are_stable_and_sensitive(tmp_path):
-    assert io_utils.stable_hash({"b": 1, "a": 2}) == io_utils.stable_hash({"a": 2, "b": 1})
-    assert io_utils.stable_hash({"a": 1}) != io_utils.stable_hash({"a": 2})
+    assert keys.stable_hash({"b": 1, "a": 2}) == keys.stable_hash({"a": 2, "b": 1})
+    assert keys.stable_hash({"a": 1}) != keys.stable_hash({"a": 2})
     f = tmp_path / "f.bin"
     f.write_bytes(b"abc")
-    assert io_utils.file_sha256(f) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert keys.file_sha256(f) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
 
 
@@ -75,21 +76,21 @@ def test_files_digest_follows_content_and_order_not_place(tmp_path):
     a, b = tmp_path / "a.wav", tmp_path / "b.wav"
     a.write_bytes(b"abc")
     b.write_bytes(b"xyz")
-    digest = io_utils.files_digest([a, b])
+    digest = keys.files_digest([a, b])
     expected = hashlib.sha256((hashlib.sha256(b"abc").hexdigest() + hashlib.sha256(b"xyz").hexdigest()).encode())
     assert digest == expected.hexdigest()
     copy = tmp_path / "elsewhere" / "deeper"
     copy.mkdir(parents=True)
     shutil.copy(a, copy / "a.wav")  # a new path and a new modification time, the same bytes
     shutil.copy(b, copy / "b.wav")
-    assert io_utils.files_digest([copy / "a.wav", copy / "b.wav"]) == digest
-    assert io_utils.files_digest([b, a]) != digest
+    assert keys.files_digest([copy / "a.wav", copy / "b.wav"]) == digest
+    assert keys.files_digest([b, a]) != digest
     os.utime(a, ns=(5, 5))  # touched, not changed
-    assert io_utils.files_digest([a, b]) == digest
+    assert keys.files_digest([a, b]) == digest
     a.write_bytes(b"abd")
-    assert io_utils.files_digest([a, b]) != digest
+    assert keys.files_digest([a, b]) != digest
     with pytest.raises(FileNotFoundError, match="missing.wav does not exist"):
-        io_utils.files_digest([tmp_path / "missing.wav"])
+        keys.files_digest([tmp_path / "missing.wav"])
 
 
 def _fake_package(root, name="fakepkg"):
@@ -106,33 +107,33 @@ def _fake_package(root, name="fakepkg"):
 def test_cache_key_follows_the_code_that_computes_the_result(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     pkg = _fake_package(tmp_path)
-    assert io_utils.code_modules("fakepkg.train") == ["fakepkg", "fakepkg.model", "fakepkg.train"]
-    assert io_utils.code_modules("fakepkg") == ["fakepkg", "fakepkg.model", "fakepkg.plots", "fakepkg.train"]
-    from asd_utils.pipeline import training_run_dir
+    assert keys.code_modules("fakepkg.train") == ["fakepkg", "fakepkg.model", "fakepkg.train"]
+    assert keys.code_modules("fakepkg") == ["fakepkg", "fakepkg.model", "fakepkg.plots", "fakepkg.train"]
+    from asd_utils.methods.pipeline import training_run_dir
 
     def run_dir():
         return training_run_dir(tmp_path / "cache", "AE", cfg={"epochs": 1}, seed=0, classes=["a"],
                                 waves=np.zeros((2, 8)), labels=np.zeros(2), code="fakepkg.train")
 
-    key, folder = io_utils.cache_key({"seed": 0}, code="fakepkg.train"), run_dir()
-    assert io_utils.cache_key({"seed": 0}, code="fakepkg.train") == key and run_dir() == folder
-    assert io_utils.cache_key({"seed": 1}, code="fakepkg.train") != key
+    key, folder = keys.cache_key({"seed": 0}, code="fakepkg.train"), run_dir()
+    assert keys.cache_key({"seed": 0}, code="fakepkg.train") == key and run_dir() == folder
+    assert keys.cache_key({"seed": 1}, code="fakepkg.train") != key
     (pkg / "plots.py").write_text("COLOUR = 'blue'\n")  # code the result does not depend on
-    assert io_utils.cache_key({"seed": 0}, code="fakepkg.train") == key and run_dir() == folder
+    assert keys.cache_key({"seed": 0}, code="fakepkg.train") == key and run_dir() == folder
     (pkg / "model.py").write_text("WIDTH = 4\n")  # a module the trainer imports, inside a function
     os.utime(pkg / "model.py", ns=(10**18, 10**18))
-    assert io_utils.cache_key({"seed": 0}, code="fakepkg.train") != key and run_dir() != folder
+    assert keys.cache_key({"seed": 0}, code="fakepkg.train") != key and run_dir() != folder
     assert run_dir().parent == folder.parent and run_dir().name.startswith("AE_")
     # the package's own modules: a changed trainer changes the key of an AE model
-    ae = io_utils.code_modules("asd_utils.baseline_ae")
-    assert {"asd_utils.baseline_ae", "asd_utils.training.trainer", "asd_utils.features"} <= set(ae)
-    assert "asd_utils.explorer" not in ae and "asd_utils.runner" not in ae
+    ae = keys.code_modules("asd_utils.methods.baseline_ae")
+    assert {"asd_utils.methods.baseline_ae", "asd_utils.training.trainer", "asd_utils.features.logmel"} <= set(ae)
+    assert "asd_utils.notebook.explorer" not in ae and "asd_utils.run.runner" not in ae
 
 
 def test_cache_key_refuses_absolute_paths(tmp_path):
     with pytest.raises(ValueError, match=r"absolute path \(cfg.files\[1\] = '/data/x.wav'\)"):
-        io_utils.cache_key({"cfg": {"files": ["x.wav", "/data/x.wav"]}}, code="asd_utils.io_utils")
+        keys.cache_key({"cfg": {"files": ["x.wav", "/data/x.wav"]}}, code="asd_utils.storage.keys")
     with pytest.raises(ValueError, match="absolute path"):
-        io_utils.cache_key({"root": tmp_path}, code="asd_utils.io_utils")
+        keys.cache_key({"root": tmp_path}, code="asd_utils.storage.keys")
     # relative paths, units with a slash and plain strings are fine
-    io_utils.cache_key({"file": "ToyCar/train/a.wav", "unit": "m/s", "x": "/"}, code="asd_utils.io_utils")
+    keys.cache_key({"file": "ToyCar/train/a.wav", "unit": "m/s", "x": "/"}, code="asd_utils.storage.keys")

@@ -17,9 +17,9 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from asd_utils.losses import ArcFace
 from asd_utils.training import Trainer
 from asd_utils.training import distributed as dist_utils
+from asd_utils.training.losses import ArcFace
 from asd_utils.training.trainer import extract_embeddings
 
 GLOBAL_BATCH = 8
@@ -188,7 +188,7 @@ def test_sharded_extraction_returns_every_row_in_input_order(tmp_path):
 
 @pytest.mark.notebook
 def test_runner_under_torchrun_runs_each_notebook_on_every_rank_and_rank0_writes(tmp_path):
-    """``torchrun --nproc_per_node 2 -m asd_utils.runner``: both ranks' kernels join one process group
+    """``torchrun --nproc_per_node 2 -m asd_utils.run.runner``: both ranks' kernels join one process group
     (an all-reduce inside the notebook sums the ranks), rank 0 writes to the plan's folders, rank 1
     to its scratch folder, and only rank 0 logs."""
     import subprocess

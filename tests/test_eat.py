@@ -27,7 +27,7 @@ from asd_utils.backbones.eat import (
     save_eat_hf,
     sincos_pos_embed_2d,
 )
-from asd_utils.io_utils import file_sha256
+from asd_utils.storage.keys import file_sha256
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN_PT = FIXTURES / "eat_tiny_official.pt"
@@ -276,7 +276,7 @@ def test_a_long_clip_keeps_its_first_frames():
     """A 440 Hz tone whose loudness ramps up over 3 s (so every 10 ms frame has its own energy),
     preprocessed to 128 frames (1.28 s): the image is the first 128 fbank frames of the whole clip,
     as the official front end crops (``fbank[:target_length]``), not the last ones."""
-    from asd_utils.backbones.fbank import eat_fbank
+    from asd_utils.features.fbank import eat_fbank
 
     config = dataclasses.replace(EAT_SIZES["tiny"], target_length=128)
     t = torch.arange(3 * 16000, dtype=torch.float32) / 16000

@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 
 from asd_utils.backbones import load_backbone
-from asd_utils.embeddings import extract_layer_embeddings, resolve_pooling, state_dict_hash
+from asd_utils.backbones.embeddings import extract_layer_embeddings, resolve_pooling, state_dict_hash
 
 
 class CountingBackbone:

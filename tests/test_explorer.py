@@ -1,4 +1,4 @@
-"""Tests of asd_utils.explorer: rank normalisation, decisions (submitted or rank rule), the clips most
+"""Tests of asd_utils.notebook.explorer: rank normalisation, decisions (submitted or rank rule), the clips most
 systems get wrong, hidden truth, and the widget rendering headless with its default selection."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from test_bootstrap import make_test_index, perfect_scores, write_system  # noqa: E402
 
-from asd_utils import explorer, results  # noqa: E402
-from asd_utils.bootstrap import read_clip_scores  # noqa: E402
+from asd_utils.evaluation import results
+from asd_utils.evaluation.bootstrap import read_clip_scores  # noqa: E402
+from asd_utils.notebook import explorer  # noqa: E402
 
 
 def test_rank_normalise_within_groups_with_ties():

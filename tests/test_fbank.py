@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from asd_utils.backbones.fbank import beats_fbank, eat_fbank, kaldi_fbank, kaldi_mel_banks
+from asd_utils.features.fbank import beats_fbank, eat_fbank, kaldi_fbank, kaldi_mel_banks
 
 GOLDEN = Path(__file__).parent / "fixtures" / "kaldi_fbank_golden.npz"
 NAMES = ["sweep", "machine"]

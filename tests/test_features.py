@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from asd_utils.features import log_mel, mel_power, stack_frames
+from asd_utils.features.logmel import log_mel, mel_power, stack_frames
 
 # Made by running the official nttcslab/dcase2023_task2_baseline_ae code (scripts/make_ae_golden.py).
 GOLDEN = Path(__file__).parent / "fixtures" / "ae_official_tiny.npz"

@@ -10,8 +10,8 @@ from torch import nn
 
 from asd_utils.backbones import CheckpointError
 from asd_utils.backbones.base import Backbone
-from asd_utils.losses import SubClusterAdaCos
 from asd_utils.methods import finetune as ft
+from asd_utils.training.losses import SubClusterAdaCos
 
 
 class ToyBackbone(Backbone):

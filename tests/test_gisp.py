@@ -59,7 +59,7 @@ def test_audio_statistics_follow_level_spectrum_and_time_profile():
     assert out[4, 32] < out[0, 32] - 40.0
     assert out[4, 35] > 10 * out[0, 35]
     # the same numbers as the two statistics applied to the module's log-mel
-    from asd_utils.features import log_mel
+    from asd_utils.features.logmel import log_mel
 
     mel = log_mel(torch.as_tensor(waves), n_fft=512, hop_length=256, n_mels=32)
     np.testing.assert_allclose(out[:, :32], gisp.twfr(mel, 0.9), rtol=1e-12)

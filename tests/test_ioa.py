@@ -262,7 +262,7 @@ def test_training_run_dir_caches_a_finished_run_and_changes_with_its_inputs(tmp_
 
 
 def test_cached_embeddings_are_reused_only_for_the_same_clips_and_settings(tmp_path):
-    from asd_utils.pipeline import cached_embeddings
+    from asd_utils.methods.pipeline import cached_embeddings
 
     calls = []
 

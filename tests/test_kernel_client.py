@@ -6,7 +6,7 @@ from queue import Empty
 
 import pytest
 
-from asd_utils import kernel_client
+from asd_utils.run import kernel_client
 
 
 class _MissedWakeUpSocket:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from asd_utils.losses import (
+from asd_utils.training.losses import (
     AdaCos,
     ArcFace,
     SubCenterArcFace,

@@ -1,4 +1,4 @@
-"""Tests of asd_utils.metrics on hand-worked cases."""
+"""Tests of asd_utils.evaluation.metrics on hand-worked cases."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from asd_utils.metrics import EPS, dcase_table, domain_pair_aucs, evaluate, hmean, official_score, section_metrics
+from asd_utils.evaluation.metrics import (
+    EPS,
+    dcase_table,
+    domain_pair_aucs,
+    evaluate,
+    hmean,
+    official_score,
+    section_metrics,
+)
 
 # One section: source normals 0.1, 0.4; target normals 0.3, 0.6; anomalies 0.5 (source), 0.4 (target).
 Y = [0, 0, 0, 0, 1, 1]
@@ -171,7 +179,7 @@ def test_dcase_table_layout():
 def test_evaluate_leaves_out_clips_without_ground_truth():
     import pandas as pd
 
-    from asd_utils.metrics import evaluate
+    from asd_utils.evaluation.metrics import evaluate
 
     rng = np.random.default_rng(0)
     labelled = pd.DataFrame({

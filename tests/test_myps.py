@@ -11,10 +11,9 @@ import pytest
 import torch
 from clip_independence import assert_clip_independent
 
-from asd_utils import pipeline
-from asd_utils.methods import ioa, myps
+from asd_utils.methods import ioa, myps, pipeline
 from asd_utils.methods.ioa import SectionScores
-from asd_utils.scorers import KNNScorer
+from asd_utils.scoring.scorers import KNNScorer
 
 SR = 16000
 EAT_TINY = {"backbone": "eat", "size": "tiny", "layer": -1, "target_length": "auto"}
@@ -201,7 +200,7 @@ def test_separate_libraries_normalise_each_domain_by_its_own_training_distances(
     assert not np.allclose(sep.score(q), single)
     assert_clip_independent(sep.score, q)
     # training scores: exact leave-one-out, normalised the same way (what the ensembles and thresholds use)
-    from asd_utils.scorers import fit_scores_from_training
+    from asd_utils.scoring.scorers import fit_scores_from_training
 
     train_scores = fit_scores_from_training(myps.SeparateLibraryKNN(), x, domains)
     expected_train = np.minimum((loo["source"] - sep.mean_["source"]) / sep.std_["source"],

@@ -5,11 +5,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from asd_utils import nbtools  # noqa: E402
+from asd_utils.notebook import context  # noqa: E402
 
 
 def _ctx(tmp_path, synthetic=True):
-    return nbtools.RunContext(
+    return context.RunContext(
         notebook="99_test", profile="smoke", config={}, data_root=tmp_path, synthetic=synthetic, device=None, seed=0,
         results_dir=tmp_path / "results", figures_dir=tmp_path / "figures", cache_dir=tmp_path / "cache",
         index=pd.DataFrame({"machine": ["b", "a", "a"], "split": ["train", "train", "test"]}),
@@ -39,4 +39,4 @@ def test_real_data_figures_are_not_stamped_and_notes_say_what_ran(tmp_path):
 
 def test_paper_profile_refuses_to_run_without_real_data():
     with pytest.raises(ValueError, match="paper profile runs on the real DCASE 2025"):
-        nbtools.start("01_baseline_autoencoder", config="01_baseline", profile="paper")
+        context.start("01_baseline_autoencoder", config="01_baseline", profile="paper")

@@ -1,4 +1,4 @@
-"""The display helpers widgets write through (asd_utils.nbtools): outputs replaced in one step, figures
+"""The display helpers widgets write through (asd_utils.notebook.context): outputs replaced in one step, figures
 as PNG data, a dropdown with one pane."""
 
 import base64
@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from IPython.display import Markdown  # noqa: E402
 
-from asd_utils import nbtools  # noqa: E402
+from asd_utils.notebook import context  # noqa: E402
 
 
 def _figure(value=1.0):
@@ -22,13 +22,13 @@ def _figure(value=1.0):
 
 def test_output_items_figure_as_png_text_as_stream_rest_through_the_formatter():
     fig = _figure()
-    item = nbtools.output_item(fig)
+    item = context.output_item(fig)
     assert item["output_type"] == "display_data"
     assert base64.b64decode(item["data"]["image/png"])[:8] == b"\x89PNG\r\n\x1a\n"
     assert not plt.fignum_exists(fig.number)  # closed: a widget never leaks figures
-    assert nbtools.output_item("hello") == {"output_type": "stream", "name": "stdout", "text": "hello\n"}
-    assert nbtools.output_item(Markdown("**x**"))["data"]["text/markdown"] == "**x**"
-    assert "<table" in nbtools.output_item(pd.DataFrame({"a": [1]}))["data"]["text/html"]
+    assert context.output_item("hello") == {"output_type": "stream", "name": "stdout", "text": "hello\n"}
+    assert context.output_item(Markdown("**x**"))["data"]["text/markdown"] == "**x**"
+    assert "<table" in context.output_item(pd.DataFrame({"a": [1]}))["data"]["text/html"]
 
 
 def test_show_in_replaces_a_pane_in_one_assignment():
@@ -37,11 +37,11 @@ def test_show_in_replaces_a_pane_in_one_assignment():
     pane = widgets.Output()
     seen = []
     pane.observe(lambda change: seen.append(change["new"]), names="outputs")
-    nbtools.show_in(pane, "first")
-    nbtools.show_in(pane, _figure(), "second")
+    context.show_in(pane, "first")
+    context.show_in(pane, _figure(), "second")
     assert [len(outputs) for outputs in seen] == [1, 2]  # never an empty state in between
     assert "image/png" in pane.outputs[0]["data"] and pane.outputs[1]["text"] == "second\n"
-    nbtools.show_in(pane)
+    context.show_in(pane)
     assert pane.outputs == ()
 
 
@@ -52,11 +52,11 @@ def test_figure_picker_draws_once_per_pick():
         calls.append(value)
         return [_figure(value), f"value {value}"]
 
-    box = nbtools.figure_picker([1, 2], draw, description="x")
+    box = context.figure_picker([1, 2], draw, description="x")
     assert calls == [1] and box.pane.outputs[1]["text"] == "value 1\n"
     box.picker.value = 2
     assert calls == [1, 2] and box.pane.outputs[1]["text"] == "value 2\n"
-    empty = nbtools.figure_picker([], draw)
+    empty = context.figure_picker([], draw)
     assert empty.pane.outputs[0]["text"] == "nothing to show\n" and calls == [1, 2]
 
 
@@ -65,7 +65,7 @@ def test_the_runner_signs_an_executed_notebook_as_trusted(tmp_path, monkeypatch)
     import nbformat
     from nbformat.sign import NotebookNotary
 
-    from asd_utils.runner import trust_notebook
+    from asd_utils.run.runner import trust_notebook
 
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))  # this test's own signature store
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1", outputs=[nbformat.v4.new_output(

@@ -1,4 +1,4 @@
-"""Shared figures (asd_utils.plots): legends beside the data, readable text, the reduced
+"""Shared figures (asd_utils.notebook.plots): legends beside the data, readable text, the reduced
 P(A beats B) view."""
 
 import matplotlib
@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from asd_utils import plots  # noqa: E402
+from asd_utils.notebook import plots  # noqa: E402
 
 
 def _legend_right_of_axes(fig, ax):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asd_utils.features import log_mel
+from asd_utils.features.logmel import log_mel
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_anomaly_information.py"
 

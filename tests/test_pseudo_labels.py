@@ -1,4 +1,4 @@
-"""Pseudo attribute labels (asd_utils.pseudo_labels): both methods, the choice rule, the scores."""
+"""Pseudo attribute labels (asd_utils.methods.pseudo_labels): both methods, the choice rule, the scores."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from asd_utils import pseudo_labels as pl
+from asd_utils.methods import pseudo_labels as pl
 
 SR = 16000
 

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from asd_utils import reported
+from asd_utils.evaluation import reported
 
 
 def _tidy():

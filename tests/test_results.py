@@ -1,4 +1,4 @@
-"""Tests of asd_utils.results: tidy CSVs, replacement on rerun, collection, summary, Markdown."""
+"""Tests of asd_utils.evaluation.results: tidy CSVs, replacement on rerun, collection, summary, Markdown."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from asd_utils.metrics import dcase_table
-from asd_utils.results import (
+from asd_utils.evaluation.metrics import dcase_table
+from asd_utils.evaluation.results import (
     COLUMNS,
     collect_results,
     read_results,
@@ -91,11 +91,11 @@ def test_to_markdown_plain_and_multiindex():
     assert "| S1     |        61.2 |          55.0 |" in md
 
 
-# -- the comparison (notebook 07) and the runner's summary -----------------------------------------------
+# -- the comparison (notebook 08) and the runner's summary -----------------------------------------------
 def test_summary_gains_bootstrap_interval_columns(tmp_path):
     from test_bootstrap import make_test_index, perfect_scores, write_system
 
-    from asd_utils.results import bootstrap_intervals
+    from asd_utils.evaluation.results import bootstrap_intervals
 
     index = make_test_index(("fan", "valve"), per_cell=10)
     rng = np.random.default_rng(0)
@@ -125,7 +125,7 @@ def test_summary_gains_bootstrap_interval_columns(tmp_path):
 def test_runner_summary_has_the_interval_columns(tmp_path):
     from test_bootstrap import make_test_index, perfect_scores, write_system
 
-    from asd_utils.runner import collect_summary
+    from asd_utils.run.runner import collect_summary
 
     index = make_test_index(("fan",), per_cell=5)
     write_system(tmp_path, "01_a", "Perfect", index, perfect_scores(index), note="synthetic data")
@@ -140,8 +140,9 @@ def test_comparison_table_picks_up_a_new_notebook_without_code_changes(tmp_path)
     the leaderboard, the heat-map table, the bootstrap and the catalogue (as not catalogued)."""
     from test_bootstrap import make_test_index, perfect_scores, write_system
 
-    from asd_utils import bootstrap, catalogue
-    from asd_utils.results import bootstrap_intervals, caveat_marks, leaderboard, per_machine_hmean
+    from asd_utils.evaluation import bootstrap
+    from asd_utils.evaluation.results import bootstrap_intervals, caveat_marks, leaderboard, per_machine_hmean
+    from asd_utils.notebook import catalogue
 
     index = make_test_index(("fan", "valve"), per_cell=6)
     write_system(tmp_path, "01_baseline_autoencoder", "AE-MSE", index, np.random.default_rng(1).random(len(index)),
@@ -162,7 +163,7 @@ def test_comparison_table_picks_up_a_new_notebook_without_code_changes(tmp_path)
     assert made_of.loc["Shiny v2", "backbone"] == catalogue.NOT_CATALOGUED
     assert made_of.loc["AE-MSE", "backbone"].startswith("fully connected autoencoder")
     assert caveat_marks("data: dcase2025") == ""
-    from asd_utils.results import caveat_legend
+    from asd_utils.evaluation.results import caveat_legend
 
     assert caveat_marks("synthetic data; stand-in pretrained by the compendium on synthetic audio") == "*‡"
     assert caveat_legend(["synthetic data", "data: x"]) == "* synthetic data"
@@ -171,7 +172,7 @@ def test_comparison_table_picks_up_a_new_notebook_without_code_changes(tmp_path)
 
 
 def test_leaderboard_ranks_ties_and_missing_notebooks(tmp_path):
-    from asd_utils.results import leaderboard, missing_notebooks
+    from asd_utils.evaluation.results import leaderboard, missing_notebooks
 
     write_results(_table(), notebook="01_a", system="A", profile="smoke", results_dir=tmp_path)
     write_results(_table(), notebook="01_a", system="B", profile="smoke", results_dir=tmp_path)
@@ -193,13 +194,13 @@ def test_leaderboard_ranks_ties_and_missing_notebooks(tmp_path):
 
 @pytest.mark.notebook
 def test_comparison_notebook_runs_after_the_others(tmp_path):
-    """Notebook 07 in the smoke profile on results recorded as the other notebooks record them (a
+    """Notebook 08 in the smoke profile on results recorded as the other notebooks record them (a
     known notebook and one it has never heard of): every section runs and writes its tables and
     figures; the explorer shows the synthetic data's hidden truth."""
     from test_bootstrap import write_system
 
-    from asd_utils import runner
     from asd_utils.data import discover
+    from asd_utils.run import runner
     from asd_utils.synth import ensure_dataset
 
     index = discover(ensure_dataset("smoke"))
@@ -221,7 +222,7 @@ def test_comparison_notebook_runs_after_the_others(tmp_path):
     assert {"000", "004"} <= set(long["report"]) and set(long["system"]) == {"AE-MSE"}
     errors = pd.read_csv(tables / "clip_errors.csv")
     assert len(errors) == int(test["is_anomaly"].notna().sum()) and "anomaly_kind" in errors.columns
-    figures = {p.stem for p in (tmp_path / "figures" / "07_comparison").glob("*.png")}
+    figures = {p.stem for p in (tmp_path / "figures" / "08_comparison").glob("*.png")}
     assert {"hmean_per_machine", "bootstrap_intervals", "which_differences_are_real",
             "reported_vs_reproduced_000", "domain_pair_aucs"} <= figures
     assert any(f.startswith("clip_ranks_") for f in figures)

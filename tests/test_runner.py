@@ -2,16 +2,16 @@ import argparse
 
 import pytest
 
-from asd_utils import runner
+from asd_utils.run import runner
 
 
-def test_notebooks_are_found_in_order_with_the_comparison_last(tmp_path):
+def test_notebooks_are_found_in_number_order_and_the_comparison_is_numbered_last(tmp_path):
     names = [p.stem for p in runner.available_notebooks()]
-    assert names[0].startswith("00_") and names[-1] == "07_comparison"
+    assert names[0].startswith("00_") and names[-1] == "08_comparison"
     assert names[:-1] == sorted(names[:-1])
-    for name in ("08_pretraining", "07_comparison", "01_a", "notes"):
+    for name in ("07_pretraining", "08_comparison", "01_a", "notes"):
         (tmp_path / f"{name}.ipynb").write_text("{}")
-    assert [p.stem for p in runner.available_notebooks(tmp_path)] == ["01_a", "08_pretraining", "07_comparison"]
+    assert [p.stem for p in runner.available_notebooks(tmp_path)] == ["01_a", "07_pretraining", "08_comparison"]
 
 
 def test_select_by_number_or_name_and_unknown_is_named():
@@ -137,7 +137,7 @@ def test_a_timeout_after_the_last_cell_counts_as_a_hang_and_other_assertions_do_
 
 
 def test_watchdog_writes_nothing_without_its_environment(tmp_path, monkeypatch):
-    from asd_utils import kernel_watchdog
+    from asd_utils.run import kernel_watchdog
 
     monkeypatch.delenv(kernel_watchdog.SECONDS_ENV, raising=False)
 
@@ -275,7 +275,7 @@ def test_prerequisites_come_from_the_metadata_and_the_comparison_waits_for_all(t
     first = _notebook_with(tmp_path / "01_a.ipynb", "x = 1")
     second = _notebook_with(tmp_path / "02_b.ipynb", "x = 1", reads_results_of=["01", "05"])
     third = _notebook_with(tmp_path / "03_c.ipynb", "x = 1")
-    comparison = _notebook_with(tmp_path / "07_comparison.ipynb", "x = 1")
+    comparison = _notebook_with(tmp_path / "08_comparison.ipynb", "x = 1")
     plan = [first, second, third, comparison]
     assert runner.notebook_prerequisites(first, plan) == []
     assert runner.notebook_prerequisites(second, plan) == [first]  # 05 is not in the plan: not waited for

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from asd_utils import runner
 from asd_utils.data import CHANNEL_ENV
+from asd_utils.run import runner
 
 
 def test_channel_option_parsed_into_the_plan(tmp_path):

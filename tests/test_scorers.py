@@ -1,4 +1,4 @@
-"""Tests of asd_utils.scorers on hand-worked numbers."""
+"""Tests of asd_utils.scoring.scorers on hand-worked numbers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.covariance import LedoitWolf
 from sklearn.neighbors import NearestNeighbors
 
-from asd_utils.scorers import (
+from asd_utils.scoring.scorers import (
     GMMScorer,
     KMeansScorer,
     KNNScorer,

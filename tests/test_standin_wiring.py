@@ -1,4 +1,4 @@
-"""The notebooks' methods treat a pretrained stand-in checkpoint (``asd_utils.backbones.standins``)
+"""The notebooks' methods treat a pretrained stand-in checkpoint (``asd_utils.pretrain.standins``)
 like an untrained stand-in where input sizing is concerned (EAT ``target_length: auto`` follows the
 clip / crop), like a real checkpoint where weights are concerned (loaded, labelled "stand-in
 pretrained by the compendium on synthetic audio"), and never share a cache entry with the untrained
@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from asd_utils.backbones import CheckpointError, load_backbone
-from asd_utils.backbones.standins import (
+from asd_utils.backbones.embeddings import backbone_identity
+from asd_utils.backbones.provenance import (
     PUBLISHED,
     STANDIN_PRETRAINED,
     UNTRAINED,
     backbone_provenance,
     checkpoint_provenance,
 )
-from asd_utils.embeddings import backbone_identity
 from asd_utils.methods import anopatch, ioa, myps, xju
 
 SR = 16000

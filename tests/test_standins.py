@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from asd_utils.backbones import CheckpointError, configured_size_and_layer, load_backbone, standins
-from asd_utils.backbones.standins import (
+from asd_utils.backbones.provenance import (
     PUBLISHED,
     STANDIN_PRETRAINED,
     UNTRAINED,
     backbone_provenance,
     is_standin_checkpoint,
-    standin_checkpoint,
 )
+from asd_utils.pretrain.standins import standin_checkpoint
 
 TINY = {
     "beats": dict(size="tiny", steps=3, batch_size=4, crop_frames=64, codebook_size=16, code_dim=8, eval_every=2,
@@ -166,7 +166,7 @@ def test_provenance_strings(tmp_path):
 
 
 def test_notebook_labels_follow_the_provenance(tmp_path):
-    from asd_utils.nbtools import PRETRAINED_STANDIN_CAVEAT, UNTRAINED_CAVEAT, RunContext
+    from asd_utils.notebook.context import PRETRAINED_STANDIN_CAVEAT, UNTRAINED_CAVEAT, RunContext
 
     ctx = RunContext(notebook="x", profile="default", config={}, data_root=tmp_path, synthetic=True,
                      device=torch.device("cpu"), seed=0, results_dir=tmp_path, figures_dir=tmp_path,
@@ -189,7 +189,7 @@ def test_frozen_knn_scores_are_clip_independent(synth_root):
     index = discover(synth_root)
     train, test = index[index["split"] == "train"], index[index["split"] == "test"].reset_index(drop=True)
     backbone = load_backbone("beats", size="tiny")
-    # the KNNScorer detector's independence is tested with asd_utils.scorers; here GenRep + MemMixup
+    # the KNNScorer detector's independence is tested with asd_utils.scoring.scorers; here GenRep + MemMixup
     detector = {"kind": "genrep", "k": 1, "n_mix_support": 2}
     full = frozen_knn_scores(backbone, index, layer=1, pooling="genrep", detector=detector, progress=False)
     assert full.table is not None and len(full.table) == 1 and np.isfinite(full.train_scores).all()
@@ -206,7 +206,7 @@ def test_frozen_knn_scores_are_clip_independent(synth_root):
 
 def test_checkpoint_provenance_without_loading(tmp_path):
     from asd_utils.backbones.beats import save_beats_checkpoint
-    from asd_utils.backbones.standins import checkpoint_provenance
+    from asd_utils.backbones.provenance import checkpoint_provenance
     from asd_utils.pretrain.run import save_standin
 
     model = load_backbone("beats", size="tiny")

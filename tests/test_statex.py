@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from asd_utils.losses import SubClusterAdaCos
+from asd_utils.training.losses import SubClusterAdaCos
 from asd_utils.training.statex import (
     SelfSupervisedHeads,
     exchange_targets,

@@ -1,4 +1,4 @@
-"""Tests of asd_utils.submission: file names, contents, round trip, gamma threshold."""
+"""Tests of asd_utils.evaluation.submission: file names, contents, round trip, gamma threshold."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from asd_utils.submission import (
+from asd_utils.evaluation.submission import (
     gamma_threshold,
     read_submission,
     section_tag,

@@ -20,8 +20,8 @@ from dcase2026_fixture import EVAL_MACHINE, make_dcase2026_root
 from sklearn.metrics import roc_auc_score
 
 from asd_utils.data import discover, load_batch
-from asd_utils.metrics import evaluate
-from asd_utils.submission import decision_file_name, score_file_name, write_submissions
+from asd_utils.evaluation.metrics import evaluate
+from asd_utils.evaluation.submission import decision_file_name, score_file_name, write_submissions
 
 
 def _rows(path):

@@ -1,4 +1,4 @@
-"""OS-SCL losses (asd_utils.losses): SupCon, ArcFace margin logits, mixup cross-entropy."""
+"""OS-SCL losses (asd_utils.training.losses): SupCon, ArcFace margin logits, mixup cross-entropy."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from asd_utils.losses import (
+from asd_utils.training.losses import (
     SubCenterArcFace,
     SupConLoss,
     arcface_margin_logits,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from asd_utils.submission import submission_folder_name
+from asd_utils.evaluation.submission import submission_folder_name
 from asd_utils.synth.fault_kinds import (
     fault_kind_aucs,
     fault_kind_heatmap,

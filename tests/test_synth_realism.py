@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from asd_utils.data import DataError
-from asd_utils.features import log_mel
+from asd_utils.features.logmel import log_mel
 from asd_utils.synth import realism
 
 SR = 16000

@@ -116,7 +116,7 @@ def test_realistic_render_is_deterministic():
 
 
 def test_a_run_chooses_its_world_through_the_environment_and_each_world_has_its_own_folder(monkeypatch):
-    from asd_utils import runner
+    from asd_utils.run import runner
     from asd_utils.synth.generate import VARIANT_ENV, check_variant, default_root
 
     monkeypatch.delenv(VARIANT_ENV, raising=False)

@@ -3,9 +3,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from asd_utils.losses import SubClusterAdaCos
 from asd_utils.models import ThreeSubNetwork, branch_sizes
 from asd_utils.training import Trainer, seed_everything
+from asd_utils.training.losses import SubClusterAdaCos
 
 
 def tiny(n_classes=3, seconds=1.0):

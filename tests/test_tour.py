@@ -11,8 +11,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 
-from asd_utils import tour  # noqa: E402
 from asd_utils.data import discover, load_audio  # noqa: E402
+from asd_utils.notebook import tour  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -71,8 +71,8 @@ def test_crop_loader_is_seeded_and_varies_crops_between_epochs():
 
 def test_trainer_resumes_a_crop_loader_exactly(tmp_path):
     """The crop offsets come from the loader's generator, which the trainer checkpoints."""
-    from asd_utils.losses import SubClusterAdaCos
     from asd_utils.training import Trainer, seed_everything
+    from asd_utils.training.losses import SubClusterAdaCos
 
     rng = np.random.default_rng(1)
     waves = rng.standard_normal((12, 40)).astype(np.float32)

@@ -4,8 +4,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from asd_utils.losses import AdaCos, SubClusterAdaCos
 from asd_utils.training import CHECKPOINT_NAME, Trainer, build_optimizer, extract_embeddings, seed_everything
+from asd_utils.training.losses import AdaCos, SubClusterAdaCos
 
 N_CLASSES = 3
 

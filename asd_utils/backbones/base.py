@@ -30,7 +30,7 @@ class Backbone(nn.Module):
     def describe(self) -> str:
         """One line for tables and figure captions, e.g. 'beats-base (untrained stand-in)'."""
         if getattr(self, "standin_marker", None):
-            from asd_utils.backbones.standins import STANDIN_PRETRAINED
+            from asd_utils.backbones.provenance import STANDIN_PRETRAINED
 
             origin = STANDIN_PRETRAINED
         else:

@@ -4,7 +4,7 @@ for this project and able to load the official checkpoints as published.
 The model, in the order the forward pass runs:
 
 1. front end: ``wave * 2**15`` -> Kaldi fbank (128 bins, 25 ms / 10 ms, povey window; see
-   :mod:`asd_utils.backbones.fbank`) -> ``(fbank - 15.41663) / (2 * 6.55582)``;
+   :mod:`asd_utils.features.fbank`) -> ``(fbank - 15.41663) / (2 * 6.55582)``;
 2. patch embedding: a 16 x 16 convolution with stride 16 over the (time, mel) image, giving
    ``frames // 16`` time patches x 8 frequency patches, flattened **time-major** (token
    ``t * 8 + f``), then LayerNorm over the ``embed_dim`` (512) channels and a linear projection
@@ -49,7 +49,7 @@ from torch import nn
 
 from asd_utils.backbones.base import Backbone
 from asd_utils.backbones.errors import CheckpointError, check_state_dict_keys, checkpoint_error
-from asd_utils.backbones.fbank import beats_fbank
+from asd_utils.features.fbank import beats_fbank
 
 __all__ = [
     "BEATS_SIZES",
@@ -103,7 +103,7 @@ class BEATsConfig:
         official code ignores them too: it only reads the fields above)."""
         names = {f.name for f in dataclasses.fields(cls)}
         # "compendium_standin": the provenance marker of a stand-in pretrained by the compendium
-        # (asd_utils.backbones.standins); read by load_backbone, not an architecture field
+        # (asd_utils.backbones.provenance); read by load_backbone, not an architecture field
         unknown = sorted(set(cfg) - names - {"compendium_standin"})
         if unknown:
             warnings.warn(f"BEATsConfig: ignoring unknown cfg fields {unknown}", stacklevel=2)
@@ -473,7 +473,7 @@ class BEATs(Backbone):
 # -- checkpoints ---------------------------------------------------------------------------------
 def save_beats_checkpoint(model: BEATs, path: str | Path) -> Path:
     """Write ``{"cfg": dict, "model": state dict[, "label_dict": ...]}``, the official format."""
-    from asd_utils.io_utils import atomic_path
+    from asd_utils.storage.atomic import atomic_path
 
     payload: dict[str, Any] = {"cfg": model.cfg.to_dict(), "model": model.official_state_dict()}
     if model.label_dict is not None:
@@ -545,7 +545,7 @@ def build_beats(
         model = BEATs(cfg, size=size)
         return model.to(device).eval()
 
-    from asd_utils.io_utils import file_sha256
+    from asd_utils.storage.keys import file_sha256
 
     path = Path(checkpoint).expanduser()
     cfg, state, label_dict = _read_checkpoint(path)

@@ -55,10 +55,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..io_utils import file_sha256
-from .base import Backbone
-from .errors import check_state_dict_keys, checkpoint_error
-from .fbank import eat_fbank
+from asd_utils.backbones.base import Backbone
+from asd_utils.backbones.errors import check_state_dict_keys, checkpoint_error
+from asd_utils.features.fbank import eat_fbank
+from asd_utils.storage.keys import file_sha256
 
 __all__ = [
     "EATConfig",

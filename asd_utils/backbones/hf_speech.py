@@ -32,9 +32,9 @@ from typing import Any
 
 import torch
 
-from ..io_utils import file_sha256, stable_hash
-from .base import Backbone
-from .errors import checkpoint_error
+from asd_utils.backbones.base import Backbone
+from asd_utils.backbones.errors import checkpoint_error
+from asd_utils.storage.keys import file_sha256, stable_hash
 
 __all__ = ["HF_FAMILIES", "HFSpeechBackbone", "build_hf_speech", "hf_config", "DEFAULT_DO_NORMALIZE"]
 

@@ -7,13 +7,13 @@ DCASE 2026 root (:mod:`.layout`) gives the waveform of the run's channel setting
 raises :class:`DataError` (a ``ValueError``) naming the file or folder and what was expected.
 """
 
-from .attributes import ground_truth_path, normalise_clip_name, read_attributes_csv, read_ground_truth
-from .audio import FIX_LENGTH_MODES, fix_length, load_audio, load_batch
-from .channels import CHANNEL_ENV, CHANNELS, channel_note, current_channel, use_channel
-from .errors import DataError
-from .filenames import ClipName, parse_attributes, parse_filename
-from .index import INDEX_COLUMNS, SPLITS, discover, machine_types, select, summary_counts
-from .layout import LAYOUT_MARKER, is_two_channel_layout, two_channel_root
+from asd_utils.data.attributes import ground_truth_path, normalise_clip_name, read_attributes_csv, read_ground_truth
+from asd_utils.data.audio import FIX_LENGTH_MODES, fix_length, load_audio, load_batch
+from asd_utils.data.channels import CHANNEL_ENV, CHANNELS, channel_note, current_channel, use_channel
+from asd_utils.data.errors import DataError
+from asd_utils.data.filenames import ClipName, parse_attributes, parse_filename
+from asd_utils.data.index import INDEX_COLUMNS, SPLITS, discover, machine_types, select, summary_counts
+from asd_utils.data.layout import LAYOUT_MARKER, is_two_channel_layout, two_channel_root
 
 __all__ = [
     "DataError",

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import DataError
-from .filenames import parse_filename
+from asd_utils.data.errors import DataError
+from asd_utils.data.filenames import parse_filename
 
 __all__ = ["read_attributes_csv", "read_ground_truth", "ground_truth_path", "normalise_clip_name"]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import layout
-from .channels import from_two_channels
-from .errors import DataError
+from asd_utils.data import layout
+from asd_utils.data.channels import from_two_channels
+from asd_utils.data.errors import DataError
 
 __all__ = ["load_audio", "fix_length", "load_batch", "FIX_LENGTH_MODES"]
 

@@ -12,7 +12,7 @@ run-wide setting, so no notebook and no method needs its own code for 2026 data:
   (:func:`asd_utils.signal.noise_aware.denoise_near`).
 
 The setting lives in the environment variable :data:`CHANNEL_ENV` (``ASD_CHANNEL``), so the kernels
-``python -m asd_utils.runner --channel ...`` starts inherit it, and each result note states it
+``python -m asd_utils.run.runner --channel ...`` starts inherit it, and each result note states it
 (:func:`channel_note`). Clips of a 2020-2025 root are mono and ignore it. Caches stay correct:
 ``asd_utils.paths.cache_dir`` keeps another channel's caches in their own folder.
 """
@@ -25,7 +25,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .errors import DataError
+from asd_utils.data.errors import DataError
 
 __all__ = ["CHANNELS", "CHANNEL_ENV", "DEFAULT_CHANNEL", "check_channel", "current_channel", "use_channel",
            "from_two_channels", "channel_note", "far_channel_noise"]
@@ -101,7 +101,7 @@ def channel_note(paths, channel: str | None = None) -> str:
     """The words a result note gets for the clips ``paths`` (an iterable of clip paths): e.g.
     ``"channel near of two-channel DCASE 2026 clips"`` when one of them lies in a 2026 root,
     ``""`` otherwise (mono clips have no channel to state)."""
-    from .layout import is_two_channel_layout
+    from asd_utils.data.layout import is_two_channel_layout
 
     channel = check_channel(channel) if channel is not None else current_channel()
     for path in paths:
@@ -120,8 +120,8 @@ def far_channel_noise(paths, *, n_samples: int, sample_rate: int = 16000) -> np.
 
     Returns ``(N, n_samples)`` float32; DataError naming a clip that is not in a 2026 root.
     """
-    from .audio import load_batch
-    from .layout import is_two_channel_layout
+    from asd_utils.data.audio import load_batch
+    from asd_utils.data.layout import is_two_channel_layout
 
     paths = [str(p) for p in paths]
     mono = [p for p in paths if not is_two_channel_layout(p)]

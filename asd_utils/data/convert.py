@@ -23,10 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from asd_utils.io_utils import atomic_path
-
-from .audio import load_audio
-from .errors import DataError
+from asd_utils.data.audio import load_audio
+from asd_utils.data.errors import DataError
+from asd_utils.storage.atomic import atomic_path
 
 __all__ = ["convert_tree"]
 

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
-from .errors import DataError
+from asd_utils.data.errors import DataError
 
 __all__ = ["ClipName", "parse_filename", "parse_attributes", "EXPECTED_PATTERNS"]
 

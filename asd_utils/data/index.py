@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .attributes import build_frame, read_attributes_csv, read_ground_truth
-from .errors import DataError
-from .filenames import parse_filename
+from asd_utils.data.attributes import build_frame, read_attributes_csv, read_ground_truth
+from asd_utils.data.errors import DataError
+from asd_utils.data.filenames import parse_filename
 
 __all__ = ["INDEX_COLUMNS", "SPLITS", "discover", "machine_types", "select", "summary_counts"]
 

@@ -5,7 +5,7 @@ token per 16 x 16 spectrogram patch) are pooled by attentive statistics pooling 
 ECAPA-TDNN) into an utterance embedding, trained with ArcFace on classes built from the metadata
 (machine type, section, attributes and domain). At test time the embeddings of the normal training
 clips form a memory bank and the anomaly score is the kNN cosine distance
-(``asd_utils.scorers.KNNScorer``).
+(``asd_utils.scoring.scorers.KNNScorer``).
 
 - :class:`AttentiveStatsPool`: (B, T, D) tokens -> (B, 2 D) attention-weighted mean and std.
 - :class:`AnoPatchModel`: backbone + ASP + batch norm + linear projection -> (B, emb_dim).
@@ -132,7 +132,7 @@ def finetune(model: AnoPatchModel, loss_fn: nn.Module, paths: Sequence[str], lab
              device: str | torch.device = "cpu", seed: int = 0, checkpoint_dir: str | Path | None = None,
              mixup_alpha: float | None = None, max_grad_norm: float | None = None,
              freeze_backbone: bool = False, progress: bool = True, config: dict | None = None) -> list[dict]:
-    """Fine-tune ``model`` with ``loss_fn`` (e.g. ``asd_utils.losses.ArcFace``) on labelled clips.
+    """Fine-tune ``model`` with ``loss_fn`` (e.g. ``asd_utils.training.losses.ArcFace``) on labelled clips.
 
     paths / labels: training WAVs (any number of data roots) and their class indices. The loader
     shuffles with a seeded generator, so a run resumed from ``checkpoint_dir`` matches an
@@ -206,7 +206,7 @@ def build_model(cfg: dict, *, checkpoint: str | None, clip_samples: int, device=
     table covers up to 1024 frames, a longer clip raises ``CheckpointError``); with a published
     checkpoint the checkpoint's own length is kept."""
     from asd_utils.backbones import configured_size_and_layer, load_backbone
-    from asd_utils.backbones.standins import is_standin_checkpoint
+    from asd_utils.backbones.provenance import is_standin_checkpoint
 
     size, layer = configured_size_and_layer(cfg, checkpoint)
     kwargs = {}
@@ -255,15 +255,15 @@ def extra_training_index(roots: Sequence[str | Path]):
 
 
 def warn_if_years_missing(cfg: dict, extra_roots: Sequence[str | Path] | None, *, profile: str) -> bool:
-    """Warn loudly (``asd_utils.nbtools.loud_warning``: in the notebook and in the runner's log)
+    """Warn loudly (``asd_utils.notebook.context.loud_warning``: in the notebook and in the runner's log)
     when the config expects other DCASE years for fine-tuning (``expect_extra_train_roots``, true
     in the ``paper`` profile: the report pools the 2022-2025 development sets) and none are given.
     Returns whether it warned."""
     if not cfg.get("expect_extra_train_roots") or extra_roots:
         return False
-    from asd_utils import nbtools
+    from asd_utils.notebook import context
 
-    nbtools.loud_warning(
+    context.loud_warning(
         f"profile {profile}: EXTRA_TRAIN_ROOTS is empty, so System 3 (AnoPatch) is fine-tuned on DATA_ROOT "
         "alone; the report fine-tunes it on the DCASE 2022-2025 development sets pooled. Set EXTRA_TRAIN_ROOTS "
         "to the 2022-2024 roots to reproduce it; without them System 3 and System 4 are not the report's systems.")
@@ -299,12 +299,12 @@ def training_run_dir(cache_dir: str | Path | None, cfg: dict, *, paths: Sequence
     """Checkpoint folder of one AnoPatch fine-tuning run (None when ``cache_dir`` is None), keyed by
     the config, the training files, the checkpoint path, the backbone's identity before
     fine-tuning (checkpoint sha256, or stand-in seed, and a hash of its weights:
-    ``asd_utils.embeddings.backbone_identity``), the clip length, the seed and the classes; so an
+    ``asd_utils.backbones.embeddings.backbone_identity``), the clip length, the seed and the classes; so an
     untrained stand-in, a pretrained stand-in and a published checkpoint never share a run."""
     if cache_dir is None:
         return None
-    from asd_utils.embeddings import backbone_identity
-    from asd_utils.io_utils import cache_key, files_digest
+    from asd_utils.backbones.embeddings import backbone_identity
+    from asd_utils.storage.keys import cache_key, files_digest
 
     # the checkpoint enters through the backbone's identity (its sha256), never through its path
     key = cache_key({"cfg": cfg, "clips": files_digest(paths), "pretrained": checkpoint is not None,
@@ -327,9 +327,10 @@ def train_and_embed(cfg: dict, train_index, embed_index, *, checkpoint: str | No
     resumes the finished run (no training) and reuses cached embeddings.
     Returns ``(embeddings (len(embed_index), emb_dim), model, history)``.
     """
-    from asd_utils.io_utils import atomic_save_npz, cache_key, files_digest
-    from asd_utils.losses import ArcFace
+    from asd_utils.storage.atomic import atomic_save_npz
+    from asd_utils.storage.keys import cache_key, files_digest
     from asd_utils.training import build_class_labels, seed_everything
+    from asd_utils.training.losses import ArcFace
 
     fit_index, root_column = pooled_training_index(train_index, extra_train_index)
     labels, classes = build_class_labels(fit_index, cfg["class_keys"], root_column=root_column)
@@ -362,13 +363,13 @@ def train_and_embed(cfg: dict, train_index, embed_index, *, checkpoint: str | No
 
 
 def score_machines(index, embeddings: np.ndarray, *, knn: dict, progress: bool = True):
-    """kNN (``asd_utils.scorers.KNNScorer``) per machine type / section on AnoPatch embeddings.
+    """kNN (``asd_utils.scoring.scorers.KNNScorer``) per machine type / section on AnoPatch embeddings.
 
     index: data index aligned with ``embeddings`` (N, D), holding train and test rows.
     Returns ``(test_index, test_scores, train_index, train_scores)``; training scores are
-    leave-one-out (``asd_utils.scorers.fit_scores_from_training``).
+    leave-one-out (``asd_utils.scoring.scorers.fit_scores_from_training``).
     """
-    from asd_utils.scorers import KNNScorer, fit_scores_from_training
+    from asd_utils.scoring.scorers import KNNScorer, fit_scores_from_training
 
     index = index.reset_index(drop=True)
     is_test = (index["split"] == "test").to_numpy()

@@ -8,7 +8,7 @@ like those of the three-subnetwork model; it says nothing more. This module writ
   the backbone (the last by default), ``(B, dim)``;
 - a classification head on that embedding over the same classes as the three-subnetwork model
   (machine type, section, attributes, domain): ``"subcluster_adacos"`` (the three-subnetwork
-  loss, :class:`asd_utils.losses.SubClusterAdaCos`) or ``"linear"`` (:class:`LinearHead`, a linear
+  loss, :class:`asd_utils.training.losses.SubClusterAdaCos`) or ``"linear"`` (:class:`LinearHead`, a linear
   layer with softmax cross-entropy);
 - all backbone weights and the head trained together with ``asd_utils.training.Trainer``
   (optionally mixup), on the training clips minus a stratified held-out part
@@ -49,7 +49,7 @@ DISPLAY_NAMES = {"hubert": "HuBERT", "beats": "BEATs", "wav2vec2": "wav2vec 2.0"
 
 class LinearHead(nn.Module):
     """Linear classification head with softmax cross-entropy, in the loss interface of
-    ``asd_utils.losses``: ``head(embeddings (B, D), labels) -> scalar`` with labels ``(B,)`` int64
+    ``asd_utils.training.losses``: ``head(embeddings (B, D), labels) -> scalar`` with labels ``(B,)`` int64
     or ``(B, C)`` soft targets (mixup); ``head.logits(embeddings) -> (B, C)``."""
 
     def __init__(self, n_classes: int, dim: int):
@@ -63,19 +63,19 @@ class LinearHead(nn.Module):
         return self.linear(embeddings.float())
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        from asd_utils.losses import soft_targets
+        from asd_utils.training.losses import soft_targets
 
         targets = soft_targets(labels, self.n_classes).to(embeddings.device)
         return -(targets * F.log_softmax(self.logits(embeddings), dim=1)).sum(dim=1).mean()
 
 
 def build_head(kind: str, n_classes: int, dim: int, *, n_subclusters: int = 16) -> nn.Module:
-    """``"subcluster_adacos"`` -> :class:`asd_utils.losses.SubClusterAdaCos`; ``"linear"`` ->
+    """``"subcluster_adacos"`` -> :class:`asd_utils.training.losses.SubClusterAdaCos`; ``"linear"`` ->
     :class:`LinearHead`."""
     if kind == "linear":
         return LinearHead(n_classes, dim)
     if kind == "subcluster_adacos":
-        from asd_utils.losses import SubClusterAdaCos
+        from asd_utils.training.losses import SubClusterAdaCos
 
         return SubClusterAdaCos(n_classes, int(n_subclusters), int(dim))
     raise ValueError(f"unknown head {kind!r}; expected 'linear' or 'subcluster_adacos'")
@@ -146,7 +146,7 @@ def finetune(backbone: nn.Module, waves: np.ndarray, labels: np.ndarray, n_class
     batch order, mixup draws). ``checkpoint_dir`` (e.g. ``pipeline.training_run_dir(...)``): save
     checkpoints there and resume from them; a finished run is restored without training.
     """
-    from asd_utils.pipeline import classification_accuracy, embed, make_loader
+    from asd_utils.methods.pipeline import classification_accuracy, embed, make_loader
     from asd_utils.training import Trainer, seed_everything
 
     seed_everything(seed)

@@ -125,11 +125,11 @@ def audio_statistics(waves: np.ndarray | torch.Tensor, *, sample_rate: int = 160
     """Audio statistics of clips: TWFR of the log-mel and the temporal energy profile.
 
     waves: (batch, samples) float32 at ``sample_rate`` Hz. The log-mel is the official baseline's
-    (``asd_utils.features.log_mel``: power mel, 10 log10, window ``n_fft``, hop ``hop_length``).
+    (``asd_utils.features.logmel.log_mel``: power mel, 10 log10, window ``n_fft``, hop ``hop_length``).
     Returns (batch, n_mels + len(time_quantiles) + 1) float64: ``[TWFR (n_mels), energy quantiles,
     energy std]``.
     """
-    from asd_utils.features import log_mel
+    from asd_utils.features.logmel import log_mel
 
     mel = log_mel(torch.as_tensor(waves, dtype=torch.float32), sample_rate=sample_rate, n_fft=n_fft,
                   hop_length=hop_length, n_mels=n_mels)
@@ -145,9 +145,10 @@ def extract_audio_statistics(paths: Sequence[str], *, clip_samples: int | None, 
 
     paths: N WAV files; clip_samples: samples per clip (cut or zero-padded, as
     ``asd_utils.data.load_batch``); cache_dir: folder for an ``.npz`` keyed by the files' content,
-    the options and the code (``asd_utils.io_utils.cache_key``). Returns (N, n_features) float64.
+    the options and the code (``asd_utils.storage.keys.cache_key``). Returns (N, n_features) float64.
     """
-    from asd_utils.io_utils import atomic_save_npz, cache_key, files_digest
+    from asd_utils.storage.atomic import atomic_save_npz
+    from asd_utils.storage.keys import cache_key, files_digest
 
     paths = [str(p) for p in paths]
     cache_path = None
@@ -554,7 +555,7 @@ def extract_frontend(backbone, index, *, layer: int, clip_samples: int, audio_fe
     clip_samples: samples per clip. Returns ``(embeddings (N, 8 * dim), audio (N, F))`` float64.
     Both are cached under ``cache_dir`` (keyed by files, model and options).
     """
-    from asd_utils.embeddings import extract_layer_embeddings
+    from asd_utils.backbones.embeddings import extract_layer_embeddings
 
     paths = index["path"].astype(str).tolist()
     emb = extract_layer_embeddings(backbone, paths, layers=[int(layer)], pooling="genrep",
@@ -641,13 +642,13 @@ def score_machines(index, embeddings: np.ndarray, audio: np.ndarray, *, knn: dic
 
 def ensemble_by_machine(systems: Sequence[SystemScores], weights: Sequence[float], *,
                         name: str = "System-4") -> SystemScores:
-    """System 4: ``asd_utils.scorers.weighted_ensemble`` of several systems, per machine type and
+    """System 4: ``asd_utils.scoring.scorers.weighted_ensemble`` of several systems, per machine type and
     section, each system z-normalised by its own training scores of that machine type / section;
     the same ``weights`` for every machine type.
 
     All systems must share the same test and training rows (same order; checked on ``path``).
     """
-    from asd_utils.scorers import weighted_ensemble
+    from asd_utils.scoring.scorers import weighted_ensemble
 
     first = systems[0]
     for other in systems[1:]:

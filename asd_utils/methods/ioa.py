@@ -16,9 +16,9 @@ deviations in ``papers/004_ioa_cas.md``):
 3. **Scoring per machine type and section** (:func:`score_sections`): a scorer fitted on the
    training embeddings of that machine/section -- a Gaussian mixture (negative log-likelihood) or
    K-Means (cosine distance to the nearest centre). The K-Means scorer follows the DCASE
-   convention of :class:`asd_utils.scorers.KMeansScorer`: ``n_clusters`` centres on the source
+   convention of :class:`asd_utils.scoring.scorers.KMeansScorer`: ``n_clusters`` centres on the source
    clips plus every target clip as its own centre (the report only says "K-Means"). Training
-   scores come from K-fold cross-fitting (:func:`asd_utils.scorers.fit_scores_from_training`),
+   scores come from K-fold cross-fitting (:func:`asd_utils.scoring.scorers.fit_scores_from_training`),
    never from a clip scored by a model that saw it; they set the normalisation of the ensembles
    and the decision thresholds.
 4. **Ensembles** (:func:`ensemble_weights`, :func:`combine`): the mean of z-normalised scores
@@ -30,7 +30,7 @@ deviations in ``papers/004_ioa_cas.md``):
 
 The pretrained models themselves are fine-tuned in :mod:`asd_utils.methods.finetune`.
 First-shot rule: no test label and no test-set statistic enters any fit, normalisation, threshold
-or choice here; test labels are used only by ``asd_utils.metrics.evaluate`` afterwards.
+or choice here; test labels are used only by ``asd_utils.evaluation.metrics.evaluate`` afterwards.
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from asd_utils import pipeline as _pipeline
+from asd_utils.methods import pipeline as _pipeline
 
-# the shared steps live in asd_utils.pipeline; re-exported here for the report's own namespace
-from asd_utils.pipeline import (  # noqa: F401
+# the shared steps live in asd_utils.methods.pipeline; re-exported here for the report's own namespace
+from asd_utils.methods.pipeline import (  # noqa: F401
     SCORERS,
     SectionScores,
     classification_accuracy,
@@ -86,7 +86,7 @@ CLASS_KEYS = ("machine", "section", "attributes", "domain")
 
 def class_labels(train_index: pd.DataFrame, keys: Sequence[str] = CLASS_KEYS) -> tuple[np.ndarray, list[str]]:
     """The report's auxiliary classes (machine type, section, attributes, domain by default):
-    ``(labels (N,) int64, class names)`` (:func:`asd_utils.pipeline.class_labels`)."""
+    ``(labels (N,) int64, class names)`` (:func:`asd_utils.methods.pipeline.class_labels`)."""
     return _pipeline.class_labels(train_index, keys)
 
 

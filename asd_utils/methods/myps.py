@@ -8,7 +8,7 @@ what the report leaves open: ``papers/001_myps.md``):
 1. **Embedding** (:class:`MYPSModel`): the EAT encoder on a log-mel image cut into 16 x 16
    patches; the clip embedding is the average of all *patch* embeddings of the last layer (the CLS
    token is left out), ``(B, dim)``.
-2. **Fine-tuning** (:func:`train_run`): an ArcFace head (:class:`asd_utils.losses.ArcFace`) on
+2. **Fine-tuning** (:func:`train_run`): an ArcFace head (:class:`asd_utils.training.losses.ArcFace`) on
    classes machine type x section x attribute string x domain (types with hidden attributes get
    machine x section x domain: "domain classification only"). Supplemental clean-machine clips
    join the training set; supplemental noise-only clips of a machine type are mixed into that
@@ -18,10 +18,10 @@ what the report leaves open: ``papers/001_myps.md``):
    snapshots saved at several steps of each run.
 3. **Back end**: kNN, k = 1, cosine distance to the normal training clips of the machine type and
    section (one library; separate source/target libraries as the ``sep-lib`` option), through
-   :func:`asd_utils.pipeline.score_sections`; training scores are leave-one-out.
+   :func:`asd_utils.methods.pipeline.score_sections`; training scores are leave-one-out.
 4. **Checkpoint ensemble** (:func:`checkpoint_ensemble`): every snapshot's scores are z-normalised
    with the mean and standard deviation of its own *training* scores of that machine type and
-   section, then combined by a weighted sum (:func:`asd_utils.pipeline.combine`).
+   section, then combined by a weighted sum (:func:`asd_utils.methods.pipeline.combine`).
 5. **-MA systems** (:func:`replace_machines`): the scores of the configured machine types are
    replaced by those of the mechanism-based analysis (:mod:`asd_utils.signal.mechanism`).
 
@@ -45,7 +45,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from asd_utils.scorers import KNNScorer
+from asd_utils.scoring.scorers import KNNScorer
 
 __all__ = [
     "MYPSModel",
@@ -123,7 +123,7 @@ def build_backbone(eat_cfg: Mapping, *, checkpoint: str | None, crop_samples: in
     1024 frames; a longer crop raises ``CheckpointError``); a published checkpoint keeps its own).
     """
     from asd_utils.backbones import configured_size_and_layer, load_backbone
-    from asd_utils.backbones.standins import is_standin_checkpoint
+    from asd_utils.backbones.provenance import is_standin_checkpoint
 
     size, layer = configured_size_and_layer(dict(eat_cfg), checkpoint)
     kwargs = {}
@@ -145,11 +145,11 @@ def build_model(eat_cfg: Mapping, finetune_cfg: Mapping, *, checkpoint: str | No
     eat_cfg: see :func:`build_backbone`. finetune_cfg: a
     :func:`asd_utils.backbones.lora.configure_finetuning` dict (``{"mode": "full"}`` or
     ``{"mode": "lora", "rank", "alpha", "dropout", "target_modules"}``). The identity
-    (``asd_utils.embeddings.backbone_identity``, taken before adapters are injected) keys the
+    (``asd_utils.backbones.embeddings.backbone_identity``, taken before adapters are injected) keys the
     training cache.
     """
+    from asd_utils.backbones.embeddings import backbone_identity
     from asd_utils.backbones.lora import configure_finetuning
-    from asd_utils.embeddings import backbone_identity
 
     backbone, layer = build_backbone(eat_cfg, checkpoint=checkpoint, crop_samples=crop_samples, device=device,
                                      seed=seed)
@@ -334,7 +334,7 @@ def _snapshot_path(run_dir: Path, epoch: int) -> Path:
 def save_snapshot(path: Path, model: MYPSModel, head: nn.Module, *, epoch: int, step: int) -> Path:
     """Write the trainable weights of ``model`` (all of them for full fine-tuning, the adapters
     for LoRA) and the head's state atomically to ``path``."""
-    from asd_utils.io_utils import atomic_path
+    from asd_utils.storage.atomic import atomic_path
 
     trainable = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
     state = {"format": "asd_utils.myps.snapshot/1", "model": trainable, "head": head.state_dict(),
@@ -366,7 +366,7 @@ def load_snapshot(path: Path, model: MYPSModel, head: nn.Module) -> dict:
 
 def make_head(n_classes: int, dim: int, arcface_cfg: Mapping) -> nn.Module:
     """The ArcFace head (class centres + angular margin loss)."""
-    from asd_utils.losses import ArcFace
+    from asd_utils.training.losses import ArcFace
 
     return ArcFace(int(n_classes), int(dim), scale=float(arcface_cfg["scale"]), margin=float(arcface_cfg["margin"]),
                    easy_margin=bool(arcface_cfg.get("easy_margin", False)))
@@ -465,13 +465,13 @@ class SeparateLibraryKNN(KNNScorer):
     libraries differ only when each library's distances are put on a common scale: here every
     domain's distances are z-normalised with the mean and standard deviation of the leave-one-out
     distances of that domain's own training clips to that library
-    (:meth:`asd_utils.scorers.KNNScorer.training_scores`), and the score is the minimum over
+    (:meth:`asd_utils.scoring.scorers.KNNScorer.training_scores`), and the score is the minimum over
     domains. The target library (10 clips in DCASE) is sparse, so its raw distances run larger;
     normalising removes that bias. A domain with fewer than two training clips (no leave-one-out
     distance) borrows the statistics pooled over the other domains.
 
-    A :class:`asd_utils.scorers.KNNScorer` with ``separate_domains=True``, so
-    :func:`asd_utils.scorers.fit_scores_from_training` takes its exact leave-one-out
+    A :class:`asd_utils.scoring.scorers.KNNScorer` with ``separate_domains=True``, so
+    :func:`asd_utils.scoring.scorers.fit_scores_from_training` takes its exact leave-one-out
     :meth:`training_scores` (normalised the same way). Learned, besides the kNN banks: ``mean_``,
     ``std_`` ({domain: float}).
     """
@@ -519,7 +519,7 @@ class SeparateLibraryKNN(KNNScorer):
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class EnsembleResult:
-    """A combined system: ``scores`` (:class:`asd_utils.pipeline.SectionScores`) and the member
+    """A combined system: ``scores`` (:class:`asd_utils.methods.pipeline.SectionScores`) and the member
     ``weights`` ({snapshot name: weight})."""
 
     scores: object
@@ -535,7 +535,7 @@ def checkpoint_ensemble(members: Mapping[str, object], train_index: pd.DataFrame
     normalisation uses the member's *training* scores of the same machine type and section only, so
     a test clip's ensemble score depends on that clip alone.
     """
-    from asd_utils.pipeline import combine
+    from asd_utils.methods.pipeline import combine
 
     w = {n: 1.0 for n in members} if weights is None else {n: float(weights.get(n, 0.0)) for n in members}
     if sum(w.values()) <= 0:
@@ -550,7 +550,7 @@ def replace_machines(base, replacement, train_index: pd.DataFrame, test_index: p
     Both are ``SectionScores`` aligned with the same indices; training scores are replaced too, so
     decision thresholds of the replaced types come from the replacement's own training scores.
     """
-    from asd_utils.pipeline import SectionScores
+    from asd_utils.methods.pipeline import SectionScores
 
     machines = set(machines)
     te = test_index["machine"].isin(machines).to_numpy()
@@ -607,7 +607,7 @@ def _set_key(waves: np.ndarray, paths: Sequence[str], crop_samples: int, hop_sam
     """Cache key of one set of clips to embed: names, waveform bytes and the windowing."""
     import hashlib
 
-    from asd_utils.io_utils import cache_key
+    from asd_utils.storage.keys import cache_key
 
     if isinstance(waves, list):  # clips at their own lengths
         from asd_utils.training.clips import clips_fingerprint
@@ -635,7 +635,7 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
     embed_sets: ``{name: (waves (M, T), paths)}`` clips to embed (crop windows of ``crop_samples``
     every ``hop_samples``, averaged). A run's folder is keyed by its config, the seed, the classes,
     the training waveforms and labels, the noise clips and the backbone's identity
-    (:func:`asd_utils.pipeline.training_run_dir`); each snapshot's embeddings of each set are
+    (:func:`asd_utils.methods.pipeline.training_run_dir`); each snapshot's embeddings of each set are
     cached there, keyed by the set's paths and waveforms. A warm rerun builds the encoder once (for its identity)
     and trains and embeds nothing.
     Returns ``({snapshot name: SnapshotEmbeddings}, {run name: history})``.
@@ -643,8 +643,8 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
     import hashlib
     import json
 
-    from asd_utils.io_utils import atomic_save_npz, atomic_write_json
-    from asd_utils.pipeline import training_run_dir
+    from asd_utils.methods.pipeline import training_run_dir
+    from asd_utils.storage.atomic import atomic_save_npz, atomic_write_json
     from asd_utils.training import seed_everything
     from asd_utils.training.clips import embed_clips
     from asd_utils.training.crops import embed_crops
@@ -657,7 +657,7 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
     pending: dict[str, tuple[MYPSModel, nn.Module, Path | None, RunPlan, int, int]] = {}
     identity = None
     if cache_root is not None:
-        from asd_utils.embeddings import backbone_identity
+        from asd_utils.backbones.embeddings import backbone_identity
 
         # the encoder's identity (checkpoint hash or stand-in seed + weights) keys every run; built once
         identity = backbone_identity(build_backbone(eat_cfg, checkpoint=checkpoint, crop_samples=crop_samples,
@@ -756,9 +756,9 @@ def snapshot_scores(snapshots: Mapping[str, SnapshotEmbeddings], scorer, train_i
 
     scorer: e.g. ``KNNScorer(k=1, metric="cosine", separate_domains=False)``; fitted on the
     snapshot's embeddings of ``train_set`` (aligned with ``train_index``) and scoring ``test_set``.
-    Training scores are leave-one-out (``asd_utils.scorers.fit_scores_from_training``).
+    Training scores are leave-one-out (``asd_utils.scoring.scorers.fit_scores_from_training``).
     """
-    from asd_utils.pipeline import score_sections
+    from asd_utils.methods.pipeline import score_sections
 
     return {name: score_sections(scorer, train_index, snap.embeddings[train_set], test_index,
                                  snap.embeddings[test_set], l2_normalise=False, progress=progress, desc=name)
@@ -778,8 +778,8 @@ def mechanism_indicators(waves: np.ndarray, machines: np.ndarray, extractor_cfg:
     order). A type listed in ``geometries`` ({machine: BearingGeometry fields}) also gets the
     bearing defect lines. Cached in ``cache_file`` (npz) when given.
     """
-    from asd_utils.io_utils import atomic_save_npz
     from asd_utils.signal.mechanism import IndicatorExtractor
+    from asd_utils.storage.atomic import atomic_save_npz
 
     machines = np.asarray(machines).astype(str)
     if cache_file is not None and Path(cache_file).exists():
@@ -837,7 +837,7 @@ def mechanism_indicator_sets(waves_train, waves_test, train_index: pd.DataFrame,
     lines. Returns ``(indicators_train, indicators_test, geometries, estimated)`` (dicts per type;
     ``estimated``: the names whose geometry is an estimate). Cached per set in ``cache_dir``.
     """
-    from asd_utils.io_utils import cache_key, files_digest
+    from asd_utils.storage.keys import cache_key, files_digest
 
     known = dict(ma_cfg.get("geometries") or {})
 
@@ -871,7 +871,7 @@ def mechanism_scores(indicators_train: Mapping[str, pd.DataFrame], indicators_te
     ``test_index``. Returns ``(SectionScores, {machine: fitted scorer on all its training clips},
     decisions (M,) int 0/1 of the test clips)``.
     """
-    from asd_utils.pipeline import SectionScores, score_sections
+    from asd_utils.methods.pipeline import SectionScores, score_sections
     from asd_utils.signal.mechanism import MechanismScorer
 
     test = np.full(len(test_index), np.nan)
@@ -907,8 +907,8 @@ def write_decisions(out_dir, test_index: pd.DataFrame, decisions: np.ndarray) ->
     decisions (aligned with ``test_index``), e.g. the mechanism analysis' exceedance decisions."""
     import os
 
-    from asd_utils.io_utils import atomic_write_text
-    from asd_utils.submission import decision_file_name
+    from asd_utils.evaluation.submission import decision_file_name
+    from asd_utils.storage.atomic import atomic_write_text
 
     decisions = np.asarray(decisions).astype(np.int64).ravel()
     if len(decisions) != len(test_index):

@@ -6,7 +6,7 @@ models", DCASE 2025 Challenge technical report (National Intelligent Voice Innov
 system as this module writes it down (every reading of an open point: ``papers/002_nivic.md``):
 
 1. **Pseudo attribute labels** for machine types whose attributes are hidden
-   (:func:`pseudo_label_all`, ``asd_utils.pseudo_labels``): clustering of log-mel statistics or
+   (:func:`pseudo_label_all`, ``asd_utils.methods.pseudo_labels``): clustering of log-mel statistics or
    quantised characteristic (envelope-spectrum) frequencies, per domain; the method per machine
    type is chosen by bootstrap stability on the training clips.
 2. **High-pass rule** (:func:`highpass_decision`): a machine type gets the high-pass filter when
@@ -20,12 +20,12 @@ system as this module writes it down (every reading of an open point: ``papers/0
    :class:`asd_utils.training.statex.SelfSupervisedHeads` (sub-cluster AdaCos over C / 3C / 9C
    classes, StatEx, FeatEx) and mixup, on random crops of whole clips
    (``asd_utils.training.crops``); embeddings average the crops that cover a clip (:func:`embed`).
-5. **Back end** (:func:`score`): per machine type and section, ``asd_utils.scorers.KNNScorer`` on
+5. **Back end** (:func:`score`): per machine type and section, ``asd_utils.scoring.scorers.KNNScorer`` on
    the L2-normalised embeddings of the normal training clips, one bank per domain, score = the
    smaller of the two mean cosine distances to the k nearest neighbours.
 
 First-shot rule: the pseudo labels, the high-pass choice, the held-out accuracy and the kNN banks use
-training (and supplemental) clips only; test labels enter nothing but ``asd_utils.metrics.evaluate``.
+training (and supplemental) clips only; test labels enter nothing but ``asd_utils.evaluation.metrics.evaluate``.
 """
 
 from __future__ import annotations
@@ -116,8 +116,9 @@ def pseudo_label_all(train_index: pd.DataFrame, waves: np.ndarray, cfg: Mapping,
     """
     from tqdm.auto import tqdm
 
-    from asd_utils import pseudo_labels as pl
-    from asd_utils.io_utils import atomic_write_csv, cache_key
+    from asd_utils.methods import pseudo_labels as pl
+    from asd_utils.storage.atomic import atomic_write_csv
+    from asd_utils.storage.keys import cache_key
 
     label_parts, summary_parts = [], []
     for machine in tqdm(pl.hidden_attribute_machines(train_index), desc="pseudo labels", disable=not progress,
@@ -279,7 +280,7 @@ def class_table(train_index: pd.DataFrame, pseudo: pd.DataFrame | None, *, use_p
     ``noAttribute``: one class per machine/section/domain); simulated rows (``attributes =
     "simulated"``) are appended. Classes are then ``machine x section x class_attributes x domain``.
     """
-    from asd_utils.pseudo_labels import HIDDEN_ATTRIBUTE
+    from asd_utils.methods.pseudo_labels import HIDDEN_ATTRIBUTE
 
     rows = train_index[["machine", "section", "domain", "attributes", "file_name"]].copy()
     rows[CLASS_COLUMN] = rows["attributes"].astype(str)
@@ -351,7 +352,7 @@ def train_model(waves: np.ndarray, labels: np.ndarray, classes: Sequence[str], c
     ``heldout_*``: training clips kept out of the fit; the C head's accuracy on them is returned.
     ``checkpoint_dir`` (``pipeline.training_run_dir``): a finished run there is restored, not retrained.
     """
-    from asd_utils.pipeline import classification_accuracy
+    from asd_utils.methods.pipeline import classification_accuracy
     from asd_utils.training import Trainer, seed_everything
     from asd_utils.training.crops import make_crop_loader
 
@@ -403,7 +404,7 @@ def embed(model: torch.nn.Module, waves: np.ndarray, cfg: Mapping, *, device: st
 def embedding_key(bank_waves: np.ndarray, test_waves: np.ndarray, test_names: Sequence[str]) -> str:
     """Cache key of a system's embeddings inside its training-run folder: the bank (training) and
     test waveforms (shape + sha256) and the test clip names."""
-    from asd_utils.io_utils import cache_key
+    from asd_utils.storage.keys import cache_key
 
     as_f32 = lambda w: w if isinstance(w, list) else np.asarray(w, dtype=np.float32)  # noqa: E731
     return cache_key({"version": CACHE_VERSION, "bank": _hash_array(as_f32(bank_waves)),
@@ -428,12 +429,12 @@ def load_run(run_dir: str | Path | None, name: str) -> dict[str, np.ndarray] | N
 def score(train_index: pd.DataFrame, train_emb: np.ndarray, test_index: pd.DataFrame, test_emb: np.ndarray,
           cfg: Mapping, *, seed: int = 0, progress: bool = False):
     """kNN back end per machine type and section (``pipeline.score_sections`` with
-    ``asd_utils.scorers.KNNScorer(k, metric, separate_domains)``): embeddings L2-normalised, one
+    ``asd_utils.scoring.scorers.KNNScorer(k, metric, separate_domains)``): embeddings L2-normalised, one
     bank per domain, score = min over the banks of the mean distance to the k nearest training
     clips; training scores cross-fitted (thresholds). cfg: ``k``, ``metric``, ``separate_domains``,
     ``n_splits``, ``l2_normalise``. Returns ``pipeline.SectionScores``."""
-    from asd_utils.pipeline import score_sections
-    from asd_utils.scorers import KNNScorer
+    from asd_utils.methods.pipeline import score_sections
+    from asd_utils.scoring.scorers import KNNScorer
 
     scorer = KNNScorer(k=int(cfg["k"]), metric=str(cfg["metric"]), separate_domains=bool(cfg["separate_domains"]),
                        n_threads=1)

@@ -22,13 +22,13 @@ below and in ``papers/003_xju.md`` fill the gaps from the first author's public 
    the margin on ``y_a`` plus SupCon (temperature 0.04) on the embeddings with labels ``y_a``.
    AdamW, warm-up + inverse square root, gradient accumulation and the EMA of the weights come
    from :class:`asd_utils.training.Trainer`; the EMA model gives the embeddings.
-4. **Back end** (:func:`make_scorer`, ``asd_utils.pipeline.score_sections``): per machine type
-   and section, :class:`asd_utils.scorers.SMOTEKNNScorer` (SMOTE ratio 0.2, 3 neighbours,
+4. **Back end** (:func:`make_scorer`, ``asd_utils.methods.pipeline.score_sections``): per machine type
+   and section, :class:`asd_utils.scoring.scorers.SMOTEKNNScorer` (SMOTE ratio 0.2, 3 neighbours,
    separate source/target libraries, minimum) on the training embeddings; ``no-SMOTE`` rows use
    ratio 0 on the same embeddings.
 
 First-shot rule: classes, training, SMOTE and the k-NN libraries use training clips only; test
-labels are read only by ``asd_utils.metrics.evaluate`` afterwards.
+labels are read only by ``asd_utils.evaluation.metrics.evaluate`` afterwards.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def load_backbones(system: str, model_cfg: Mapping, checkpoints: Mapping[str, ob
     frames, a longer crop raises ``CheckpointError``); a published checkpoint keeps its own.
     """
     from asd_utils.backbones import configured_size_and_layer, load_backbone
-    from asd_utils.backbones.standins import is_standin_checkpoint
+    from asd_utils.backbones.provenance import is_standin_checkpoint
 
     out = {}
     for name in SYSTEM_BRANCHES[system]:
@@ -246,7 +246,7 @@ class OSSCLLoss(nn.Module):
     Owns the sub-center ArcFace head (the trainable class centres) and the SupCon loss.
     ``forward(embeddings (B, D), targets)``: ``targets`` is ``(B, 3)`` ``[y_a, y_b, lam]`` from
     :class:`OSSCLMixupCollate` or plain ``(B,)`` int64 labels (no mixing); returns
-    ``asd_utils.losses.os_scl_loss``'s total and keeps the last batch's parts in ``last_parts``.
+    ``asd_utils.training.losses.os_scl_loss``'s total and keeps the last batch's parts in ``last_parts``.
     ``logits(embeddings)`` are the head's per-class cosines; ``n_classes`` the head's.
     """
 
@@ -254,7 +254,7 @@ class OSSCLLoss(nn.Module):
                  scale: float = 30.0, temperature: float = 0.04, base_temperature: float = 0.07,
                  supcon_weight: float = 1.0):
         super().__init__()
-        from asd_utils.losses import SubCenterArcFace, SupConLoss
+        from asd_utils.training.losses import SubCenterArcFace, SupConLoss
 
         self.head = SubCenterArcFace(int(n_classes), int(dim), k=int(subcenters), scale=float(scale),
                                      margin=float(margin))
@@ -267,7 +267,7 @@ class OSSCLLoss(nn.Module):
         return self.head.logits(embeddings)
 
     def forward(self, embeddings: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        from asd_utils.losses import os_scl_loss
+        from asd_utils.training.losses import os_scl_loss
 
         if targets.dim() == 1:
             y_a = y_b = targets.long()
@@ -366,7 +366,7 @@ def train_system(model: nn.Module, waves: np.ndarray, labels: np.ndarray, n_clas
     ``head`` ({subcenters, margin, scale}), ``supcon`` ({temperature, base_temperature, weight}),
     ``mixup_alpha``, ``optimizer``, ``scheduler``, ``batch_size``, ``grad_accum_steps``,
     ``total_steps``, ``ema_momentum``, ``ema_horizon``, ``ema_reference_steps``, ``ema_warmup``, ``max_grad_norm``,
-    ``checkpoint_every``. ``checkpoint_dir`` (``asd_utils.pipeline.training_run_dir``): a
+    ``checkpoint_every``. ``checkpoint_dir`` (``asd_utils.methods.pipeline.training_run_dir``): a
     finished run there is restored without training.
     """
     from asd_utils.training import CHECKPOINT_NAME, Trainer, seed_everything
@@ -441,9 +441,9 @@ def branch_accuracies(embeddings: np.ndarray, labels: np.ndarray, loss: OSSCLLos
 
 
 def make_scorer(scoring_cfg: Mapping, *, smote: bool = True, seed: int = 0):
-    """:class:`asd_utils.scorers.SMOTEKNNScorer` of the ``scoring`` section (``k``, ``metric``,
+    """:class:`asd_utils.scoring.scorers.SMOTEKNNScorer` of the ``scoring`` section (``k``, ``metric``,
     ``smote_ratio``, ``smote_neighbors``); ``smote=False`` gives the same k-NN with ratio 0."""
-    from asd_utils.scorers import SMOTEKNNScorer
+    from asd_utils.scoring.scorers import SMOTEKNNScorer
 
     return SMOTEKNNScorer(k=int(scoring_cfg["k"]), metric=str(scoring_cfg["metric"]),
                           ratio=float(scoring_cfg["smote_ratio"]) if smote else 0.0,
@@ -453,12 +453,12 @@ def make_scorer(scoring_cfg: Mapping, *, smote: bool = True, seed: int = 0):
 def training_run_dir(cache_root, system: str, *, model_cfg: Mapping, train_cfg: Mapping, backbones: Mapping,
                      crop_samples: int, seed: int, classes: Sequence[str], waves: np.ndarray,
                      labels: np.ndarray):
-    """Checkpoint folder of one system's training run (``asd_utils.pipeline.training_run_dir``),
+    """Checkpoint folder of one system's training run (``asd_utils.methods.pipeline.training_run_dir``),
     keyed by the system, both config sections, the crop length, the seed, the classes, the training
     waveforms and labels and every backbone's identity (checkpoint sha256 or stand-in seed and
-    state hash, ``asd_utils.embeddings.backbone_identity``). None when ``cache_root`` is None."""
-    from asd_utils.embeddings import backbone_identity
-    from asd_utils.pipeline import training_run_dir as run_dir
+    state hash, ``asd_utils.backbones.embeddings.backbone_identity``). None when ``cache_root`` is None."""
+    from asd_utils.backbones.embeddings import backbone_identity
+    from asd_utils.methods.pipeline import training_run_dir as run_dir
 
     identity = {"model": dict(model_cfg), "training": dict(train_cfg), "crop_samples": int(crop_samples),
                 "backbones": {name: backbone_identity(b) for name, b in sorted(backbones.items())}}
@@ -475,14 +475,15 @@ def embed_cached(model: nn.Module, waves: np.ndarray, *, cache_dir, name: str, c
     """:func:`embed_system`, cached as ``cache_dir/embeddings_<name>_<key>.npz`` (written atomically).
 
     The key hashes the clips (shape and bytes), the crop and hop lengths and the model's weights
-    (``asd_utils.embeddings.state_dict_hash``), so a changed model or input is never served from
+    (``asd_utils.backbones.embeddings.state_dict_hash``), so a changed model or input is never served from
     the cache. ``cache_dir=None`` computes without caching. Returns ``(N, D)`` float32.
     """
     import hashlib
     from pathlib import Path
 
-    from asd_utils.embeddings import state_dict_hash
-    from asd_utils.io_utils import atomic_save_npz, cache_key
+    from asd_utils.backbones.embeddings import state_dict_hash
+    from asd_utils.storage.atomic import atomic_save_npz
+    from asd_utils.storage.keys import cache_key
 
     if cache_dir is None:
         return embed_system(model, waves, crop_samples=crop_samples, hop_samples=hop_samples, batch_size=batch_size,

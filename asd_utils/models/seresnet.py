@@ -135,9 +135,9 @@ class SEResNet18Branch(nn.Module):
 def log_mel_torch(waves: torch.Tensor, *, sample_rate: int, n_fft: int, hop_length: int, n_mels: int,
                   fmin: float, fmax: float, eps: float = 1e-8) -> torch.Tensor:
     """``waves (B, T) float32 -> (B, n_mels, frames)`` natural-log mel power, computed in float32
-    outside autocast (``asd_utils.features.mel_power``: Hann window, centred frames, Slaney mel
+    outside autocast (``asd_utils.features.logmel.mel_power``: Hann window, centred frames, Slaney mel
     filters between ``fmin`` and ``fmax`` Hz)."""
-    from asd_utils.features import mel_power
+    from asd_utils.features.logmel import mel_power
 
     with torch.autocast(device_type=waves.device.type, enabled=False):
         mel = mel_power(waves.float(), sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,

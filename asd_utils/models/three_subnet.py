@@ -235,8 +235,8 @@ class ThreeSubNetwork(nn.Module):
         return self.embed(waves)
 
     def default_loss(self, n_subclusters: int = 16, **kwargs) -> nn.Module:
-        """The report's loss: :class:`asd_utils.losses.SubClusterAdaCos` over this embedding."""
-        from asd_utils.losses import SubClusterAdaCos
+        """The report's loss: :class:`asd_utils.training.losses.SubClusterAdaCos` over this embedding."""
+        from asd_utils.training.losses import SubClusterAdaCos
 
         return SubClusterAdaCos(self.n_classes, n_subclusters, self.embedding_dim, **kwargs)
 

@@ -6,9 +6,9 @@
 - :mod:`.corpus`: the corpus (train + supplemental clips of a synthetic root, never test clips);
 - :mod:`.run`: train one stand-in and write it in the published checkpoint format;
 - :mod:`.evaluate`: frozen-embedding kNN before / after pretraining;
-- :mod:`.notebook`: glue for notebook 08; :mod:`.masking`, :mod:`.loop`: shared pieces.
+- :mod:`.notebook`: glue for notebook 07; :mod:`.masking`, :mod:`.loop`: shared pieces.
 
 Notebooks do not call this package directly: they ask
-:func:`asd_utils.backbones.standins.standin_checkpoint`, which pretrains on first use.
+:func:`asd_utils.pretrain.standins.standin_checkpoint`, which pretrains on first use.
 ``python -m asd_utils.pretrain`` runs it alone.
 """

@@ -3,7 +3,7 @@
     python -m asd_utils.pretrain [--profile default] [--data-root ROOT] [--models beats eat wav2vec2]
 
 Each model that ``configs/standins.yaml`` marks ``pretrained`` for the profile is pretrained
-(unless cached) through :func:`asd_utils.backbones.standins.standin_checkpoint`, the same hook the
+(unless cached) through :func:`asd_utils.pretrain.standins.standin_checkpoint`, the same hook the
 notebooks call, and a line per model gives its checkpoint, wall and CPU seconds, and the final
 training / held-out losses. Models the profile leaves untrained (or ``never``) are listed as such.
 """
@@ -16,8 +16,8 @@ import time
 
 
 def main(argv: list[str] | None = None) -> int:
-    from asd_utils.backbones.standins import standin_checkpoint, standin_mode
     from asd_utils.pretrain.run import PRETRAINABLE, read_history
+    from asd_utils.pretrain.standins import standin_checkpoint, standin_mode
 
     parser = argparse.ArgumentParser(prog="python -m asd_utils.pretrain", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="default", choices=["smoke", "default", "paper"])

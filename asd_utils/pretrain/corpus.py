@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asd_utils.io_utils import files_digest, stable_hash
+from asd_utils.storage.keys import files_digest, stable_hash
 
 __all__ = ["CORPUS_SPLITS", "Corpus", "build_corpus", "corpus_root", "is_synthetic_root", "load_corpus_waves"]
 

@@ -1,12 +1,12 @@
-"""Frozen-embedding kNN before / after pretraining (notebook 08).
+"""Frozen-embedding kNN before / after pretraining (notebook 07).
 
 :func:`frozen_knn_scores` embeds every training and test clip of a data root with a frozen
 backbone, fits one detector per machine type / section on the training clips only, scores the
-test clips, and evaluates them with :func:`asd_utils.metrics.evaluate`. Detectors:
+test clips, and evaluates them with :func:`asd_utils.evaluation.metrics.evaluate`. Detectors:
 
 - ``"genrep"``: System 1 of the GISP-HEU report without its statistical weight (GenRep's kNN with
   MemMixup, :class:`asd_utils.methods.gisp.GenRepKNN`);
-- ``"knn"``: :class:`asd_utils.scorers.KNNScorer` (one bank per domain, min over domains).
+- ``"knn"``: :class:`asd_utils.scoring.scorers.KNNScorer` (one bank per domain, min over domains).
 
 A test clip's score depends on the training clips and on itself only (first-shot rule).
 """
@@ -26,7 +26,7 @@ __all__ = ["KNNResult", "frozen_knn_scores"]
 class KNNResult:
     """Scores of one frozen-kNN run. ``test_scores`` align with ``test_index`` rows,
     ``train_scores`` (leave-one-out: no clip matches itself) with ``train_index`` rows;
-    ``table``: :func:`asd_utils.metrics.evaluate` of the test scores."""
+    ``table``: :func:`asd_utils.evaluation.metrics.evaluate` of the test scores."""
 
     test_index: pd.DataFrame
     test_scores: np.ndarray
@@ -41,13 +41,13 @@ def frozen_knn_scores(backbone, index: pd.DataFrame, *, layer: int, pooling: str
     """Score the test clips of ``index`` (``asd_utils.data.discover`` rows) with a frozen kNN.
 
     backbone: a ``Backbone``; layer: hidden-state index (0 = input); pooling: see
-    ``asd_utils.embeddings.POOLING_NAMES``; detector: ``{"kind": "genrep", "k", "n_mix_support",
+    ``asd_utils.backbones.embeddings.POOLING_NAMES``; detector: ``{"kind": "genrep", "k", "n_mix_support",
     "mix_alpha"}`` or ``{"kind": "knn", "k", "metric", "separate_domains"}``.
     with_metrics: False skips the metrics (``table`` None), e.g. for subsets without anomalies.
     Returns a :class:`KNNResult`.
     """
-    from asd_utils.embeddings import extract_layer_embeddings
-    from asd_utils.metrics import evaluate
+    from asd_utils.backbones.embeddings import extract_layer_embeddings
+    from asd_utils.evaluation.metrics import evaluate
 
     index = index[index["split"].isin(["train", "test"])].reset_index(drop=True)
     emb = extract_layer_embeddings(backbone, index["path"].astype(str).tolist(), layers=[int(layer)],
@@ -71,7 +71,7 @@ def frozen_knn_scores(backbone, index: pd.DataFrame, *, layer: int, pooling: str
             knn.set_train_embeddings(x[train])
             scores[test], scores[train] = knn.normalised_min(knn.distances(x[test]))
         elif kind == "knn":
-            from asd_utils.scorers import KNNScorer
+            from asd_utils.scoring.scorers import KNNScorer
 
             knn = KNNScorer(k=int(detector.get("k", 1)), metric=str(detector.get("metric", "cosine")),
                             separate_domains=bool(detector.get("separate_domains", True)))

@@ -1,4 +1,4 @@
-"""Glue for notebook 08 (pretraining of the stand-ins): which checkpoints to show, and the
+"""Glue for notebook 07 (pretraining of the stand-ins): which checkpoints to show, and the
 before / after backbones of the frozen-kNN comparison."""
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ __all__ = ["eat_target_length", "notebook_checkpoints", "before_after_backbones"
 
 def notebook_checkpoints(cfg: dict, *, profile: str, data_root: str | Path | None, cache_dir: str | Path,
                          progress: bool = True, log=print) -> dict[str, Path]:
-    """``{name: checkpoint}`` for ``cfg["models"]`` (notebook 08's config).
+    """``{name: checkpoint}`` for ``cfg["models"]`` (notebook 07's config).
 
     ``source: hook``: the stand-ins the other notebooks get from
-    :func:`asd_utils.backbones.standins.standin_checkpoint` (models the profile leaves untrained are
+    :func:`asd_utils.pretrain.standins.standin_checkpoint` (models the profile leaves untrained are
     skipped). ``source: local``: pretrained here, with ``standins.yaml``'s pretraining settings
     updated by ``cfg["pretraining"][name]``, on the synthetic dataset of ``cfg["corpus_profile"]``
     (or ``data_root`` when it is synthetic), cached under ``cache_dir``."""
-    from asd_utils.backbones.standins import ensure_standin, standin_checkpoint, standins_config
     from asd_utils.config import deep_merge
     from asd_utils.pretrain.corpus import build_corpus, corpus_root
+    from asd_utils.pretrain.standins import ensure_standin, standin_checkpoint, standins_config
 
     out: dict[str, Path] = {}
     if cfg["source"] == "hook":
@@ -29,7 +29,7 @@ def notebook_checkpoints(cfg: dict, *, profile: str, data_root: str | Path | Non
                 out[name] = path
         return out
     if cfg["source"] != "local":
-        raise ValueError(f"08_pretraining: source must be 'hook' or 'local', got {cfg['source']!r}")
+        raise ValueError(f"07_pretraining: source must be 'hook' or 'local', got {cfg['source']!r}")
     base = standins_config(profile)["pretraining"]
     corpus = build_corpus(corpus_root(cfg["corpus_profile"], data_root, progress=progress))
     for name in cfg["models"]:

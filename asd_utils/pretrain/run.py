@@ -1,7 +1,7 @@
 """Pretrain one stand-in and write it in its published checkpoint format.
 
 :func:`pretrain_standin` loads the corpus, computes the model's own front end, trains, and writes
-into ``folder`` (which the caller renames into place, :mod:`asd_utils.backbones.standins`):
+into ``folder`` (which the caller renames into place, :mod:`asd_utils.pretrain.standins`):
 
 - ``beats``: ``BEATs_standin.pt`` = ``{"cfg": BEATsConfig fields + "compendium_standin": marker,
   "model": state dict}`` (the official BEATs format);
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asd_utils.backbones.standins import MARKER_KEY
-from asd_utils.io_utils import atomic_write_json
+from asd_utils.backbones.provenance import MARKER_KEY
 from asd_utils.pretrain.corpus import Corpus, load_corpus_waves
+from asd_utils.storage.atomic import atomic_write_json
 
 __all__ = ["CHECKPOINT_FILES", "PRETRAINABLE", "PRETRAIN_CODE_VERSION", "pretrain_standin", "read_history",
            "save_standin"]

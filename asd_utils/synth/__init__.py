@@ -11,7 +11,7 @@ Command line: ``python -m asd_utils.synth OUT --profile smoke|default|full [--se
 [--variant envelope|realistic]`` (:data:`DEFAULT_VARIANT` when omitted).
 """
 
-from .generate import (
+from asd_utils.synth.generate import (
     DEFAULT_VARIANT,
     GENERATOR_VERSION,
     PROFILES,
@@ -27,7 +27,7 @@ from .generate import (
     read_manifest,
     render_job,
 )
-from .machines import MACHINE_TYPES, MachineModel, bearing_frequencies, get_machine
+from asd_utils.synth.machines import MACHINE_TYPES, MachineModel, bearing_frequencies, get_machine
 
 __all__ = [
     "DEFAULT_VARIANT", "GENERATOR_VERSION", "MACHINE_TYPES", "PROFILES", "SAMPLE_RATE", "VARIANTS", "ClipJob",

@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from .generate import DEFAULT_VARIANT, PROFILES, VARIANTS, ensure_dataset
-from .machines import MACHINE_TYPES
+from asd_utils.synth.generate import DEFAULT_VARIANT, PROFILES, VARIANTS, ensure_dataset
+from asd_utils.synth.machines import MACHINE_TYPES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         if args.layout == "dcase2026":
-            from .two_channel import ensure_two_channel_dataset as ensure
+            from asd_utils.synth.two_channel import ensure_two_channel_dataset as ensure
         else:
             ensure = ensure_dataset
         root = ensure(args.profile, args.out, args.seed, names=names, machines=machines,

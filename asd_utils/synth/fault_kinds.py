@@ -11,7 +11,7 @@ Domains: with ``domain="pooled"`` (default) both the kind-``k`` anomalies and th
 taken from the source and the target domain together, like the DCASE AUC over all clips; with
 ``domain="source"`` or ``"target"`` both groups come from that domain only. Ties count one half
 (Mann-Whitney). Scores are read from the DCASE submission files every notebook writes
-(:func:`asd_utils.bootstrap.read_clip_scores`), so nothing is recomputed and no score changes.
+(:func:`asd_utils.evaluation.bootstrap.read_clip_scores`), so nothing is recomputed and no score changes.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from asd_utils.bootstrap import read_clip_scores
-from asd_utils.metrics import _rank_auc
+from asd_utils.evaluation.bootstrap import read_clip_scores
+from asd_utils.evaluation.metrics import _rank_auc
 
 DOMAIN_CHOICES = ("pooled", "source", "target")
 COLUMNS = ["notebook", "system", "machine", "section", "fault_kind", "domain", "auc", "n_anomalies", "n_normals"]
@@ -51,7 +51,7 @@ def fault_kind_aucs(clip_scores: pd.DataFrame, truth: pd.DataFrame, *, domain: s
     """AUC per fault kind (module docstring) for every system in ``clip_scores``.
 
     clip_scores: one row per scored clip with ``notebook, system, machine, section, file_name,
-    score`` (as :func:`asd_utils.bootstrap.read_clip_scores` returns). truth: as
+    score`` (as :func:`asd_utils.evaluation.bootstrap.read_clip_scores` returns). truth: as
     :func:`read_fault_truth` returns. Every scored clip must be in ``truth``.
     Returns the tidy table ``notebook, system, machine, section, fault_kind, domain, auc,
     n_anomalies, n_normals`` (``auc`` a fraction), sorted by notebook, system, machine, section, kind.
@@ -88,7 +88,7 @@ def run_fault_kind_aucs(results_dir: str | os.PathLike, root: str | os.PathLike,
                         domain: str = "pooled") -> pd.DataFrame:
     """:func:`fault_kind_aucs` of every system with submission files under ``results_dir`` (a
     run's results folder), on the synthetic ``root`` the run used. ``tidy``: the collected results,
-    to name the systems (:func:`asd_utils.bootstrap.read_clip_scores`)."""
+    to name the systems (:func:`asd_utils.evaluation.bootstrap.read_clip_scores`)."""
     return fault_kind_aucs(read_clip_scores(results_dir, tidy), read_fault_truth(root), domain=domain)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import sound_models as sm
+from asd_utils.synth import sound_models as sm
 
 FAULT_KINDS: tuple[str, ...] = ("impacts", "rubbing", "modulation", "squeal")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import sound_models as sm
+from asd_utils.synth import sound_models as sm
 
 # Factory halls: background presets. Source and target domains of a type use one or the other.
 HALLS: dict[str, dict] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .machines import HALLS, get_machine
+from asd_utils.synth.machines import HALLS, get_machine
 
 
 def dataset_readme(manifest: dict) -> str:
@@ -52,7 +52,7 @@ def dataset_readme(manifest: dict) -> str:
         lines.append(f"| {hall} | {env['hum_hz']:g} Hz | {env['machine_hz'][0]:g}-{env['machine_hz'][1]:g} Hz |"
                      f" {env['clank_rate']:g} | {'yes' if env['babble'] else 'no'} |")
     if manifest.get("variant") == "realistic":
-        from .realistic import readme_section
+        from asd_utils.synth.realistic import readme_section
 
         lines += ["", readme_section()]
     lines += ["", "## Machine types", ""]

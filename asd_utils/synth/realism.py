@@ -6,7 +6,7 @@ For the clips of one split (the test clips by default) of every machine type (an
 type has several), the report gives the statistics that tell where a dataset's anomalies live and
 how large the clip-to-clip variation of normal sound is next to them. The front end is the
 official baseline's: 128-band log-mel, n_fft 1024, hop 512, ``10 log10`` of the mel power
-(``asd_utils.features.log_mel``), i.e. a frame rate of 16000 / 512 = 31.25 frames per second.
+(``asd_utils.features.logmel.log_mel``), i.e. a frame rate of 16000 / 512 = 31.25 frames per second.
 
 Rows (see :data:`STATISTICS` for the exact definitions):
 
@@ -41,8 +41,8 @@ import pandas as pd
 import torch
 
 from asd_utils.data import DataError, discover, load_audio
-from asd_utils.features import log_mel
-from asd_utils.io_utils import atomic_write_csv, atomic_write_json, atomic_write_text
+from asd_utils.features.logmel import log_mel
+from asd_utils.storage.atomic import atomic_write_csv, atomic_write_json, atomic_write_text
 
 SAMPLE_RATE = 16000
 N_FFT = 1024
@@ -339,7 +339,7 @@ def realism_table(root: str | Path, *, split: str = "test", convert: bool = Fals
 def markdown_report(table: pd.DataFrame, details: dict, *, title: str) -> str:
     """The report as Markdown: title, the table (rows = statistics, one column per group, plus the
     mean over groups where there are several) and the notes on empty cells."""
-    from asd_utils.results import to_markdown
+    from asd_utils.evaluation.results import to_markdown
 
     shown = table.copy()
     if shown.shape[1] > 1:

@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ..data.layout import write_layout_marker
-from . import sound_models as sm
-from .generate import (
+from asd_utils.data.layout import write_layout_marker
+from asd_utils.synth import sound_models as sm
+from asd_utils.synth.generate import (
     SAMPLE_RATE,
     ClipJob,
     _write_tables,
@@ -182,7 +182,7 @@ def generate_two_channel_dataset(out: str | os.PathLike, profile: str = "smoke",
 
 
 def _readme(manifest: dict) -> str:
-    from .readme import dataset_readme
+    from asd_utils.synth.readme import dataset_readme
 
     lines = [
         "# Synthetic DCASE 2026-style root: two channels (near, far)", "",
@@ -203,7 +203,7 @@ def _readme(manifest: dict) -> str:
 
 def default_two_channel_root(profile: str) -> Path:
     """``data/synth_<profile>_dcase2026`` (its name also marks it as a 2026 root)."""
-    from .. import paths
+    from asd_utils import paths
 
     return paths.data_dir(f"synth_{profile}_dcase2026", create=False)
 

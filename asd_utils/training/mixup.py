@@ -3,7 +3,7 @@
 The ASD systems (Wilkinghoff's sub-cluster AdaCos line of work, the IOA three-subnetwork report)
 mix raw waveforms and their one-hot class targets: ``x' = lam * x + (1 - lam) * x[perm]`` and
 ``y' = lam * y + (1 - lam) * y[perm]`` with ``lam ~ Beta(alpha, alpha)``. The losses in
-``asd_utils.losses`` accept such soft targets.
+``asd_utils.training.losses`` accept such soft targets.
 """
 
 from __future__ import annotations

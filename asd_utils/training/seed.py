@@ -66,7 +66,7 @@ def pin_cpu_numerics(threads: int | None = None, *, isa: str | None = "avx2") ->
       changes, and nothing is slower. Without AVX2 (or ``isa=None``) nothing is pinned.
 
     The libraries read these variables on first use, so call this before any tensor work (it is
-    called by ``asd_utils.nbtools.start``); the result says whether ATen honoured the pin
+    called by ``asd_utils.notebook.context.start``); the result says whether ATen honoured the pin
     (``"aten_capability"``). Returns ``{"threads", "aten_capability", "mkldnn", "pinned": {var: value}}``.
     """
     pinned: dict[str, str] = {}

@@ -149,14 +149,14 @@ class SelfSupervisedHeads(nn.Module):
     plain ``(B, D)`` embedding (then only the C head is evaluated, e.g. for diagnostics); ``y``:
     ``(B,)`` int64 or ``(B, C)`` soft targets (mixup). The loss is
     ``w1 L_C(e, y) + w2 L_3C(e, statex_targets(y)) + w3 L_9C(e_featex, featex_targets(...))``.
-    ``logits(embedding)`` gives the C head's per-class cosines (``asd_utils.losses`` interface).
+    ``logits(embedding)`` gives the C head's per-class cosines (``asd_utils.training.losses`` interface).
     """
 
     def __init__(self, n_classes: int, dim: int, *, n_subclusters: int = 16,
                  loss_weights: Sequence[float] = (1.0, 0.0, 1.0),
                  trainable: Sequence[bool] = (False, True, True), b_avg: str = "non_target"):
         super().__init__()
-        from asd_utils.losses import SubClusterAdaCos
+        from asd_utils.training.losses import SubClusterAdaCos
 
         if len(loss_weights) != 3 or len(trainable) != 3:
             raise ValueError("loss_weights and trainable need three entries (C, 3C, 9C heads)")
@@ -176,7 +176,7 @@ class SelfSupervisedHeads(nn.Module):
         return self.heads[0].logits(embeddings)
 
     def forward(self, packed: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        from asd_utils.losses import soft_targets
+        from asd_utils.training.losses import soft_targets
 
         y = soft_targets(labels, self.n_classes).to(packed.device)
         if packed.shape[1] == self.dim:

@@ -37,7 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from asd_utils.device import autocast_context, resolve_device
-from asd_utils.io_utils import atomic_path
+from asd_utils.storage.atomic import atomic_path
 from asd_utils.training import distributed as dist_utils
 from asd_utils.training.ema import EMA
 from asd_utils.training.mixup import mixup, one_hot
@@ -155,7 +155,7 @@ class Trainer:
 
     Args:
         model: an ``nn.Module``; ``model(x)`` gives embeddings (or set ``forward_fn``).
-        loss_fn: an ``nn.Module`` loss from ``asd_utils.losses`` (its learnable centres are
+        loss_fn: an ``nn.Module`` loss from ``asd_utils.training.losses`` (its learnable centres are
             optimised together with the model; it needs an ``n_classes`` attribute for mixup).
         optimizer_cfg: ``{"name": "adam"|"adamw", "lr": ..., "weight_decay": ..., **kwargs}``;
             ``"weight_decay_on": "kernels"`` decays only the model's weight matrices and kernels

@@ -82,7 +82,7 @@ LAB_SETTINGS = {"@jupyterlab/apputils-extension/notification.jupyterlab-settings
 def lab(smoke_run, tmp_path_factory):
     """JupyterLab on 127.0.0.1 with a random token, serving copies of the executed 00 and 07."""
     root = tmp_path_factory.mktemp("lab")
-    for stem in ("00_dataset_tour", "07_comparison"):
+    for stem in ("00_dataset_tour", "08_comparison"):
         shutil.copy(smoke_run.executed(stem), root / f"{stem}.ipynb")
     settings = root / ".lab-settings"
     for name, values in LAB_SETTINGS.items():
@@ -268,7 +268,7 @@ def test_clip_browser_of_the_tour(lab, browser):
 
 def test_error_explorer_of_the_comparison(lab, browser):
     url, token = lab
-    tab = LabPage(browser, url, token, "07_comparison.ipynb")
+    tab = LabPage(browser, url, token, "08_comparison.ipynb")
     panes = {".asd-explorer .asd-pane-heatmap": 1, ".asd-explorer .asd-pane-clip": 1,
              ".asd-explorer .asd-pane-facts": 1}
     try:

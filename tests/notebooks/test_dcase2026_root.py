@@ -4,7 +4,7 @@ The root: the two-channel synthetic generator, two machine types named like 2026
 (``bearingEmu``, ``valveEmu``), smoke sizes (16 training and 16 test clips each, 2 and 3.3 s). All
 notebooks run in order into one output folder with the default channel ``near`` (the comparison
 notebook last, reading the others); then notebook 01 runs again with the noise-aware front end, and
-:func:`asd_utils.channel_comparison.channel_side_by_side` puts the two runs side by side.
+:func:`asd_utils.evaluation.channel_comparison.channel_side_by_side` puts the two runs side by side.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from asd_utils import runner
 from asd_utils.data import discover, use_channel
-from asd_utils.results import collect_results, note_channel
+from asd_utils.evaluation.results import collect_results, note_channel
+from asd_utils.run import runner
 
 from .test_notebooks import assert_metrics_match_submissions
 
@@ -61,7 +61,7 @@ def test_notebook_runs_on_a_two_channel_root(notebook, out):
 
 
 def test_results_match_submissions_and_noise_aware_side_by_side(root, out, tmp_path):
-    from asd_utils.channel_comparison import channel_side_by_side
+    from asd_utils.evaluation.channel_comparison import channel_side_by_side
 
     index = discover(root)
     test_index = index[index["split"] == "test"].reset_index(drop=True)

@@ -19,17 +19,17 @@ import pandas as pd
 import pytest
 from shared_smoke_run import REFERENCE_MACHINE, REFERENCE_SUMMARY, machine_kind, reference_tolerance, updating_reference
 
-from asd_utils import runner
+from asd_utils.run import runner
 
 NOTEBOOKS = runner.available_notebooks()
-READS_OTHERS = "07_comparison"  # trains nothing: compares what the other notebooks recorded
+READS_OTHERS = "08_comparison"  # trains nothing: compares what the other notebooks recorded
 TOUR = "00_dataset_tour"  # records no system
 METRIC_COLUMNS = ["auc_source", "auc_target", "pauc", "official_score"]
 pytestmark = pytest.mark.notebook
 
 
 def _submission_folder(results_dir: Path, notebook: str, system: str) -> Path:
-    from asd_utils.submission import submission_folder_name
+    from asd_utils.evaluation.submission import submission_folder_name
 
     return results_dir / "submissions" / notebook / submission_folder_name(system)
 
@@ -41,13 +41,13 @@ def _cell_errors(executed: Path) -> list[str]:
 
 
 def assert_metrics_match_submissions(results_dir: Path, test_index: pd.DataFrame) -> int:
-    """Every recorded result row (notebook x system x machine x section, ``asd_utils.results``) is
+    """Every recorded result row (notebook x system x machine x section, ``asd_utils.evaluation.results``) is
     recomputed from that system's submission file and the clips' ground truth (``metrics.evaluate``
     on the file's scores): the recorded AUCs and pAUC must be the ones the submitted scores give.
     ``test_index`` holds the labelled test clips; blinded clips in a file are left out.
     Returns the number of rows checked."""
-    from asd_utils import metrics
-    from asd_utils.results import collect_results
+    from asd_utils.evaluation import metrics
+    from asd_utils.evaluation.results import collect_results
 
     tidy = collect_results(results_dir)
     for row in tidy.itertuples(index=False):
@@ -152,7 +152,7 @@ def test_every_system_reproduces_the_reference(smoke_run):
         smoke_run.executed(stem)
     summary = smoke_run.summary
     if updating_reference():
-        from asd_utils.io_utils import atomic_write_csv, atomic_write_json
+        from asd_utils.storage.atomic import atomic_write_csv, atomic_write_json
 
         atomic_write_csv(REFERENCE_SUMMARY, summary)
         atomic_write_json(REFERENCE_MACHINE, machine_kind())

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from asd_utils.data import load_audio
-from asd_utils.features import log_mel
+from asd_utils.features.logmel import log_mel
 
 
 def attribute_counts(index: pd.DataFrame) -> pd.DataFrame:
@@ -89,14 +89,14 @@ def clip_browser(index: pd.DataFrame):
     replaced), and the view is drawn once per change. The shown clip's figure and ``Audio`` are
     kept in ``browser.rendered`` (``{"path", "figure", "audio"}``, None when no clip matches).
     Audio plays with ``normalize=False`` so loudness differences between clips are heard as they
-    are. The output is replaced in one step (:func:`asd_utils.nbtools.show_in`: the audio player
+    are. The output is replaced in one step (:func:`asd_utils.notebook.context.show_in`: the audio player
     and the figure as a PNG), so the view never blanks, and it renders under papermill and in a
     saved notebook without a live kernel.
     """
     import ipywidgets as widgets
     from IPython.display import Audio
 
-    from asd_utils.nbtools import show_in
+    from asd_utils.notebook.context import show_in
 
     labelled = index[index["split"].isin(CLIP_SPLITS)]
     machines = sorted(labelled["machine"].unique())

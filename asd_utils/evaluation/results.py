@@ -3,7 +3,7 @@
 Each notebook writes ``results/<profile>/<notebook>.csv`` with one row per system, machine type
 and section: ``notebook, system, machine, section, auc_source, auc_target, pauc, hmean, note``
 (metrics as fractions in [0, 1]). Rerunning a system replaces its rows, so reruns never
-duplicate. Writes are atomic (:mod:`asd_utils.io_utils`).
+duplicate. Writes are atomic (:mod:`asd_utils.storage.keys`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from asd_utils.io_utils import atomic_write_csv
-from asd_utils.metrics import METRICS, hmean, official_score
+from asd_utils.evaluation.metrics import METRICS, hmean, official_score
 from asd_utils.paths import results_dir as _results_dir
+from asd_utils.storage.atomic import atomic_write_csv
 
 COLUMNS = ["notebook", "system", "machine", "section", *METRICS, "hmean", "note"]
 
@@ -69,7 +69,7 @@ def write_results(
     """Write (or replace) one system's rows in ``results/<profile>/<notebook>.csv``.
 
     table: per machine/section metrics, columns ``machine, section, auc_source, auc_target, pauc``
-    (``hmean`` is computed when absent), as :func:`asd_utils.metrics.evaluate` returns.
+    (``hmean`` is computed when absent), as :func:`asd_utils.evaluation.metrics.evaluate` returns.
     notebook: notebook name (file stem); system: system name; profile: ``smoke``/``default``/
     ``paper``; results_dir: folder to write into instead of ``asd_utils.paths.results_dir(profile)``;
     note: free text stored on every row (e.g. ``"untrained backbone"``).
@@ -143,7 +143,7 @@ def bootstrap_intervals(
     """Bootstrap interval of each system's official score from its per-clip submission files.
 
     results_dir: a results folder (tidy CSVs + ``submissions/``); tidy: its collected results
-    (read when None); the rest as :func:`asd_utils.bootstrap.bootstrap_official_score` (test clips
+    (read when None); the rest as :func:`asd_utils.evaluation.bootstrap.bootstrap_official_score` (test clips
     resampled within each machine type/section and domain x label cell, all systems on the same
     resamples). test_index: ``discover`` output with the ground truth of blinded clips, if any.
 
@@ -152,7 +152,7 @@ def bootstrap_intervals(
     ``atol``, i.e. the interval is about the very clips the reported score was computed on; other
     systems (no submission files, clips missing, ground truth the clip names do not carry) get NaN.
     """
-    from asd_utils.bootstrap import bootstrap_results_dir
+    from asd_utils.evaluation.bootstrap import bootstrap_results_dir
 
     columns = ["notebook", "system", "ci_low", "ci_high"]
     if tidy is None:
@@ -166,7 +166,7 @@ def bootstrap_intervals(
 
 
 def intervals_table(result, tidy: pd.DataFrame, *, atol: float = 1e-6) -> pd.DataFrame:
-    """``notebook, system, ci_low, ci_high`` of a :class:`asd_utils.bootstrap.BootstrapResult`
+    """``notebook, system, ci_low, ci_high`` of a :class:`asd_utils.evaluation.bootstrap.BootstrapResult`
     whose systems are keyed ``(notebook, system)``, keeping only systems whose recomputed official
     score matches ``tidy`` within ``atol`` (see :func:`bootstrap_intervals`)."""
     columns = ["notebook", "system", "ci_low", "ci_high"]

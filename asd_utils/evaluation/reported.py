@@ -125,7 +125,7 @@ def long_comparison(tidy: pd.DataFrame, mapping: pd.DataFrame, reported: pd.Data
     """Reported vs reproduced for every report at once, one row per value.
 
     tidy: collected per-machine results (``notebook, system, machine, section, ...``, fractions);
-    mapping: ``notebook, system, report, reported_system`` (``asd_utils.catalogue.reported_mapping``);
+    mapping: ``notebook, system, report, reported_system`` (``asd_utils.notebook.catalogue.reported_mapping``);
     reported: :func:`load_all_reported` output.
 
     Returns ``report, table, notebook, system, reported_system, machine, metric, reported,

@@ -14,7 +14,7 @@ The notebooks of reports 001-004 run the same skeleton around their own models:
    :func:`make_scorer`), and combine systems with training-score normalisation (:func:`combine`).
 
 First-shot rule: no test label and no test-set statistic enters any fit, normalisation, threshold
-or choice here; test labels are used only by ``asd_utils.metrics.evaluate`` afterwards.
+or choice here; test labels are used only by ``asd_utils.evaluation.metrics.evaluate`` afterwards.
 """
 
 from __future__ import annotations
@@ -109,16 +109,16 @@ def training_run_dir(cache_root, system: str, *, cfg: Mapping, seed: int, classe
 
     The key hashes the system name, the config section, the seed, the class list, the training
     waveforms (shape + bytes) and labels, and, for a pretrained model, the backbone's identity
-    (checkpoint sha256 or stand-in seed + state hash; ``asd_utils.embeddings.backbone_identity``), and
+    (checkpoint sha256 or stand-in seed + state hash; ``asd_utils.backbones.embeddings.backbone_identity``), and
     the source of the modules that train it (``code``: the caller's module, e.g. ``__name__``;
-    default every report module; ``asd_utils.io_utils.cache_key``).
+    default every report module; ``asd_utils.storage.keys.cache_key``).
     ``Trainer.fit(resume=True)`` on a finished run in this folder trains nothing and restores the
     final weights, so a rerun reuses the trained model; any change of input gives a new folder.
     Returns None when ``cache_root`` is None (no caching).
     """
     import hashlib
 
-    from asd_utils.io_utils import cache_key
+    from asd_utils.storage.keys import cache_key
 
     if cache_root is None:
         return None
@@ -132,7 +132,7 @@ def training_run_dir(cache_root, system: str, *, cfg: Mapping, seed: int, classe
         "labels": hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).data).hexdigest(),
     }
     if backbone is not None:
-        from asd_utils.embeddings import backbone_identity
+        from asd_utils.backbones.embeddings import backbone_identity
 
         identity["backbone"] = backbone_identity(backbone)
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in system)
@@ -203,7 +203,8 @@ def cached_embeddings(run_dir, name: str, waves: np.ndarray, compute, **settings
     """
     import hashlib
 
-    from asd_utils.io_utils import atomic_save_npz, cache_key
+    from asd_utils.storage.atomic import atomic_save_npz
+    from asd_utils.storage.keys import cache_key
 
     if run_dir is None:
         return np.asarray(compute())
@@ -239,10 +240,10 @@ class SectionScores:
 
 
 def make_scorer(name: str, params: Mapping | None = None, *, seed: int = 0):
-    """``'gmm'`` -> :class:`asd_utils.scorers.GMMScorer`, ``'kmeans'`` ->
-    :class:`asd_utils.scorers.KMeansScorer`, with ``params`` as keyword arguments and
+    """``'gmm'`` -> :class:`asd_utils.scoring.scorers.GMMScorer`, ``'kmeans'`` ->
+    :class:`asd_utils.scoring.scorers.KMeansScorer`, with ``params`` as keyword arguments and
     ``random_state=seed``."""
-    from asd_utils import scorers
+    from asd_utils.scoring import scorers
 
     params = dict(params or {})
     if name == "gmm":
@@ -270,7 +271,7 @@ def score_sections(scorer, train_index: pd.DataFrame, train_emb: np.ndarray, tes
     train_emb: (N, D) aligned with ``train_index`` (columns ``machine, section, domain``) by
     position; test_emb: (M, D) aligned with ``test_index``. ``l2_normalise``: project embeddings
     onto the unit sphere first (the angular losses train directions, not lengths).
-    Training scores: :func:`asd_utils.scorers.fit_scores_from_training` with ``n_splits`` folds
+    Training scores: :func:`asd_utils.scoring.scorers.fit_scores_from_training` with ``n_splits`` folds
     (stratified by domain), so no clip is scored by a model fitted on it.
     ``blas_threads``: BLAS threads while fitting (None: the library default). The matrices are
     small (a D x D covariance per section), and one thread avoids oversubscribing the cores that
@@ -279,7 +280,7 @@ def score_sections(scorer, train_index: pd.DataFrame, train_emb: np.ndarray, tes
     """
     from threadpoolctl import threadpool_limits
 
-    from asd_utils.scorers import fit_scores_from_training
+    from asd_utils.scoring.scorers import fit_scores_from_training
 
     train_emb = np.asarray(train_emb)
     test_emb = np.asarray(test_emb)
@@ -312,10 +313,10 @@ def combine(weights: Mapping[str, float], systems: Mapping[str, SectionScores], 
     """Weighted mean of z-normalised member scores, per machine type and section.
 
     Each member's scores of a section are standardised with the mean and standard deviation of
-    its cross-fitted *training* scores of the same section (``asd_utils.scorers.weighted_ensemble``);
+    its cross-fitted *training* scores of the same section (``asd_utils.scoring.scorers.weighted_ensemble``);
     the ensemble's own training scores are the same combination of the members' training scores.
     """
-    from asd_utils.scorers import weighted_ensemble
+    from asd_utils.scoring.scorers import weighted_ensemble
 
     names = [n for n in weights if weights[n] > 0]
     missing = [n for n in names if n not in systems]

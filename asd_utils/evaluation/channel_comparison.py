@@ -2,12 +2,12 @@
 
 Run every notebook twice on the same two-channel root, e.g. ::
 
-    python -m asd_utils.runner --profile smoke --data-root ROOT --output-dir runs/near --channel near
-    python -m asd_utils.runner --profile smoke --data-root ROOT --output-dir runs/noise_aware --channel noise_aware
+    python -m asd_utils.run.runner --profile smoke --data-root ROOT --output-dir runs/near --channel near
+    python -m asd_utils.run.runner --profile smoke --data-root ROOT --output-dir runs/noise_aware --channel noise_aware
 
 then :func:`channel_side_by_side` (``runs/near/results``, ``runs/noise_aware/results``) gives one row
 per system with the official score of each run, their difference, and each run's bootstrap
-interval. The channel of each folder is read from its result notes (``asd_utils.results.note_channel``),
+interval. The channel of each folder is read from its result notes (``asd_utils.evaluation.results.note_channel``),
 never assumed, and a folder whose notes state no channel or several is refused.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from asd_utils.results import bootstrap_intervals, collect_results, note_channel, summary_table
+from asd_utils.evaluation.results import bootstrap_intervals, collect_results, note_channel, summary_table
 
 __all__ = ["folder_channel", "channel_side_by_side"]
 
@@ -30,7 +30,7 @@ def folder_channel(tidy: pd.DataFrame, where: str | os.PathLike = "results") -> 
     channels = {note_channel(n) for n in tidy["note"]}
     if channels == {None} or not channels:
         raise ValueError(f"{where}: the result notes state no channel; expected results of a run on a two-channel "
-                         "DCASE 2026 root (python -m asd_utils.runner --data-root ROOT --channel ...)")
+                         "DCASE 2026 root (python -m asd_utils.run.runner --data-root ROOT --channel ...)")
     if len(channels) != 1:
         named = sorted(str(c) for c in channels)
         raise ValueError(f"{where}: the result notes state several channels {named}; expected one run per folder "
@@ -45,7 +45,7 @@ def channel_side_by_side(first: str | os.PathLike, second: str | os.PathLike, *,
     Args:
         first, second: results folders of two runs on the same root (tidy CSVs and ``submissions/``),
             e.g. the ``near`` run and the ``noise_aware`` run.
-        intervals: add each run's 95 % bootstrap interval (:func:`asd_utils.results.bootstrap_intervals`).
+        intervals: add each run's 95 % bootstrap interval (:func:`asd_utils.evaluation.results.bootstrap_intervals`).
 
     Returns:
         One row per (notebook, system) found in either run, in order of appearance: ``notebook,

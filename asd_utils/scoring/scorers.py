@@ -676,7 +676,7 @@ def fit_scores_from_training(
     Scoring the training clips with a model fitted on them is biased low (a k-NN clip finds
     itself at distance 0; k-means keeps every target clip as a centre), so the statistics used
     for normalisation (:class:`TrainStatNormalizer`, :func:`weighted_ensemble`) and decision
-    thresholds (:func:`asd_utils.submission.gamma_threshold`) come from here instead:
+    thresholds (:func:`asd_utils.evaluation.submission.gamma_threshold`) come from here instead:
 
     - :class:`KNNScorer`: exact leave-one-out (each clip is removed from its own bank; see
       :meth:`KNNScorer.training_scores`), one fit;

@@ -8,7 +8,7 @@ two systems is often noise. This module measures that noise from the clips thems
   normal, target anomaly), so every resample keeps each cell's size and the official metrics stay
   defined. A resample is a vector of integer counts (how often each clip is drawn), never a copy
   of the scores: the metrics of all resamples are computed at once from weighted ROC curves
-  (:func:`weighted_roc_area`), exactly as :mod:`asd_utils.metrics` computes them on the
+  (:func:`weighted_roc_area`), exactly as :mod:`asd_utils.evaluation.metrics` computes them on the
   materialised resample (tested against scikit-learn).
 - **Paired comparisons.** Every system is scored on the *same* resampled clips, so the share of
   resamples in which system A beats system B (ties count half) is a paired bootstrap comparison.
@@ -18,7 +18,7 @@ two systems is often noise. This module measures that noise from the clips thems
 
 Per-clip scores come from the DCASE submission files every notebook writes
 (``<results>/submissions/<notebook>/<system folder>/anomaly_score_<machine>_section_<ss>_test.csv``,
-see :mod:`asd_utils.submission`); domain and label are parsed from the clip names (development
+see :mod:`asd_utils.evaluation.submission`); domain and label are parsed from the clip names (development
 data) or taken from a test index holding the evaluation ground truth.
 """
 
@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 
 from asd_utils.data import parse_filename
-from asd_utils.metrics import DOMAINS, EPS, MAX_FPR, METRICS
-from asd_utils.submission import read_submission, submission_folder_name
+from asd_utils.evaluation.metrics import DOMAINS, EPS, MAX_FPR, METRICS
+from asd_utils.evaluation.submission import read_submission, submission_folder_name
 
 __all__ = [
     "CELL_ORDER",
@@ -66,7 +66,7 @@ _SCORE_FILE_RE = re.compile(r"^anomaly_score_(?P<machine>.+)_section_(?P<section
 def read_clip_scores(results_dir: str | os.PathLike, tidy: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every per-clip score under ``<results_dir>/submissions/<notebook>/<system folder>/``.
 
-    tidy: the collected results (:func:`asd_utils.results.collect_results`), used to give each
+    tidy: the collected results (:func:`asd_utils.evaluation.results.collect_results`), used to give each
     submission folder its system name (folders are :func:`submission_folder_name` of the name);
     a folder no results row names keeps the folder name as its system name.
 
@@ -306,7 +306,8 @@ def resampled_section_metrics(scores, is_anomaly, domains, counts, *, max_fpr: f
 
     scores: (n,) or (n, S) anomaly scores; is_anomaly: (n,) 0/1; domains: (n,) ``source``/``target``;
     counts: (B, n) draw counts (:func:`stratified_counts`). Returns (B, S, 3) float64 in the order
-    of :data:`asd_utils.metrics.METRICS`, the evaluator's definitions (see :mod:`asd_utils.metrics`).
+    of :data:`asd_utils.evaluation.metrics.METRICS`, the evaluator's definitions (see
+    :mod:`asd_utils.evaluation.metrics`).
     """
     s = np.asarray(scores, dtype=np.float64)
     s = s[:, None] if s.ndim == 1 else s
@@ -427,7 +428,7 @@ def bootstrap_official_score(
     clips within each domain x label cell (seeded by ``(seed, machine, section)``); every system's
     AUC-s, AUC-t and pAUC are computed for each resample (:func:`resampled_section_metrics`) and
     the official score of a resample is their harmonic mean over all sections (epsilon floor), as
-    :func:`asd_utils.metrics.official_score`. ``point`` is the same computation on the original
+    :func:`asd_utils.evaluation.metrics.official_score`. ``point`` is the same computation on the original
     clips (all counts 1), which equals the official score of the results CSV.
     """
     if not 0.0 < confidence < 1.0:

@@ -1,5 +1,5 @@
 """Pretrained stand-ins: the one place notebooks ask which weights a backbone gets without a
-published checkpoint, and the one place that says where any backbone's weights came from.
+published checkpoint (where any backbone's weights came from: :mod:`asd_utils.backbones.provenance`).
 
 ``standin_checkpoint(name, profile=...)`` returns the compendium's pretrained stand-in of ``name``
 (a checkpoint in the published format, :mod:`asd_utils.pretrain`) when ``configs/standins.yaml``
@@ -8,54 +8,42 @@ first use; ``None`` otherwise (``smoke``: untrained stand-ins; ``paper``: never,
 is required). Notebooks pass the result to ``load_backbone(name, checkpoint=...)`` exactly as they
 pass a real checkpoint.
 
-``backbone_provenance(backbone)`` is exactly one of :data:`PROVENANCES`. A pretrained stand-in is
-recognised by the marker its checkpoint carries (``"compendium_standin"`` inside the BEATs ``cfg``
-or inside ``config.json``), which :func:`asd_utils.backbones.load_backbone` reads into
-``backbone.standin_marker``.
-
 Cache layout: ``cache/pretrained_standins/<name>-<key>/`` where ``key`` hashes the model, its
-pretraining config, the seed, the corpus fingerprint and :data:`PRETRAIN_CODE_VERSION`; the folder
-is built under a temporary name and renamed into place (atomic), under a file lock so that two
-notebooks never pretrain the same stand-in twice.
+pretraining config, the seed, the corpus fingerprint and
+:data:`asd_utils.pretrain.run.PRETRAIN_CODE_VERSION`; the folder is built under a temporary name
+and renamed into place (atomic), under a file lock so that two notebooks never pretrain the same
+stand-in twice.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
-from asd_utils.io_utils import file_lock
+from asd_utils import paths
+from asd_utils.backbones import BACKBONE_NAMES
+from asd_utils.backbones.provenance import STANDIN_PRETRAINED
+from asd_utils.config import load_config
+from asd_utils.pretrain import run
+from asd_utils.pretrain.corpus import build_corpus, corpus_root
+from asd_utils.storage.atomic import file_lock
+from asd_utils.storage.keys import cache_key
 
-__all__ = [
-    "MARKER_KEY", "PROVENANCES", "PUBLISHED", "STANDIN_PRETRAINED", "UNTRAINED", "backbone_provenance",
-    "checkpoint_provenance", "ensure_standin",
-    "is_standin_checkpoint", "read_standin_marker", "standin_checkpoint", "standin_folder", "standin_mode",
-    "standins_config",
-]
+__all__ = ["MODES", "ensure_standin", "standin_checkpoint", "standin_folder", "standin_mode", "standins_config"]
 
-PUBLISHED = "published checkpoint"
-STANDIN_PRETRAINED = "stand-in pretrained by the compendium on synthetic audio"
-UNTRAINED = "untrained stand-in"
-PROVENANCES = (PUBLISHED, STANDIN_PRETRAINED, UNTRAINED)
-MARKER_KEY = "compendium_standin"
 MODES = ("pretrained", "untrained", "never")
 
 
 def standins_config(profile: str) -> dict[str, Any]:
     """``configs/standins.yaml`` for ``profile`` (``common`` merged with the profile's section)."""
-    from asd_utils.config import load_config
-
     return load_config("standins", profile)
 
 
 def standin_mode(name: str, profile: str) -> str:
     """``pretrained``, ``untrained`` or ``never`` for backbone ``name`` in ``profile``."""
-    from . import BACKBONE_NAMES
-
     if name not in BACKBONE_NAMES:
         raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONE_NAMES)}")
     mode = str(standins_config(profile)["models"].get(name, "untrained"))
@@ -65,8 +53,6 @@ def standin_mode(name: str, profile: str) -> str:
 
 
 def _marker(name: str, cfg: dict, seed: int, corpus, key: str) -> dict[str, Any]:
-    from asd_utils.pretrain.run import PRETRAIN_CODE_VERSION
-
     return {
         "provenance": STANDIN_PRETRAINED,
         "model": name,
@@ -75,26 +61,20 @@ def _marker(name: str, cfg: dict, seed: int, corpus, key: str) -> dict[str, Any]
         "corpus": "train + supplemental clips of a synthetic DCASE-format root (asd_utils.synth)",
         "corpus_fingerprint": corpus.fingerprint,
         "corpus_clips": len(corpus),
-        "code_version": PRETRAIN_CODE_VERSION,
+        "code_version": run.PRETRAIN_CODE_VERSION,
         "config": cfg,
     }
 
 
 def standin_folder(name: str, cfg: dict, seed: int, corpus) -> Path:
     """Cache folder of the stand-in of ``name`` for this config, seed and corpus (not created)."""
-    from asd_utils import paths
-    from asd_utils.io_utils import cache_key
-    from asd_utils.pretrain.run import PRETRAIN_CODE_VERSION
-
     key = cache_key({"name": name, "config": cfg, "seed": int(seed), "corpus": corpus.fingerprint,
-                     "code_version": PRETRAIN_CODE_VERSION}, code="asd_utils.pretrain.run")
+                     "code_version": run.PRETRAIN_CODE_VERSION}, code="asd_utils.pretrain.run")
     return paths.cache_dir("pretrained_standins") / f"{name}-{key}"
 
 
 def _checkpoint_in(name: str, folder: Path) -> Path:
-    from asd_utils.pretrain.run import CHECKPOINT_FILES
-
-    file = CHECKPOINT_FILES[name]
+    file = run.CHECKPOINT_FILES[name]
     return folder / file if file else folder
 
 
@@ -117,17 +97,12 @@ def standin_checkpoint(
     recordings: the profile's synthetic dataset (see :mod:`asd_utils.pretrain.corpus`).
     ``seed``: None = the config's.
     """
-    from asd_utils.paths import check_profile
-
-    check_profile(profile)
+    paths.check_profile(profile)
     if standin_mode(name, profile) != "pretrained":
         return None
-    from asd_utils.pretrain.corpus import build_corpus, corpus_root
-    from asd_utils.pretrain.run import PRETRAINABLE
-
-    if name not in PRETRAINABLE:
+    if name not in run.PRETRAINABLE:
         raise ValueError(f"configs/standins.yaml asks for a pretrained {name!r} stand-in, but only "
-                         f"{', '.join(PRETRAINABLE)} have a pretraining objective")
+                         f"{', '.join(run.PRETRAINABLE)} have a pretraining objective")
     config = standins_config(profile)
     seed = int(config.get("seed", 0)) if seed is None else int(seed)
     cfg = dict(config["pretraining"][name])
@@ -151,8 +126,6 @@ def ensure_standin(name: str, cfg: dict, corpus, *, seed: int = 0, ensure: bool 
     with file_lock(folder.parent / f".{folder.name}.lock"):
         if (folder / "standin.json").is_file():  # another process finished it meanwhile
             return checkpoint
-        from asd_utils.pretrain import run
-
         tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
         log(f"pretraining the {name} stand-in on {len(corpus)} synthetic clips ({corpus.root.name}) -> {folder.name}")
         try:
@@ -167,60 +140,3 @@ def ensure_standin(name: str, cfg: dict, corpus, *, seed: int = 0, ensure: bool 
     return checkpoint
 
 
-def read_standin_marker(checkpoint: str | Path | None) -> dict | None:
-    """The stand-in marker a checkpoint carries, or None (published checkpoints, unreadable files,
-    model ids). Folders: ``config.json[MARKER_KEY]``; files: ``cfg[MARKER_KEY]`` of a ``.pt``
-    (memory-mapped, weights-only load; only the small ``cfg`` dict is read)."""
-    if checkpoint is None:
-        return None
-    path = Path(checkpoint).expanduser()
-    if path.is_dir():
-        config = path / "config.json"
-        try:
-            marker = json.loads(config.read_text()).get(MARKER_KEY) if config.is_file() else None
-        except (OSError, ValueError):
-            return None
-    elif path.is_file() and path.suffix == ".pt":
-        import torch
-
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception:  # not a zip-format weights-only checkpoint: not one of ours
-            return None
-        cfg = payload.get("cfg") if isinstance(payload, dict) else None
-        marker = cfg.get(MARKER_KEY) if isinstance(cfg, dict) else None
-    else:
-        return None
-    return marker if isinstance(marker, dict) else None
-
-
-def is_standin_checkpoint(checkpoint: str | Path | None) -> bool:
-    """True when ``checkpoint`` is a stand-in written by :func:`standin_checkpoint`."""
-    return read_standin_marker(checkpoint) is not None
-
-
-def backbone_provenance(backbone) -> str:
-    """Exactly one of :data:`PROVENANCES`: "published checkpoint", "stand-in pretrained by the
-    compendium on synthetic audio" or "untrained stand-in".
-
-    ``backbone``: a ``Backbone`` from ``load_backbone`` (``pretrained`` False -> untrained; a
-    checkpoint carrying the stand-in marker -> pretrained stand-in; any other checkpoint ->
-    published), or one of the three strings (returned as is, checked)."""
-    if isinstance(backbone, str):
-        if backbone not in PROVENANCES:
-            raise ValueError(f"unknown provenance {backbone!r}; expected one of {PROVENANCES}")
-        return backbone
-    if not getattr(backbone, "pretrained", False):
-        return UNTRAINED
-    if getattr(backbone, "standin_marker", None):
-        return STANDIN_PRETRAINED
-    return PUBLISHED
-
-
-def checkpoint_provenance(checkpoint: str | Path | None) -> str:
-    """Provenance of the weights a ``load_backbone(name, checkpoint=checkpoint)`` call will get,
-    without building the model: None -> "untrained stand-in"; a stand-in checkpoint -> "stand-in
-    pretrained by the compendium on synthetic audio"; anything else -> "published checkpoint"."""
-    if checkpoint is None or str(checkpoint).strip() == "":
-        return UNTRAINED
-    return STANDIN_PRETRAINED if is_standin_checkpoint(checkpoint) else PUBLISHED

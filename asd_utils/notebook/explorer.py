@@ -1,7 +1,7 @@
 """Error analysis across systems: which test clips most systems get wrong, and what those clips are.
 
 Works from the per-clip submission files every notebook writes (read with
-:func:`asd_utils.bootstrap.read_clip_scores`) and the data index of the test clips.
+:func:`asd_utils.evaluation.bootstrap.read_clip_scores`) and the data index of the test clips.
 
 - **Rank-normalised scores.** Raw scores of different systems live on different scales, so each
   system's scores are replaced by their rank among the test clips of the same machine type and
@@ -92,7 +92,7 @@ def clip_table(clip_scores: pd.DataFrame, machine: str, *, systems=None, index: 
                truth: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
     """Every labelled test clip of one machine type with every system's rank and decision.
 
-    clip_scores: :func:`asd_utils.bootstrap.read_clip_scores` rows; machine: machine type;
+    clip_scores: :func:`asd_utils.evaluation.bootstrap.read_clip_scores` rows; machine: machine type;
     systems: system labels (:func:`system_label`) to keep (default: all that scored this machine);
     index: data index (``discover``) to add ``path`` and ``attributes``; truth:
     :func:`load_hidden_truth` output to add the hidden truth.
@@ -360,7 +360,7 @@ def explorer(clip_scores: pd.DataFrame, index: pd.DataFrame, *, truth: pd.DataFr
     system's threshold, its domain, attributes and (synthetic data) hidden truth; last, the clips
     most systems get wrong.
 
-    clip_scores: :func:`asd_utils.bootstrap.read_clip_scores` rows; index: the data index
+    clip_scores: :func:`asd_utils.evaluation.bootstrap.read_clip_scores` rows; index: the data index
     (``discover``) with the clips' paths; truth: :func:`load_hidden_truth` output or None;
     machine: the initial machine type (default: the first); systems: the initial selection
     (default: :func:`default_systems` with ``ranking``, a ``{label: official score}`` of the recorded
@@ -369,15 +369,15 @@ def explorer(clip_scores: pd.DataFrame, index: pd.DataFrame, *, truth: pd.DataFr
 
     Returns an ipywidgets ``VBox`` with one ``Output`` per pane (attributes ``heatmap``, ``clip_view``,
     ``clip_facts``, ``top_clips``; controls ``machine``, ``systems``, ``clip``). Every pane is replaced
-    in one step with its figures as PNG data (:func:`asd_utils.nbtools.show_in`), never through
+    in one step with its figures as PNG data (:func:`asd_utils.notebook.context.show_in`), never through
     ``plt.show()``, and drawn once per change; ``draws`` counts the draws of each pane. It is filled at
     once with the default selection, so it renders under papermill and in the saved notebook.
     """
     import ipywidgets as widgets
     from IPython.display import HTML, Audio
 
-    from asd_utils.nbtools import output_item, show_in
-    from asd_utils.tour import clip_figure
+    from asd_utils.notebook.context import output_item, show_in
+    from asd_utils.notebook.tour import clip_figure
 
     labelled = clip_scores[clip_scores["label"].notna()]
     machines = sorted(labelled["machine"].unique())

@@ -65,10 +65,10 @@ def logmel_statistics(waves: np.ndarray, *, sample_rate: int = 16000, n_fft: int
                       n_mels: int = 64, fmin: float = 0.0, fmax: float | None = None,
                       batch_size: int = 64) -> np.ndarray:
     """``waves (N, T) float32`` -> ``(N, 2 * n_mels)`` float64: mean and standard deviation over
-    time of each band of the log-mel power (dB, ``asd_utils.features.log_mel``)."""
+    time of each band of the log-mel power (dB, ``asd_utils.features.logmel.log_mel``)."""
     import torch
 
-    from asd_utils.features import log_mel
+    from asd_utils.features.logmel import log_mel
 
     waves = np.asarray(waves, dtype=np.float32)
     if waves.ndim != 2 or len(waves) == 0:

@@ -1,6 +1,6 @@
 """What every system of every notebook is made of, in one place.
 
-The comparison notebook (07) shows, for each system that wrote results, its front end (input
+The comparison notebook (08) shows, for each system that wrote results, its front end (input
 features, backbone, how the backbone is adapted), training objective, data, back end and
 ensemble, and which row of which report's table it reproduces. Those facts live here, not in the
 notebook, so that one correction reaches every table.

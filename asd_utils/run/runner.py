@@ -1,9 +1,9 @@
 """Run the compendium's notebooks end to end with papermill.
 
-    python -m asd_utils.runner --profile default                 # everything, synthetic data
-    python -m asd_utils.runner --profile smoke --notebooks 00 01  # a subset
-    python -m asd_utils.runner --profile paper --data-root /data/dcase2025t2
-    python -m asd_utils.runner --profile smoke --data-root data/dcase2026t2 --channel noise_aware
+    python -m asd_utils.run.runner --profile default                 # everything, synthetic data
+    python -m asd_utils.run.runner --profile smoke --notebooks 00 01  # a subset
+    python -m asd_utils.run.runner --profile paper --data-root /data/dcase2025t2
+    python -m asd_utils.run.runner --profile smoke --data-root data/dcase2026t2 --channel noise_aware
 
 Notebooks execute in order into ``outputs/<profile>/`` (never in place). Without ``--data-root``
 the profile's synthetic dataset is generated first (once; later runs reuse it). On failure the
@@ -31,7 +31,7 @@ twice. After a failure no further notebook starts; those already running finish,
 
 A kernel that hangs never stalls a run for ever. Every cell has a time limit
 (:func:`cell_timeout`: 10 minutes in ``smoke``, an hour in ``default``, none in ``paper``;
-``ASD_CELL_TIMEOUT`` overrides), and the kernels load :mod:`asd_utils.kernel_watchdog`, which writes
+``ASD_CELL_TIMEOUT`` overrides), and the kernels load :mod:`asd_utils.run.kernel_watchdog`, which writes
 every thread's stack to ``<executed notebook>.stacks.txt`` shortly before the limit. A notebook whose
 cell passes the limit is executed once more from the start (its caches are written atomically, so
 that is safe), with a WARNING in the log that quotes the stacks; a second hang fails the run.
@@ -52,7 +52,7 @@ from pathlib import Path
 from asd_utils import paths
 
 NOTEBOOK_DIR_NAME = "notebooks"
-COMPARISON_SUFFIX = "_comparison"  # reads every other notebook's results: runs last
+COMPARISON_SUFFIX = "_comparison"  # reads every other notebook's results: waits for them
 
 # tqdm reads TQDM_<PARAMETER> defaults from the environment when it is imported (tqdm >= 4.66):
 # in kernels started for a log, a bar redraws at most once an hour (plus its first and last state)
@@ -118,11 +118,10 @@ class RunPlan:
 
 
 def available_notebooks(folder: Path | None = None) -> list[Path]:
-    """The numbered notebooks (``NN_name.ipynb``) in order of their numbers, except that a
-    notebook named ``NN_comparison`` (it only reads what the others wrote) runs last."""
+    """The numbered notebooks (``NN_name.ipynb``) in order of their numbers (the comparison is
+    numbered last, so it also sorts last)."""
     folder = folder or paths.project_root() / NOTEBOOK_DIR_NAME
-    found = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if p.is_file())
-    return sorted(found, key=lambda p: p.stem.endswith(COMPARISON_SUFFIX))  # stable: keeps number order
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if p.is_file())
 
 
 def select_notebooks(all_notebooks: list[Path], wanted: list[str] | None) -> list[Path]:
@@ -244,7 +243,7 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 # cell reaches the runner through papermill, not through the kernel's log. (IPC sockets would avoid
 # the warning too, but a notebook hung once over IPC in a loaded run: TCP is what papermill is tested on.)
 # ... and load the hang watchdog (it acts only when the runner sets its environment variables)
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL", "--IPKernelApp.extensions=asd_utils.kernel_watchdog"]
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL", "--IPKernelApp.extensions=asd_utils.run.kernel_watchdog"]
 
 
 def notebook_warnings(executed: Path) -> list[str]:
@@ -294,8 +293,8 @@ def _execute_once(notebook: Path, output: Path, parameters: dict, kernel: str | 
     from nbclient.exceptions import CellTimeoutError
     from papermill.exceptions import PapermillExecutionError
 
-    from asd_utils import kernel_watchdog
-    from asd_utils.kernel_client import RunnerKernelManager
+    from asd_utils.run import kernel_watchdog
+    from asd_utils.run.kernel_client import RunnerKernelManager
 
     terminal = is_terminal() if terminal is None else bool(terminal)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -376,8 +375,8 @@ def _kernel_hung(where: str, timeout: float | None, stacks_file: Path) -> Kernel
 
 def collect_summary(results_dir: Path) -> Path | None:
     """Collect every notebook's result CSV into ``summary.csv`` and ``summary.md``."""
-    from asd_utils.io_utils import atomic_write_csv, atomic_write_text
-    from asd_utils.results import bootstrap_intervals, collect_results, summary_table, to_markdown
+    from asd_utils.evaluation.results import bootstrap_intervals, collect_results, summary_table, to_markdown
+    from asd_utils.storage.atomic import atomic_write_csv, atomic_write_text
 
     tidy = collect_results(results_dir)
     if tidy is None or len(tidy) == 0:
@@ -559,7 +558,7 @@ def _run_side_by_side(plan: RunPlan, parameters: dict, log) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m asd_utils.runner", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m asd_utils.run.runner", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="default", choices=paths.PROFILES)
     parser.add_argument("--data-root", default=None,
                         help="DCASE-layout root (dev_data/raw/<machine>/...); default: generated synthetic data")

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from asd_utils.io_utils import atomic_write_text
+from asd_utils.storage.atomic import atomic_write_text
 
 __all__ = [
     "decision_file_name",
@@ -138,7 +138,7 @@ def write_submissions(
     test_index: DataFrame with ``machine, section, file_name`` (one row per test clip);
     scores: (M,) aligned with ``test_index`` by position. train_index: DataFrame with
     ``machine, section`` of the training clips; train_scores: (N,) their anomaly scores (computed
-    without self-matching, see :func:`asd_utils.scorers.fit_scores_from_training`), aligned by
+    without self-matching, see :func:`asd_utils.scoring.scorers.fit_scores_from_training`), aligned by
     position. Each section's threshold is :func:`gamma_threshold` of the training scores of the
     same machine type and section.
 

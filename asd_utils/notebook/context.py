@@ -39,16 +39,16 @@ PRETRAINED_STANDIN_CAVEAT = (
     "**Stand-in backbone pretrained by the compendium on synthetic audio.** No published checkpoint "
     "was configured, so the backbone is a small model of the same family that the compendium "
     "pretrained itself, with the family's own self-supervised objective, on the training and "
-    "supplemental clips of its synthetic dataset (notebook 08). Its numbers say nothing about the "
+    "supplemental clips of its synthetic dataset (notebook 07). Its numbers say nothing about the "
     "published model."
 )
 
 
 def backbone_provenances(backbone=None, untrained_backbone: bool = False) -> list[str]:
-    """Distinct provenances (``asd_utils.backbones.standins.PROVENANCES`` order) of ``backbone``:
+    """Distinct provenances (``asd_utils.backbones.provenance.PROVENANCES`` order) of ``backbone``:
     a ``Backbone``, a provenance string, or a list / tuple / set / dict (values) of them; the
     legacy flag ``untrained_backbone=True`` adds "untrained stand-in"."""
-    from asd_utils.backbones.standins import PROVENANCES, UNTRAINED, backbone_provenance
+    from asd_utils.backbones.provenance import PROVENANCES, UNTRAINED, backbone_provenance
 
     if backbone is None:
         items = []
@@ -67,12 +67,12 @@ def backbone_provenances(backbone=None, untrained_backbone: bool = False) -> lis
 def loud_warning(message: str) -> None:
     """Say something the reader must not miss (e.g. a paper-profile run that departs from the
     report): a highlighted block in the notebook and an ``ASD-WARNING: <message>`` line on stderr,
-    which ``asd_utils.runner`` repeats in its log after the notebook's line."""
+    which ``asd_utils.run.runner`` repeats in its log after the notebook's line."""
     import sys
 
     from IPython.display import Markdown, display
 
-    from asd_utils.runner import WARNING_PREFIX
+    from asd_utils.run.runner import WARNING_PREFIX
 
     text = " ".join(str(message).split())
     display(Markdown(f"> **WARNING.** {text}"))
@@ -117,7 +117,7 @@ class RunContext:
         """Short provenance note stored with every result row. ``backbone``: the backbone(s) behind
         the row or their provenance strings (see :func:`backbone_provenances`); a pretrained
         stand-in adds "stand-in pretrained by the compendium on synthetic audio"."""
-        from asd_utils.backbones.standins import STANDIN_PRETRAINED, UNTRAINED
+        from asd_utils.backbones.provenance import STANDIN_PRETRAINED, UNTRAINED
         from asd_utils.data import channel_note
 
         parts = ["synthetic data" if self.synthetic else f"data: {self.data_root.name}"]
@@ -134,7 +134,7 @@ class RunContext:
 
     def caveat_markdown(self, *, untrained_backbone: bool = False, backbone=None) -> str:
         """Markdown caveat to display above result tables (``backbone``: as in :meth:`note`)."""
-        from asd_utils.backbones.standins import STANDIN_PRETRAINED, UNTRAINED
+        from asd_utils.backbones.provenance import STANDIN_PRETRAINED, UNTRAINED
 
         provenances = backbone_provenances(backbone, untrained_backbone)
         parts = []
@@ -149,7 +149,7 @@ class RunContext:
     def record(self, system: str, table: pd.DataFrame, *, untrained_backbone: bool = False,
                backbone=None) -> Path:
         """Write a per-machine result table (``metrics.evaluate`` output) for ``system``."""
-        from asd_utils.results import write_results
+        from asd_utils.evaluation.results import write_results
 
         return write_results(
             table,
@@ -162,7 +162,7 @@ class RunContext:
 
     def submission_dir(self, system: str) -> Path:
         """Folder for one system's DCASE submission CSVs."""
-        from asd_utils.submission import submission_folder_name
+        from asd_utils.evaluation.submission import submission_folder_name
 
         path = self.results_dir / "submissions" / self.notebook / submission_folder_name(system)
         path.mkdir(parents=True, exist_ok=True)
@@ -175,7 +175,7 @@ class RunContext:
         On synthetic data (or with untrained stand-in backbones) a grey footer says so, so that a
         figure seen on its own is never mistaken for a report's result.
         """
-        from asd_utils.backbones.standins import STANDIN_PRETRAINED, UNTRAINED
+        from asd_utils.backbones.provenance import STANDIN_PRETRAINED, UNTRAINED
 
         provenances = backbone_provenances(backbone, untrained_backbone)
         caveats = []
@@ -191,7 +191,7 @@ class RunContext:
             fig._asd_caveat = True
         path = self.figures_dir / f"{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        from asd_utils.io_utils import atomic_path
+        from asd_utils.storage.atomic import atomic_path
 
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")

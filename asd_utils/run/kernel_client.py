@@ -57,6 +57,6 @@ class SlicedPollKernelClient(AsyncKernelClient):
 class RunnerKernelManager(AsyncKernelManager):
     """The kernel manager the runner gives papermill: its clients are :class:`SlicedPollKernelClient`."""
 
-    client_class = DottedObjectName("asd_utils.kernel_client.SlicedPollKernelClient")  # type: ignore[assignment]
+    client_class = DottedObjectName("asd_utils.run.kernel_client.SlicedPollKernelClient")  # type: ignore[assignment]
     # AsyncKernelManager declares the factory with a fixed default, so both traits are set
     client_factory = Type(SlicedPollKernelClient, klass=AsyncKernelClient)  # type: ignore[assignment]

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from asd_utils.features import log_mel, stack_frames
+from asd_utils.features.logmel import log_mel, stack_frames
 from asd_utils.training.trainer import build_optimizer
 
 DOMAINS = ("source", "target")
@@ -320,12 +320,13 @@ def fit_score_machine(
     "val_loss_history": [...]}`` (per-epoch training MSE and held-out validation MSE);
     training scores feed the gamma decision threshold and score normalisation.
     The fitted model is cached under ``cache_dir`` keyed by the config, the seed, the training
-    clips' content and the code (``asd_utils.io_utils.cache_key``), written atomically.
+    clips' content and the code (``asd_utils.storage.keys.cache_key``), written atomically.
     """
     from pathlib import Path
 
     from asd_utils.data import load_batch
-    from asd_utils.io_utils import atomic_path, cache_key, files_digest
+    from asd_utils.storage.atomic import atomic_path
+    from asd_utils.storage.keys import cache_key, files_digest
 
     train_paths = list(train_rows["path"])
     if n_samples is None:  # DCASE clips of one machine type share a length: take the first's
