@@ -16,11 +16,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("config", "paths", "device"),   # shared utilities (top-level modules)
     ("storage",),                    # atomic files, locks, cache keys, the one cache helper
     ("data", "signal"),              # read DCASE roots; signal analysis with no network
-    ("synth",),                      # the embedded synthetic dataset (written with data's layout)
     ("features",),                   # log-mel, Kaldi fbank, the noise-aware front end
     ("scoring", "evaluation"),       # kNN engine, k-means/GMM/Mahalanobis, ensembles; metrics, results
+    ("synth",),                      # the embedded synthetic dataset, its realism report, AUC per fault
+    ("training",),                   # model-agnostic: trainer, losses, augmentations, schedules, EMA, DDP
     ("backbones", "models"),         # pretrained encoders behind one interface; trainable nets
-    ("training",),                   # trainer, losses, augmentations, schedules, EMA, DDP
     ("pretrain",),                   # the compendium's pretrained stand-ins
     ("methods",),                    # one module per report, the baseline autoencoder, pseudo-labels
     ("notebook",),                   # what a notebook calls: run context, tour, explorer, plots

@@ -264,14 +264,14 @@ def test_train_and_embed_trains_on_root_aware_classes(tmp_path, monkeypatch):
 def test_paper_profile_warns_loudly_without_the_other_years(capsys):
     from asd_utils.config import load_config
     from asd_utils.methods import anopatch
-    from asd_utils.run.runner import WARNING_PREFIX
+    from asd_utils.notebook.context import WARNING_PREFIX, loud_warning
 
     paper = load_config("02_gisp_heu", "paper")
-    assert anopatch.warn_if_years_missing(paper, [], profile="paper") is True
+    warning = anopatch.missing_years_warning(paper, [], profile="paper")
+    assert warning.startswith("profile paper: EXTRA_TRAIN_ROOTS is empty") and "DCASE 2022-2025" in warning
+    loud_warning(warning)
     err = capsys.readouterr().err
-    assert err.startswith(WARNING_PREFIX + "profile paper: EXTRA_TRAIN_ROOTS is empty")
-    assert "DCASE 2022-2025" in err and err.count("\n") == 1  # one line, for the runner's log
-    assert anopatch.warn_if_years_missing(paper, ["/data/dcase2024t2"], profile="paper") is False
+    assert err == WARNING_PREFIX + warning + "\n"  # one line, for the runner's log
+    assert anopatch.missing_years_warning(paper, ["/data/dcase2024t2"], profile="paper") is None
     for profile in ("smoke", "default"):
-        assert anopatch.warn_if_years_missing(load_config("02_gisp_heu", profile), [], profile=profile) is False
-    assert capsys.readouterr().err == ""
+        assert anopatch.missing_years_warning(load_config("02_gisp_heu", profile), [], profile=profile) is None

@@ -21,7 +21,8 @@ from asd_utils.data import (
     two_channel_root,
     use_channel,
 )
-from asd_utils.data.channels import far_channel_noise, from_two_channels
+from asd_utils.data.audio import far_channel_noise
+from asd_utils.data.channels import from_two_channels
 from asd_utils.data.layout import write_layout_marker
 from asd_utils.signal.noise_aware import denoise_near
 

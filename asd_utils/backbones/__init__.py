@@ -21,7 +21,12 @@ from pathlib import Path
 import torch
 
 from asd_utils.backbones.base import Backbone
+from asd_utils.backbones.beats import build_beats
+from asd_utils.backbones.eat import build_eat
 from asd_utils.backbones.errors import PUBLISHED_AT, CheckpointError, checkpoint_error
+from asd_utils.backbones.hf_speech import build_hf_speech
+from asd_utils.backbones.provenance import read_standin_marker
+from asd_utils.device import resolve_device
 
 __all__ = [
     "BACKBONE_NAMES", "Backbone", "CheckpointError", "configured_size_and_layer", "load_backbone", "PUBLISHED_AT",
@@ -63,7 +68,6 @@ def load_backbone(
     ``CheckpointError`` for any checkpoint problem (missing file, wrong format, wrong size,
     mismatched weights), naming the file and where the official weights are published.
     """
-    from asd_utils.device import resolve_device
 
     if name not in BACKBONE_NAMES:
         raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONE_NAMES)}")
@@ -75,22 +79,18 @@ def load_backbone(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if name == "beats":
-            from asd_utils.backbones.beats import build_beats
 
             model = build_beats(checkpoint, size=size, device=device, **kwargs)
         elif name == "eat":
-            from asd_utils.backbones.eat import build_eat
 
             model = build_eat(checkpoint, size=size, device=device, seed=seed, **kwargs)
         else:
-            from asd_utils.backbones.hf_speech import build_hf_speech
 
             model = build_hf_speech(name, checkpoint, size=size, device=device, **kwargs)
     if checkpoint is None:
         model.init_seed = seed
     elif not model.pretrained:  # defensive: a checkpoint must never give random weights
         raise checkpoint_error(name, checkpoint, "was given but the model reports random weights")
-    from asd_utils.backbones.provenance import read_standin_marker
 
     # a stand-in pretrained by the compendium says so (provenance.backbone_provenance)
     model.standin_marker = read_standin_marker(checkpoint)
@@ -107,7 +107,6 @@ def configured_size_and_layer(section: dict, checkpoint) -> tuple[str, int]:
     (``asd_utils.pretrain.standins.standin_checkpoint``) is read at the stand-in ``layer``, with the size it was
     pretrained at (recorded in its marker).
     """
-    from asd_utils.backbones.provenance import read_standin_marker
 
     marker = read_standin_marker(checkpoint) if checkpoint else None
     if marker is not None:

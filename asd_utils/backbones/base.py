@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from asd_utils.backbones.provenance import STANDIN_PRETRAINED
+
 
 class Backbone(nn.Module):
     """Base class: a pretrained-style audio encoder that exposes all its hidden states.
@@ -30,7 +32,6 @@ class Backbone(nn.Module):
     def describe(self) -> str:
         """One line for tables and figure captions, e.g. 'beats-base (untrained stand-in)'."""
         if getattr(self, "standin_marker", None):
-            from asd_utils.backbones.provenance import STANDIN_PRETRAINED
 
             origin = STANDIN_PRETRAINED
         else:

@@ -50,6 +50,8 @@ from torch import nn
 from asd_utils.backbones.base import Backbone
 from asd_utils.backbones.errors import CheckpointError, check_state_dict_keys, checkpoint_error
 from asd_utils.features.fbank import beats_fbank
+from asd_utils.storage.atomic import atomic_path
+from asd_utils.storage.keys import file_sha256
 
 __all__ = [
     "BEATS_SIZES",
@@ -473,7 +475,6 @@ class BEATs(Backbone):
 # -- checkpoints ---------------------------------------------------------------------------------
 def save_beats_checkpoint(model: BEATs, path: str | Path) -> Path:
     """Write ``{"cfg": dict, "model": state dict[, "label_dict": ...]}``, the official format."""
-    from asd_utils.storage.atomic import atomic_path
 
     payload: dict[str, Any] = {"cfg": model.cfg.to_dict(), "model": model.official_state_dict()}
     if model.label_dict is not None:
@@ -545,7 +546,6 @@ def build_beats(
         model = BEATs(cfg, size=size)
         return model.to(device).eval()
 
-    from asd_utils.storage.keys import file_sha256
 
     path = Path(checkpoint).expanduser()
     cfg, state, label_dict = _read_checkpoint(path)

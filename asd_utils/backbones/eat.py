@@ -44,15 +44,20 @@ rule (``DROP_RULES``), and the rest must match the model exactly.
 
 from __future__ import annotations
 
+import argparse
+import collections
 import json
 import pickle
 import re
+import typing
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from asd_utils.backbones.base import Backbone
@@ -314,11 +319,7 @@ _EAT_CONFIG_ENUMS = re.compile(
 
 def _real_safe_globals() -> dict[str, Any]:
     """Harmless globals allowed as themselves (plain containers and numpy scalars)."""
-    import argparse
-    import collections
-    import typing
 
-    import numpy as np
 
     allowed: dict[str, Any] = {
         "argparse.Namespace": argparse.Namespace,
@@ -494,7 +495,6 @@ def _read_hf_state(path: Path, name: str) -> tuple[dict[str, torch.Tensor], dict
     else:
         weights = path
     if weights.suffix == ".safetensors":
-        from safetensors.torch import load_file
 
         try:
             state = load_file(str(weights), device="cpu")
@@ -658,7 +658,6 @@ def save_eat_hf(
 ) -> Path:
     """Write ``model`` in the released Hugging Face layout (``model.safetensors`` with ``model.``
     keys + ``config.json``); used by tests and for exporting fine-tuned encoders."""
-    from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -32,11 +32,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from asd_utils.backbones.pooling import cls_pool, genrep_pool, max_pool, mean_pool
+from asd_utils.data import fix_length, load_audio, load_batch
 from asd_utils.device import autocast_context, resolve_device
 from asd_utils.storage.atomic import atomic_save_npz
 from asd_utils.storage.keys import cache_key, files_digest
+from asd_utils.training import distributed as dist_utils
 
 __all__ = [
     "extract_layer_embeddings",
@@ -178,7 +181,6 @@ def _normalise_layers(layers: Sequence[int] | int, num_layers: int) -> list[int]
 
 def _batches(kind: str, clips, batch_size: int, clip_samples: int | None, fix_mode: str, sample_rate: int):
     """Yield (batch, samples) float32 numpy arrays."""
-    from asd_utils.data import fix_length, load_audio, load_batch
 
     if kind == "paths":
         paths = list(clips)
@@ -299,9 +301,7 @@ def extract_layer_embeddings(
     was_training = backbone.training
     backbone.eval()
     outputs: dict[int, list[np.ndarray]] = {layer: [] for layer in layer_list}
-    from tqdm.auto import tqdm
 
-    from asd_utils.training import distributed as dist_utils
 
     local_clips = paths_or_waves
     if dist_utils.is_distributed():

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
+from huggingface_hub import try_to_load_from_cache
 
 from asd_utils.backbones.base import Backbone
 from asd_utils.backbones.errors import checkpoint_error
@@ -75,7 +77,6 @@ ALLOWED_EXTRA_PREFIXES = (
 
 
 def _classes(name: str):
-    import transformers
 
     config_name, model_name, model_type = HF_FAMILIES[name]
     return getattr(transformers, config_name), getattr(transformers, model_name), model_type
@@ -118,7 +119,6 @@ def _resolve_folder(name: str, checkpoint: str | Path, cache_dir: str | Path | N
         return path
     text = str(checkpoint)
     if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", text):
-        from huggingface_hub import try_to_load_from_cache
 
         cache = None if cache_dir is None else str(cache_dir)
         found = try_to_load_from_cache(text, "config.json", cache_dir=cache)

@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.lora import LoraLayer
 from torch import nn
 
 __all__ = [
@@ -91,7 +93,6 @@ def apply_lora(
     e.g. ``["q_proj", "v_proj"]``); None picks ``DEFAULT_TARGETS[backbone.name]``.
     Returns the same object; afterwards only ``lora_A``/``lora_B`` weights require grad.
     """
-    from peft import LoraConfig, inject_adapter_in_model
 
     if int(rank) <= 0:
         raise ValueError(f"apply_lora: rank must be a positive integer, got {rank!r}")
@@ -129,7 +130,6 @@ def merge_lora(model: nn.Module) -> nn.Module:
     The merged model computes the same function (up to float rounding) with plain ``nn.Linear``
     layers; returns ``model``.
     """
-    from peft.tuners.lora import LoraLayer
 
     wrapped = [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLayer)]
     for name, module in wrapped:

@@ -7,13 +7,16 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import librosa
 import numpy as np
+import soundfile as sf
+from tqdm.auto import tqdm
 
 from asd_utils.data import layout
 from asd_utils.data.channels import from_two_channels
 from asd_utils.data.errors import DataError
 
-__all__ = ["load_audio", "fix_length", "load_batch", "FIX_LENGTH_MODES"]
+__all__ = ["load_audio", "fix_length", "load_batch", "far_channel_noise", "FIX_LENGTH_MODES"]
 
 FIX_LENGTH_MODES = ("tile", "pad", "crop")
 
@@ -90,7 +93,6 @@ def load_audio(
             another rate, or, in a 2026 root, not exactly two channels; the message names the
             file and what was expected.
     """
-    import soundfile as sf
 
     path = Path(path)
     if not path.is_file():
@@ -123,7 +125,6 @@ def load_audio(
     if not np.all(np.isfinite(wave)):
         raise DataError(f"{path}: audio holds NaN or infinite samples; expected finite samples")
     if int(orig_sr) != int(sample_rate):
-        import librosa
 
         warnings.warn(
             f"{path}: sample rate {orig_sr} Hz, resampling to {sample_rate} Hz",
@@ -185,7 +186,6 @@ def load_batch(
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
 
         bar = tqdm(total=len(paths), desc="loading audio", unit="clip")
     try:
@@ -204,3 +204,22 @@ def load_batch(
         if bar is not None:
             bar.close()
     return out
+
+
+def far_channel_noise(paths, *, n_samples: int, sample_rate: int = 16000) -> np.ndarray:
+    """The far channels of two-channel clips as noise sources, whatever the run's setting.
+
+    For report 002's supplemental mixing on DCASE 2026 data, which has no noise-only supplemental
+    clips: the far microphone is mostly factory, so its channel of the training clips can stand in
+    for them (e.g. ``asd_utils.training.noise_mix.NoiseMixer(far_channel_noise(paths, n_samples=T))``).
+    It still holds some machine sound, attenuated: mixing it in also adds a faint delayed copy.
+
+    Returns ``(N, n_samples)`` float32; DataError naming a clip that is not in a 2026 root.
+    """
+
+    paths = [str(p) for p in paths]
+    mono = [p for p in paths if not layout.is_two_channel_layout(p)]
+    if mono:
+        raise DataError(f"{mono[0]}: not in a two-channel DCASE 2026 root; expected clips whose far channel can "
+                        f"serve as noise ({len(mono)} such clip(s))")
+    return load_batch(paths, sample_rate=sample_rate, n_samples=n_samples, channel="far")

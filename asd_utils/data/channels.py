@@ -26,9 +26,11 @@ from collections.abc import Iterator
 import numpy as np
 
 from asd_utils.data.errors import DataError
+from asd_utils.data.layout import is_two_channel_layout
+from asd_utils.signal.noise_aware import denoise_near
 
 __all__ = ["CHANNELS", "CHANNEL_ENV", "DEFAULT_CHANNEL", "check_channel", "current_channel", "use_channel",
-           "from_two_channels", "channel_note", "far_channel_noise"]
+           "from_two_channels", "channel_note"]
 
 CHANNELS = ("near", "far", "mean", "noise_aware")
 CHANNEL_ENV = "ASD_CHANNEL"
@@ -91,7 +93,6 @@ def from_two_channels(data: np.ndarray, channel: str | None = None, *, name: str
     elif channel == "mean":
         wave = data.mean(axis=1)
     else:
-        from asd_utils.signal.noise_aware import denoise_near
 
         wave = denoise_near(data[:, 0], data[:, 1])
     return np.ascontiguousarray(wave, dtype=np.float32)
@@ -101,31 +102,9 @@ def channel_note(paths, channel: str | None = None) -> str:
     """The words a result note gets for the clips ``paths`` (an iterable of clip paths): e.g.
     ``"channel near of two-channel DCASE 2026 clips"`` when one of them lies in a 2026 root,
     ``""`` otherwise (mono clips have no channel to state)."""
-    from asd_utils.data.layout import is_two_channel_layout
 
     channel = check_channel(channel) if channel is not None else current_channel()
     for path in paths:
         if is_two_channel_layout(path):
             return f"channel {channel} of two-channel DCASE 2026 clips"
     return ""
-
-
-def far_channel_noise(paths, *, n_samples: int, sample_rate: int = 16000) -> np.ndarray:
-    """The far channels of two-channel clips as noise sources, whatever the run's setting.
-
-    For report 002's supplemental mixing on DCASE 2026 data, which has no noise-only supplemental
-    clips: the far microphone is mostly factory, so its channel of the training clips can stand in
-    for them (e.g. ``asd_utils.training.noise_mix.NoiseMixer(far_channel_noise(paths, n_samples=T))``).
-    It still holds some machine sound, attenuated: mixing it in also adds a faint delayed copy.
-
-    Returns ``(N, n_samples)`` float32; DataError naming a clip that is not in a 2026 root.
-    """
-    from asd_utils.data.audio import load_batch
-    from asd_utils.data.layout import is_two_channel_layout
-
-    paths = [str(p) for p in paths]
-    mono = [p for p in paths if not is_two_channel_layout(p)]
-    if mono:
-        raise DataError(f"{mono[0]}: not in a two-channel DCASE 2026 root; expected clips whose far channel can "
-                        f"serve as noise ({len(mono)} such clip(s))")
-    return load_batch(paths, sample_rate=sample_rate, n_samples=n_samples, channel="far")

@@ -18,10 +18,13 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import warnings
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+from tqdm.auto import tqdm
 
 from asd_utils.data.audio import load_audio
 from asd_utils.data.errors import DataError
@@ -34,7 +37,6 @@ _PCM_SUBTYPES = {"PCM_U8", "PCM_S8", "PCM_16", "PCM_24", "PCM_32"}
 
 def _convert_wav(source: Path, target: Path, sample_rate: int) -> str:
     """Write ``source`` as mono at ``sample_rate`` to ``target``; returns what was done."""
-    import soundfile as sf
 
     try:
         info = sf.info(str(source))
@@ -44,7 +46,6 @@ def _convert_wav(source: Path, target: Path, sample_rate: int) -> str:
         with atomic_path(target) as tmp:
             shutil.copyfile(source, tmp)
         return "copied"
-    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the resampling notice: this is the conversion asked for
@@ -76,7 +77,6 @@ def convert_tree(source: str | Path, target: str | Path, *, sample_rate: int = 1
     counts: Counter = Counter(converted=0, copied=0)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
 
         bar = tqdm(total=len(files), desc="converting", unit="file")
     try:

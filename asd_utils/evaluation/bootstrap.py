@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -494,7 +495,6 @@ def interval_plot(intervals: pd.DataFrame, *, label: str = "label", title: str =
     intervals: rows with ``official_score, ci_low, ci_high`` and a ``label`` column (fractions;
     shown in percent). Returns the figure.
     """
-    import matplotlib.pyplot as plt
 
     frame = intervals.sort_values("official_score").reset_index(drop=True)
     longest = max((len(str(v)) for v in frame[label]), default=10)
@@ -519,7 +519,6 @@ def prob_better_plot(matrix: pd.DataFrame, *, level: float = 0.95, title: str = 
     carry their value in bold; the others are printed faint (not at all beyond 20 systems):
     differences the test set cannot tell apart. Returns the figure.
     """
-    import matplotlib.pyplot as plt
 
     values = matrix.to_numpy(dtype=np.float64)
     n = len(matrix)

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
 MAX_FPR = 0.1
@@ -163,7 +164,6 @@ def evaluate(test_index: pd.DataFrame, scores, *, max_fpr: float = MAX_FPR) -> p
 def _rank_auc(normal: np.ndarray, anomalous: np.ndarray) -> float:
     """ROC AUC of anomalous above normal scores by the Mann-Whitney rank sum (ties count one half,
     as ``roc_auc_score``); (n,) and (m,) float arrays, both non-empty."""
-    from scipy.stats import rankdata
 
     ranks = rankdata(np.concatenate([normal, anomalous]))
     m, n = len(anomalous), len(normal)

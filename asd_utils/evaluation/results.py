@@ -8,14 +8,18 @@ duplicate. Writes are atomic (:mod:`asd_utils.storage.keys`).
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from asd_utils.evaluation.bootstrap import bootstrap_results_dir
 from asd_utils.evaluation.metrics import METRICS, hmean, official_score
+from asd_utils.paths import project_root
 from asd_utils.paths import results_dir as _results_dir
 from asd_utils.storage.atomic import atomic_write_csv
 
@@ -105,7 +109,6 @@ def write_results(
 def note_channel(note: str) -> str | None:
     """The channel setting a results ``note`` states (``"channel near of two-channel DCASE 2026
     clips"`` -> ``"near"``, see ``asd_utils.data.channel_note``), or None (mono data)."""
-    import re
 
     found = re.search(r"\bchannel (\w+) of two-channel", str(note))
     return found.group(1) if found else None
@@ -152,7 +155,6 @@ def bootstrap_intervals(
     ``atol``, i.e. the interval is about the very clips the reported score was computed on; other
     systems (no submission files, clips missing, ground truth the clip names do not carry) get NaN.
     """
-    from asd_utils.evaluation.bootstrap import bootstrap_results_dir
 
     columns = ["notebook", "system", "ci_low", "ci_high"]
     if tidy is None:
@@ -280,9 +282,7 @@ def missing_notebooks(tidy: pd.DataFrame, notebook_folder: str | os.PathLike | N
     """Numbered notebooks that record results (their code calls ``ctx.record`` or
     ``write_results``) but have no rows in ``tidy``: the ones that have not run for this profile /
     output folder. ``exclude``: notebook stems to skip (e.g. the calling notebook)."""
-    import json
 
-    from asd_utils.paths import project_root
 
     folder = Path(notebook_folder) if notebook_folder is not None else project_root() / "notebooks"
     ran = {str(n) for n in tidy["notebook"].unique()} if len(tidy) else set()

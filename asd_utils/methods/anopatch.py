@@ -20,13 +20,26 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from asd_utils.backbones import configured_size_and_layer, load_backbone
+from asd_utils.backbones.embeddings import backbone_identity
+from asd_utils.backbones.provenance import is_standin_checkpoint
+from asd_utils.data import DataError, discover, fix_length, load_audio, load_batch
+from asd_utils.scoring.scorers import KNNScorer, fit_scores_from_training
+from asd_utils.storage.atomic import atomic_save_npz
+from asd_utils.storage.keys import cache_key, files_digest
+from asd_utils.training import Trainer, build_class_labels, build_optimizer, seed_everything
+from asd_utils.training.labels import ROOT_COLUMN, pool_roots
+from asd_utils.training.losses import ArcFace
 
 __all__ = ["AttentiveStatsPool", "AnoPatchModel", "WaveDataset", "finetune", "embed_paths", "build_model",
            "train_and_embed", "score_machines", "extra_training_index", "pooled_training_index", "MAIN_ROOT",
-           "warn_if_years_missing", "training_run_dir"]
+           "missing_years_warning", "training_run_dir"]
 
 MAIN_ROOT = "main"  # root name of the notebook's own DATA_ROOT in pooled class names
 
@@ -113,14 +126,12 @@ class WaveDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        from asd_utils.data import load_audio
 
         wave = load_audio(self.paths[i], sample_rate=self.sample_rate)
         if self.random_crop and len(wave) > self.clip_samples:
             start = int(self.rng.integers(0, len(wave) - self.clip_samples + 1))
             wave = wave[start:start + self.clip_samples]
         else:
-            from asd_utils.data import fix_length
 
             wave = fix_length(wave, self.clip_samples)
         label = -1 if self.labels is None else int(self.labels[i])
@@ -140,7 +151,6 @@ def finetune(model: AnoPatchModel, loss_fn: nn.Module, paths: Sequence[str], lab
     (default: same lr) is used for the backbone through a second parameter group.
     Returns the trainer's per-epoch history.
     """
-    from asd_utils.training import Trainer
 
     if freeze_backbone:
         for p in model.backbone.parameters():
@@ -160,7 +170,6 @@ def finetune(model: AnoPatchModel, loss_fn: nn.Module, paths: Sequence[str], lab
         head = [p for p in trainable if id(p) not in backbone_ids]
         body = [p for p in trainable if id(p) in backbone_ids]
         groups = [{"params": head, "lr": opt.get("lr", 1e-3)}, {"params": body, "lr": float(backbone_lr)}]
-        from asd_utils.training import build_optimizer
 
         name = opt.pop("name", "adam")
         opt.pop("lr", None)
@@ -174,13 +183,11 @@ def finetune(model: AnoPatchModel, loss_fn: nn.Module, paths: Sequence[str], lab
 def embed_paths(model: AnoPatchModel, paths: Sequence[str], *, clip_samples: int, batch_size: int = 16,
                 device: str | torch.device = "cpu", progress: bool = True, desc: str = "embed") -> np.ndarray:
     """(N,) WAV paths -> (N, emb_dim) float64 embeddings (model in eval mode, first ``clip_samples``)."""
-    from asd_utils.data import load_batch
 
     model.eval().to(device)
     out = []
     starts = range(0, len(paths), batch_size)
     if progress:
-        from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc=desc, leave=False)
     for start in starts:
@@ -205,8 +212,6 @@ def build_model(cfg: dict, *, checkpoint: str | None, clip_samples: int, device=
     an untrained one, or a pretrained stand-in (``standins.is_standin_checkpoint``; its positional
     table covers up to 1024 frames, a longer clip raises ``CheckpointError``); with a published
     checkpoint the checkpoint's own length is kept."""
-    from asd_utils.backbones import configured_size_and_layer, load_backbone
-    from asd_utils.backbones.provenance import is_standin_checkpoint
 
     size, layer = configured_size_and_layer(cfg, checkpoint)
     kwargs = {}
@@ -230,10 +235,7 @@ def extra_training_index(roots: Sequence[str | Path]):
     folder name gets ``#2``, ``#3``, ...). A root without training clips raises a ``DataError``
     naming it. Returns one DataFrame (empty, with the column, for no roots).
     """
-    import pandas as pd
 
-    from asd_utils.data import DataError, discover
-    from asd_utils.training.labels import ROOT_COLUMN
 
     frames, used = [], {MAIN_ROOT}
     for root in roots:
@@ -254,20 +256,16 @@ def extra_training_index(roots: Sequence[str | Path]):
     return pd.concat(frames, ignore_index=True)
 
 
-def warn_if_years_missing(cfg: dict, extra_roots: Sequence[str | Path] | None, *, profile: str) -> bool:
-    """Warn loudly (``asd_utils.notebook.context.loud_warning``: in the notebook and in the runner's log)
-    when the config expects other DCASE years for fine-tuning (``expect_extra_train_roots``, true
-    in the ``paper`` profile: the report pools the 2022-2025 development sets) and none are given.
-    Returns whether it warned."""
+def missing_years_warning(cfg: dict, extra_roots: Sequence[str | Path] | None, *, profile: str) -> str | None:
+    """The warning a notebook must show loudly (``asd_utils.notebook.context.loud_warning``: in the
+    notebook and in the runner's log) when the config expects other DCASE years for fine-tuning
+    (``expect_extra_train_roots``, true in the ``paper`` profile: the report pools the 2022-2025
+    development sets) and none are given; None otherwise."""
     if not cfg.get("expect_extra_train_roots") or extra_roots:
-        return False
-    from asd_utils.notebook import context
-
-    context.loud_warning(
-        f"profile {profile}: EXTRA_TRAIN_ROOTS is empty, so System 3 (AnoPatch) is fine-tuned on DATA_ROOT "
-        "alone; the report fine-tunes it on the DCASE 2022-2025 development sets pooled. Set EXTRA_TRAIN_ROOTS "
-        "to the 2022-2024 roots to reproduce it; without them System 3 and System 4 are not the report's systems.")
-    return True
+        return None
+    return (f"profile {profile}: EXTRA_TRAIN_ROOTS is empty, so System 3 (AnoPatch) is fine-tuned on DATA_ROOT "
+            "alone; the report fine-tunes it on the DCASE 2022-2025 development sets pooled. Set EXTRA_TRAIN_ROOTS "
+            "to the 2022-2024 roots to reproduce it; without them System 3 and System 4 are not the report's systems.")
 
 
 def pooled_training_index(train_index, extra_train_index=None):
@@ -279,7 +277,6 @@ def pooled_training_index(train_index, extra_train_index=None):
     extra ones keep their ``ROOT_COLUMN`` (``"extra"`` when they have none), and ``root_column``
     is ``ROOT_COLUMN`` -- so ``slider|00|noAttribute|source`` of 2024 and of 2025 become two classes.
     """
-    from asd_utils.training.labels import ROOT_COLUMN, pool_roots
 
     if extra_train_index is None or len(extra_train_index) == 0:
         return train_index.reset_index(drop=True), None
@@ -303,8 +300,6 @@ def training_run_dir(cache_dir: str | Path | None, cfg: dict, *, paths: Sequence
     untrained stand-in, a pretrained stand-in and a published checkpoint never share a run."""
     if cache_dir is None:
         return None
-    from asd_utils.backbones.embeddings import backbone_identity
-    from asd_utils.storage.keys import cache_key, files_digest
 
     # the checkpoint enters through the backbone's identity (its sha256), never through its path
     key = cache_key({"cfg": cfg, "clips": files_digest(paths), "pretrained": checkpoint is not None,
@@ -327,10 +322,6 @@ def train_and_embed(cfg: dict, train_index, embed_index, *, checkpoint: str | No
     resumes the finished run (no training) and reuses cached embeddings.
     Returns ``(embeddings (len(embed_index), emb_dim), model, history)``.
     """
-    from asd_utils.storage.atomic import atomic_save_npz
-    from asd_utils.storage.keys import cache_key, files_digest
-    from asd_utils.training import build_class_labels, seed_everything
-    from asd_utils.training.losses import ArcFace
 
     fit_index, root_column = pooled_training_index(train_index, extra_train_index)
     labels, classes = build_class_labels(fit_index, cfg["class_keys"], root_column=root_column)
@@ -369,7 +360,6 @@ def score_machines(index, embeddings: np.ndarray, *, knn: dict, progress: bool =
     Returns ``(test_index, test_scores, train_index, train_scores)``; training scores are
     leave-one-out (``asd_utils.scoring.scorers.fit_scores_from_training``).
     """
-    from asd_utils.scoring.scorers import KNNScorer, fit_scores_from_training
 
     index = index.reset_index(drop=True)
     is_test = (index["split"] == "test").to_numpy()
@@ -383,7 +373,6 @@ def score_machines(index, embeddings: np.ndarray, *, knn: dict, progress: bool =
     section = index["section"].astype(str).to_numpy()
     groups = sorted(set(zip(machine[is_train], section[is_train])))
     if progress:
-        from tqdm.auto import tqdm
 
         groups = tqdm(groups, desc="AnoPatch kNN", leave=False)
     for m, s in groups:

@@ -28,13 +28,19 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import soundfile
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from asd_utils.data import load_batch
 from asd_utils.features.logmel import log_mel, stack_frames
+from asd_utils.storage.atomic import atomic_path
+from asd_utils.storage.keys import cache_key, files_digest
 from asd_utils.training.trainer import build_optimizer
 
 DOMAINS = ("source", "target")
@@ -322,15 +328,10 @@ def fit_score_machine(
     The fitted model is cached under ``cache_dir`` keyed by the config, the seed, the training
     clips' content and the code (``asd_utils.storage.keys.cache_key``), written atomically.
     """
-    from pathlib import Path
 
-    from asd_utils.data import load_batch
-    from asd_utils.storage.atomic import atomic_path
-    from asd_utils.storage.keys import cache_key, files_digest
 
     train_paths = list(train_rows["path"])
     if n_samples is None:  # DCASE clips of one machine type share a length: take the first's
-        import soundfile
 
         n_samples = soundfile.info(train_paths[0]).frames
     key = cache_key({"config": asdict(config), "seed": seed, "n_samples": n_samples,
@@ -380,7 +381,6 @@ def run_autoencoder_baseline(
     val_loss)}`` (training and held-out validation MSE per epoch) with rows
     aligned to the returned ``test_index`` / ``train_index``.
     """
-    import pandas as pd
 
     train_index = index[index["split"] == "train"].reset_index(drop=True)
     test_index = index[index["split"] == "test"].reset_index(drop=True)

@@ -31,6 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asd_utils.backbones import PUBLISHED_AT, CheckpointError
+from asd_utils.backbones.pooling import mean_pool
+from asd_utils.methods.pipeline import classification_accuracy, embed, make_loader
+from asd_utils.training import Trainer, seed_everything
+from asd_utils.training.losses import SubClusterAdaCos, soft_targets
+
 __all__ = [
     "DISPLAY_NAMES",
     "FineTuneModel",
@@ -63,7 +69,6 @@ class LinearHead(nn.Module):
         return self.linear(embeddings.float())
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        from asd_utils.training.losses import soft_targets
 
         targets = soft_targets(labels, self.n_classes).to(embeddings.device)
         return -(targets * F.log_softmax(self.logits(embeddings), dim=1)).sum(dim=1).mean()
@@ -75,7 +80,6 @@ def build_head(kind: str, n_classes: int, dim: int, *, n_subclusters: int = 16) 
     if kind == "linear":
         return LinearHead(n_classes, dim)
     if kind == "subcluster_adacos":
-        from asd_utils.training.losses import SubClusterAdaCos
 
         return SubClusterAdaCos(n_classes, int(n_subclusters), int(dim))
     raise ValueError(f"unknown head {kind!r}; expected 'linear' or 'subcluster_adacos'")
@@ -92,7 +96,6 @@ class FineTuneModel(nn.Module):
         self.dim = int(backbone.dim)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        from asd_utils.backbones.pooling import mean_pool
 
         return mean_pool(self.backbone.hidden_states(waves)[self.layer])
 
@@ -146,8 +149,6 @@ def finetune(backbone: nn.Module, waves: np.ndarray, labels: np.ndarray, n_class
     batch order, mixup draws). ``checkpoint_dir`` (e.g. ``pipeline.training_run_dir(...)``): save
     checkpoints there and resume from them; a finished run is restored without training.
     """
-    from asd_utils.methods.pipeline import classification_accuracy, embed, make_loader
-    from asd_utils.training import Trainer, seed_everything
 
     seed_everything(seed)
     model = FineTuneModel(backbone, int(cfg.get("layer", -1)))
@@ -177,7 +178,6 @@ def require_checkpoints(checkpoints: Mapping[str, object], names: Sequence[str])
     """Raise ``asd_utils.backbones.CheckpointError`` naming every backbone of ``names`` whose
     checkpoint is missing (None/empty) in ``checkpoints`` ({name: path}); the paper profile needs
     the real weights."""
-    from asd_utils.backbones import PUBLISHED_AT, CheckpointError
 
     missing = [n for n in names if checkpoints.get(n) in (None, "")]
     if missing:

@@ -42,9 +42,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
+from tqdm.auto import tqdm
+
+from asd_utils.backbones.embeddings import extract_layer_embeddings
+from asd_utils.data import load_batch
+from asd_utils.features.logmel import log_mel
+from asd_utils.scoring.scorers import weighted_ensemble
+from asd_utils.storage.atomic import atomic_save_npz
+from asd_utils.storage.keys import cache_key, files_digest
 
 __all__ = [
     "gwrp_weights",
@@ -129,7 +138,6 @@ def audio_statistics(waves: np.ndarray | torch.Tensor, *, sample_rate: int = 160
     Returns (batch, n_mels + len(time_quantiles) + 1) float64: ``[TWFR (n_mels), energy quantiles,
     energy std]``.
     """
-    from asd_utils.features.logmel import log_mel
 
     mel = log_mel(torch.as_tensor(waves, dtype=torch.float32), sample_rate=sample_rate, n_fft=n_fft,
                   hop_length=hop_length, n_mels=n_mels)
@@ -147,8 +155,6 @@ def extract_audio_statistics(paths: Sequence[str], *, clip_samples: int | None, 
     ``asd_utils.data.load_batch``); cache_dir: folder for an ``.npz`` keyed by the files' content,
     the options and the code (``asd_utils.storage.keys.cache_key``). Returns (N, n_features) float64.
     """
-    from asd_utils.storage.atomic import atomic_save_npz
-    from asd_utils.storage.keys import cache_key, files_digest
 
     paths = [str(p) for p in paths]
     cache_path = None
@@ -160,13 +166,11 @@ def extract_audio_statistics(paths: Sequence[str], *, clip_samples: int | None, 
         if cache_path.exists():
             with np.load(cache_path) as data:
                 return data["features"]
-    from asd_utils.data import load_batch
 
     sample_rate = int(stat_kwargs.get("sample_rate", 16000))
     chunks = []
     starts = range(0, len(paths), batch_size)
     if progress:
-        from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc=desc, leave=False)
     for start in starts:
@@ -555,7 +559,6 @@ def extract_frontend(backbone, index, *, layer: int, clip_samples: int, audio_fe
     clip_samples: samples per clip. Returns ``(embeddings (N, 8 * dim), audio (N, F))`` float64.
     Both are cached under ``cache_dir`` (keyed by files, model and options).
     """
-    from asd_utils.backbones.embeddings import extract_layer_embeddings
 
     paths = index["path"].astype(str).tolist()
     emb = extract_layer_embeddings(backbone, paths, layers=[int(layer)], pooling="genrep",
@@ -599,7 +602,6 @@ def score_machines(index, embeddings: np.ndarray, audio: np.ndarray, *, knn: dic
     kind = index["supplemental_kind"].astype(object) if "supplemental_kind" in index else None
     groups = _group_keys(index)
     if progress:
-        from tqdm.auto import tqdm
 
         groups = tqdm(groups, desc=name, leave=False)
     machine = index["machine"].astype(str).to_numpy()
@@ -648,7 +650,6 @@ def ensemble_by_machine(systems: Sequence[SystemScores], weights: Sequence[float
 
     All systems must share the same test and training rows (same order; checked on ``path``).
     """
-    from asd_utils.scoring.scorers import weighted_ensemble
 
     first = systems[0]
     for other in systems[1:]:
@@ -674,7 +675,6 @@ def clip_samples_of(index, seconds: float | None, sample_rate: int = 16000) -> i
     training clip of ``index`` (DCASE clips of one dataset share their length)."""
     if seconds:
         return int(round(float(seconds) * sample_rate))
-    import soundfile as sf
 
     first = index[index["split"] == "train"]["path"].iloc[0]
     info = sf.info(str(first))

@@ -59,6 +59,9 @@ from asd_utils.methods.pipeline import (  # noqa: F401
     split_index,
     training_run_dir,
 )
+from asd_utils.models import ThreeSubNetwork
+from asd_utils.training import Trainer, seed_everything
+from asd_utils.training.crops import make_crop_loader
 
 __all__ = [
     "CLASS_KEYS",
@@ -114,8 +117,6 @@ def build_three_subnet_training(waves: np.ndarray, labels: np.ndarray, n_classes
     ``trainer.fit(loader, until_epoch=e)`` stops after ``e`` (benchmarks probe the embedding
     during training this way).
     """
-    from asd_utils.models import ThreeSubNetwork
-    from asd_utils.training import Trainer, seed_everything
 
     sample_rate = int(cfg.get("sample_rate", 16000))
     seed_everything(seed)
@@ -132,7 +133,6 @@ def build_three_subnet_training(waves: np.ndarray, labels: np.ndarray, n_classes
                       ema_decay=cfg.get("ema_decay"), max_grad_norm=cfg.get("max_grad_norm"), seed=seed,
                       progress=progress, checkpoint_dir=checkpoint_dir, config={"system": "three_subnet"})
     if waves.shape[1] > model.n_samples:  # whole clips: a fresh random window per clip and epoch
-        from asd_utils.training.crops import make_crop_loader
 
         loader = make_crop_loader(waves, labels, crop_samples=model.n_samples, batch_size=int(cfg["batch_size"]),
                                   seed=seed)

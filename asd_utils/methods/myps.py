@@ -35,7 +35,10 @@ threshold or choice here.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +48,22 @@ import pandas as pd
 import torch
 from torch import nn
 
+from asd_utils.backbones import configured_size_and_layer, load_backbone
+from asd_utils.backbones.embeddings import backbone_identity
+from asd_utils.backbones.lora import configure_finetuning
+from asd_utils.backbones.provenance import is_standin_checkpoint
+from asd_utils.evaluation.submission import decision_file_name
+from asd_utils.methods.pipeline import SectionScores, combine, score_sections, training_run_dir
 from asd_utils.scoring.scorers import KNNScorer
+from asd_utils.signal.bearing import estimate_geometry
+from asd_utils.signal.mechanism import IndicatorExtractor, MechanismScorer
+from asd_utils.storage.atomic import atomic_path, atomic_save_npz, atomic_write_json, atomic_write_text
+from asd_utils.storage.keys import cache_key, files_digest
+from asd_utils.training import Trainer, seed_everything
+from asd_utils.training.clips import clips_fingerprint, embed_clips, make_clip_loader, map_by_length
+from asd_utils.training.crops import RandomCropCollate, embed_crops
+from asd_utils.training.losses import ArcFace
+from asd_utils.training.noise_mix import NoiseMixer
 
 __all__ = [
     "MYPSModel",
@@ -122,8 +140,6 @@ def build_backbone(eat_cfg: Mapping, *, checkpoint: str | None, crop_samples: in
     pretrained stand-ins (``standins.is_standin_checkpoint``, whose positional table covers up to
     1024 frames; a longer crop raises ``CheckpointError``); a published checkpoint keeps its own).
     """
-    from asd_utils.backbones import configured_size_and_layer, load_backbone
-    from asd_utils.backbones.provenance import is_standin_checkpoint
 
     size, layer = configured_size_and_layer(dict(eat_cfg), checkpoint)
     kwargs = {}
@@ -148,8 +164,6 @@ def build_model(eat_cfg: Mapping, finetune_cfg: Mapping, *, checkpoint: str | No
     (``asd_utils.backbones.embeddings.backbone_identity``, taken before adapters are injected) keys the
     training cache.
     """
-    from asd_utils.backbones.embeddings import backbone_identity
-    from asd_utils.backbones.lora import configure_finetuning
 
     backbone, layer = build_backbone(eat_cfg, checkpoint=checkpoint, crop_samples=crop_samples, device=device,
                                      seed=seed)
@@ -213,7 +227,6 @@ class NoiseMixCropCollate:
     """
 
     def __init__(self, crop_samples: int, generator: torch.Generator, class_group: np.ndarray, mixers: Sequence):
-        from asd_utils.training.crops import RandomCropCollate
 
         self.crop = RandomCropCollate(crop_samples, generator)
         self.generator = generator
@@ -242,10 +255,8 @@ def make_training_loader(waves: np.ndarray, labels: np.ndarray, *, crop_samples:
     class (None / -1: no noise); noise_pools: ``(M_g, T_g)`` noise clips per pool; ``p`` and
     ``snr_db_range``: probability that a crop gets noise and the uniform SNR range (dB).
     """
-    from asd_utils.training.noise_mix import NoiseMixer
 
     if isinstance(waves, list):  # clips at their own lengths: one random window of each drawn clip, then noise
-        from asd_utils.training.clips import make_clip_loader
 
         y = np.asarray(labels, dtype=np.int64)
         group = (np.full(int(y.max()) + 1, -1, dtype=np.int64) if class_group is None
@@ -334,7 +345,6 @@ def _snapshot_path(run_dir: Path, epoch: int) -> Path:
 def save_snapshot(path: Path, model: MYPSModel, head: nn.Module, *, epoch: int, step: int) -> Path:
     """Write the trainable weights of ``model`` (all of them for full fine-tuning, the adapters
     for LoRA) and the head's state atomically to ``path``."""
-    from asd_utils.storage.atomic import atomic_path
 
     trainable = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
     state = {"format": "asd_utils.myps.snapshot/1", "model": trainable, "head": head.state_dict(),
@@ -366,7 +376,6 @@ def load_snapshot(path: Path, model: MYPSModel, head: nn.Module) -> dict:
 
 def make_head(n_classes: int, dim: int, arcface_cfg: Mapping) -> nn.Module:
     """The ArcFace head (class centres + angular margin loss)."""
-    from asd_utils.training.losses import ArcFace
 
     return ArcFace(int(n_classes), int(dim), scale=float(arcface_cfg["scale"]), margin=float(arcface_cfg["margin"]),
                    easy_margin=bool(arcface_cfg.get("easy_margin", False)))
@@ -379,7 +388,6 @@ def make_trainer(plan: RunPlan, model: MYPSModel, head: nn.Module, *, run_dir: P
     ``plan.lr``, linear warm-up over ``warmup_fraction`` of the run's steps, then the schedule of
     ``plan.cfg['scheduler']['name']`` (cosine decay by default); checkpoints in ``run_dir``.
     float32 unless ``mixed_precision`` (opt-in float16 autocast on CUDA; the report names none)."""
-    from asd_utils.training import Trainer
 
     opt = {**dict(plan.cfg.get("optimizer") or {"name": "adamw"}), "lr": plan.lr}
     sched = dict(plan.cfg.get("scheduler") or {"name": "cosine", "warmup_fraction": 0.1})
@@ -535,7 +543,6 @@ def checkpoint_ensemble(members: Mapping[str, object], train_index: pd.DataFrame
     normalisation uses the member's *training* scores of the same machine type and section only, so
     a test clip's ensemble score depends on that clip alone.
     """
-    from asd_utils.methods.pipeline import combine
 
     w = {n: 1.0 for n in members} if weights is None else {n: float(weights.get(n, 0.0)) for n in members}
     if sum(w.values()) <= 0:
@@ -550,7 +557,6 @@ def replace_machines(base, replacement, train_index: pd.DataFrame, test_index: p
     Both are ``SectionScores`` aligned with the same indices; training scores are replaced too, so
     decision thresholds of the replaced types come from the replacement's own training scores.
     """
-    from asd_utils.methods.pipeline import SectionScores
 
     machines = set(machines)
     te = test_index["machine"].isin(machines).to_numpy()
@@ -605,12 +611,9 @@ class SnapshotEmbeddings:
 
 def _set_key(waves: np.ndarray, paths: Sequence[str], crop_samples: int, hop_samples: int) -> str:
     """Cache key of one set of clips to embed: names, waveform bytes and the windowing."""
-    import hashlib
 
-    from asd_utils.storage.keys import cache_key
 
     if isinstance(waves, list):  # clips at their own lengths
-        from asd_utils.training.clips import clips_fingerprint
 
         content = clips_fingerprint(waves)
     else:
@@ -640,14 +643,7 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
     and trains and embeds nothing.
     Returns ``({snapshot name: SnapshotEmbeddings}, {run name: history})``.
     """
-    import hashlib
-    import json
 
-    from asd_utils.methods.pipeline import training_run_dir
-    from asd_utils.storage.atomic import atomic_save_npz, atomic_write_json
-    from asd_utils.training import seed_everything
-    from asd_utils.training.clips import embed_clips
-    from asd_utils.training.crops import embed_crops
 
     noise_hash = hashlib.sha256(b"".join(np.ascontiguousarray(p, dtype=np.float32).tobytes()
                                          for p in noise_pools)).hexdigest()
@@ -657,7 +653,6 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
     pending: dict[str, tuple[MYPSModel, nn.Module, Path | None, RunPlan, int, int]] = {}
     identity = None
     if cache_root is not None:
-        from asd_utils.backbones.embeddings import backbone_identity
 
         # the encoder's identity (checkpoint hash or stand-in seed + weights) keys every run; built once
         identity = backbone_identity(build_backbone(eat_cfg, checkpoint=checkpoint, crop_samples=crop_samples,
@@ -669,7 +664,6 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
                    "noise_clips": noise_hash, "class_group": np.asarray(class_group).tolist(),
                    "crop_samples": int(crop_samples), "backbone": identity, "max_grad_norm": max_grad_norm}
         if isinstance(fit_waves, list):  # clips at their own lengths: their fingerprint keys the run
-            from asd_utils.training.clips import clips_fingerprint
 
             key_cfg["clips"] = clips_fingerprint(fit_waves)
         run_dir = training_run_dir(cache_root, f"myps_{plan.variant}", cfg=key_cfg, seed=seed, classes=classes,
@@ -758,7 +752,6 @@ def snapshot_scores(snapshots: Mapping[str, SnapshotEmbeddings], scorer, train_i
     snapshot's embeddings of ``train_set`` (aligned with ``train_index``) and scoring ``test_set``.
     Training scores are leave-one-out (``asd_utils.scoring.scorers.fit_scores_from_training``).
     """
-    from asd_utils.methods.pipeline import score_sections
 
     return {name: score_sections(scorer, train_index, snap.embeddings[train_set], test_index,
                                  snap.embeddings[test_set], l2_normalise=False, progress=progress, desc=name)
@@ -778,8 +771,6 @@ def mechanism_indicators(waves: np.ndarray, machines: np.ndarray, extractor_cfg:
     order). A type listed in ``geometries`` ({machine: BearingGeometry fields}) also gets the
     bearing defect lines. Cached in ``cache_file`` (npz) when given.
     """
-    from asd_utils.signal.mechanism import IndicatorExtractor
-    from asd_utils.storage.atomic import atomic_save_npz
 
     machines = np.asarray(machines).astype(str)
     if cache_file is not None and Path(cache_file).exists():
@@ -793,7 +784,6 @@ def mechanism_indicators(waves: np.ndarray, machines: np.ndarray, extractor_cfg:
                                        **dict(extractor_cfg))
         rows = np.flatnonzero(machines == m)
         if isinstance(waves, list):  # clips at their own lengths: each group of equal length at once
-            from asd_utils.training.clips import map_by_length
 
             out[m] = map_by_length(lambda group, ex=extractor: ex.transform(group, progress=progress),
                                    [waves[i] for i in rows])
@@ -814,7 +804,6 @@ def estimated_geometries(indicators_train: Mapping[str, pd.DataFrame], known: Ma
     geometry (``known``): the stated estimate of ``asd_utils.signal.bearing.estimate_geometry``
     (the dominant envelope line of the type's normal training clips taken as BPFO, ``d / D = 0.2``;
     a typical 9-element bearing when no line qualifies), with its source under ``"estimate"``."""
-    from asd_utils.signal.bearing import estimate_geometry
 
     out = {}
     for m, frame in sorted(indicators_train.items()):
@@ -837,7 +826,6 @@ def mechanism_indicator_sets(waves_train, waves_test, train_index: pd.DataFrame,
     lines. Returns ``(indicators_train, indicators_test, geometries, estimated)`` (dicts per type;
     ``estimated``: the names whose geometry is an estimate). Cached per set in ``cache_dir``.
     """
-    from asd_utils.storage.keys import cache_key, files_digest
 
     known = dict(ma_cfg.get("geometries") or {})
 
@@ -871,8 +859,6 @@ def mechanism_scores(indicators_train: Mapping[str, pd.DataFrame], indicators_te
     ``test_index``. Returns ``(SectionScores, {machine: fitted scorer on all its training clips},
     decisions (M,) int 0/1 of the test clips)``.
     """
-    from asd_utils.methods.pipeline import SectionScores, score_sections
-    from asd_utils.signal.mechanism import MechanismScorer
 
     test = np.full(len(test_index), np.nan)
     train = np.full(len(train_index), np.nan)
@@ -905,10 +891,7 @@ def mechanism_scores(indicators_train: Mapping[str, pd.DataFrame], indicators_te
 def write_decisions(out_dir, test_index: pd.DataFrame, decisions: np.ndarray) -> list[Path]:
     """(Re)write the ``decision_result_<machine>_section_<ss>_test.csv`` files with given 0/1
     decisions (aligned with ``test_index``), e.g. the mechanism analysis' exceedance decisions."""
-    import os
 
-    from asd_utils.evaluation.submission import decision_file_name
-    from asd_utils.storage.atomic import atomic_write_text
 
     decisions = np.asarray(decisions).astype(np.int64).ravel()
     if len(decisions) != len(test_index):

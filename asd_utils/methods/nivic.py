@@ -38,6 +38,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from scipy.signal import welch
+from tqdm.auto import tqdm
+
+from asd_utils.methods import pseudo_labels as pl
+from asd_utils.methods.pipeline import classification_accuracy, score_sections
+from asd_utils.methods.pseudo_labels import HIDDEN_ATTRIBUTE
+from asd_utils.models.seresnet import SEResNetFFTModel
+from asd_utils.scoring.scorers import KNNScorer
+from asd_utils.signal import highpass
+from asd_utils.storage.atomic import atomic_write_csv
+from asd_utils.storage.keys import cache_key
+from asd_utils.training import Trainer, mix_at_snr, seed_everything
+from asd_utils.training.clips import clips_fingerprint, embed_clips, fit_window, make_clip_loader
+from asd_utils.training.crops import embed_crops, make_crop_loader
+from asd_utils.training.statex import SelfSupervisedHeads
 
 __all__ = [
     "CLASS_COLUMN",
@@ -79,7 +94,6 @@ def system_options(name: str) -> dict[str, bool]:
 
 def _hash_array(x: np.ndarray) -> str:
     if isinstance(x, list):  # clips at their own lengths
-        from asd_utils.training.clips import clips_fingerprint
 
         return clips_fingerprint(x)
     x = np.ascontiguousarray(x)
@@ -92,7 +106,6 @@ def training_stack(waves, rows: np.ndarray) -> np.ndarray:
     shorter ones are tiled to the longest of them (training clips only, for per-type statistics)."""
     if not isinstance(waves, list):
         return np.asarray(waves)[rows]
-    from asd_utils.training.clips import fit_window
 
     chosen = [waves[i] for i in np.flatnonzero(rows)] if np.asarray(rows).dtype == bool else [waves[i] for i in rows]
     longest = max(len(c) for c in chosen)
@@ -114,11 +127,7 @@ def pseudo_label_all(train_index: pd.DataFrame, waves: np.ndarray, cfg: Mapping,
     machine x method x domain (``n_labels``, ``stability``, ``chosen``). Results are cached per
     machine type in ``cache_dir`` (keyed by the waveforms, file names and config).
     """
-    from tqdm.auto import tqdm
 
-    from asd_utils.methods import pseudo_labels as pl
-    from asd_utils.storage.atomic import atomic_write_csv
-    from asd_utils.storage.keys import cache_key
 
     label_parts, summary_parts = [], []
     for machine in tqdm(pl.hidden_attribute_machines(train_index), desc="pseudo labels", disable=not progress,
@@ -167,7 +176,6 @@ def highpass_decision(train_index: pd.DataFrame, waves: np.ndarray, cfg: Mapping
     cfg: ``cutoff_hz``, ``min_high_share``, ``fmin``, ``fmax``. Returns one row per machine type:
     ``machine, high_share, highpass`` (bool).
     """
-    from scipy.signal import welch
 
     cutoff, fmin, fmax = float(cfg["cutoff_hz"]), float(cfg["fmin"]), float(cfg["fmax"])
     threshold = float(cfg["min_high_share"])
@@ -188,7 +196,6 @@ def apply_highpass(waves: np.ndarray, machines: Sequence[str], chosen: Sequence[
     """``waves (N, T)`` with the rows whose machine type is in ``chosen`` high-passed
     (``asd_utils.signal.highpass``); other rows are copied unchanged. Returns float32. A list of
     clips at their own lengths gives a list, each clip filtered alone."""
-    from asd_utils.signal import highpass
 
     if isinstance(waves, list):
         if len(machines) != len(waves):
@@ -230,7 +237,6 @@ def simulate_supplemental(supplemental_index: pd.DataFrame, clean_waves: np.ndar
     ``file_name`` (a descriptive name). A clean clip without any noise clip to pair gives none:
     the caller must say so (the system then equals one without supplemental mixing).
     """
-    from asd_utils.training import mix_at_snr
 
     kinds = supplemental_index["supplemental_kind"].to_numpy()
     clean_rows = supplemental_index[kinds == "clean"].reset_index(drop=True)
@@ -280,7 +286,6 @@ def class_table(train_index: pd.DataFrame, pseudo: pd.DataFrame | None, *, use_p
     ``noAttribute``: one class per machine/section/domain); simulated rows (``attributes =
     "simulated"``) are appended. Classes are then ``machine x section x class_attributes x domain``.
     """
-    from asd_utils.methods.pseudo_labels import HIDDEN_ATTRIBUTE
 
     rows = train_index[["machine", "section", "domain", "attributes", "file_name"]].copy()
     rows[CLASS_COLUMN] = rows["attributes"].astype(str)
@@ -319,8 +324,6 @@ class NivicModel:
 def build_model(cfg: Mapping, n_classes: int, *, ssl: bool):
     """``(SEResNetFFTModel, SelfSupervisedHeads)`` for ``cfg`` (config section ``model``);
     ``ssl=False`` switches StatEx/FeatEx off and keeps the C head only (loss weights [1, 0, 0])."""
-    from asd_utils.models.seresnet import SEResNetFFTModel
-    from asd_utils.training.statex import SelfSupervisedHeads
 
     sr = int(cfg.get("sample_rate", 16000))
     crop = int(round(float(cfg["crop_seconds"]) * sr))
@@ -352,9 +355,6 @@ def train_model(waves: np.ndarray, labels: np.ndarray, classes: Sequence[str], c
     ``heldout_*``: training clips kept out of the fit; the C head's accuracy on them is returned.
     ``checkpoint_dir`` (``pipeline.training_run_dir``): a finished run there is restored, not retrained.
     """
-    from asd_utils.methods.pipeline import classification_accuracy
-    from asd_utils.training import Trainer, seed_everything
-    from asd_utils.training.crops import make_crop_loader
 
     sr = int(cfg.get("sample_rate", 16000))
     crop = int(round(float(cfg["crop_seconds"]) * sr))
@@ -367,7 +367,6 @@ def train_model(waves: np.ndarray, labels: np.ndarray, classes: Sequence[str], c
                       amp=bool(cfg.get("mixed_precision", False)),
                       checkpoint_dir=checkpoint_dir, config={"system": "nivic_seresnet_fft", "ssl": bool(ssl)})
     if isinstance(waves, list):  # clips at their own lengths: one random window of each drawn clip
-        from asd_utils.training.clips import make_clip_loader
 
         loader = make_clip_loader(waves, labels, window=crop, batch_size=int(cfg["batch_size"]), seed=seed)
     else:
@@ -388,8 +387,6 @@ def embed(model: torch.nn.Module, waves: np.ndarray, cfg: Mapping, *, device: st
     """``(N, T)`` whole clips -> ``(N, D)`` float32: the mean embedding of the crops of
     ``crop_seconds`` every ``embed_hop_seconds`` that cover each clip (``asd_utils.training.crops``);
     the model must be in eval mode. A clip's embedding depends on that clip alone."""
-    from asd_utils.training.clips import embed_clips
-    from asd_utils.training.crops import embed_crops
 
     sr = int(cfg.get("sample_rate", 16000))
     if isinstance(waves, list):  # clips at their own lengths (a clip shorter than a window is tiled to it)
@@ -404,7 +401,6 @@ def embed(model: torch.nn.Module, waves: np.ndarray, cfg: Mapping, *, device: st
 def embedding_key(bank_waves: np.ndarray, test_waves: np.ndarray, test_names: Sequence[str]) -> str:
     """Cache key of a system's embeddings inside its training-run folder: the bank (training) and
     test waveforms (shape + sha256) and the test clip names."""
-    from asd_utils.storage.keys import cache_key
 
     as_f32 = lambda w: w if isinstance(w, list) else np.asarray(w, dtype=np.float32)  # noqa: E731
     return cache_key({"version": CACHE_VERSION, "bank": _hash_array(as_f32(bank_waves)),
@@ -433,8 +429,6 @@ def score(train_index: pd.DataFrame, train_emb: np.ndarray, test_index: pd.DataF
     bank per domain, score = min over the banks of the mean distance to the k nearest training
     clips; training scores cross-fitted (thresholds). cfg: ``k``, ``metric``, ``separate_domains``,
     ``n_splits``, ``l2_normalise``. Returns ``pipeline.SectionScores``."""
-    from asd_utils.methods.pipeline import score_sections
-    from asd_utils.scoring.scorers import KNNScorer
 
     scorer = KNNScorer(k=int(cfg["k"]), metric=str(cfg["metric"]), separate_domains=bool(cfg["separate_domains"]),
                        n_threads=1)

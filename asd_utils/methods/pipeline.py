@@ -19,6 +19,7 @@ or choice here; test labels are used only by ``asd_utils.evaluation.metrics.eval
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,17 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import clone
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
+
+from asd_utils.backbones.embeddings import backbone_identity
+from asd_utils.data import load_batch
+from asd_utils.scoring import scorers
+from asd_utils.scoring.scorers import fit_scores_from_training, weighted_ensemble
+from asd_utils.storage.atomic import atomic_save_npz
+from asd_utils.storage.keys import cache_key
+from asd_utils.training import build_class_labels
+from asd_utils.training.crops import embed_crops, training_tensors
 
 __all__ = [
     "SCORERS",
@@ -64,7 +75,6 @@ def split_index(index: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def class_labels(train_index: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """Auxiliary-task labels: ``(labels (N,) int64, class names)``, one class per distinct
     combination of ``keys`` (see ``asd_utils.training.build_class_labels``)."""
-    from asd_utils.training import build_class_labels
 
     return build_class_labels(train_index, keys)
 
@@ -73,7 +83,6 @@ def load_waves(index: pd.DataFrame, *, clip_seconds: float, sample_rate: int = 1
                progress: bool = False) -> np.ndarray:
     """``(N, round(clip_seconds * sample_rate))`` float32 waveforms of the index's clips, in row
     order; shorter clips are tiled, longer ones cropped to their start (``asd_utils.data.load_batch``)."""
-    from asd_utils.data import load_batch
 
     n_samples = int(round(float(clip_seconds) * sample_rate))
     return load_batch(index["path"].tolist(), sample_rate=sample_rate, n_samples=n_samples, mode="tile",
@@ -87,7 +96,6 @@ def make_loader(waves: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Ten
     The shuffling order comes from a ``torch.Generator`` seeded with ``seed`` (the trainer also
     checkpoints its state), so two runs with the same seed see the same batches.
     """
-    from asd_utils.training.crops import training_tensors
 
     x, y = training_tensors(waves, labels)
     batch_size = max(1, min(int(batch_size), len(x)))
@@ -116,9 +124,7 @@ def training_run_dir(cache_root, system: str, *, cfg: Mapping, seed: int, classe
     final weights, so a rerun reuses the trained model; any change of input gives a new folder.
     Returns None when ``cache_root`` is None (no caching).
     """
-    import hashlib
 
-    from asd_utils.storage.keys import cache_key
 
     if cache_root is None:
         return None
@@ -132,7 +138,6 @@ def training_run_dir(cache_root, system: str, *, cfg: Mapping, seed: int, classe
         "labels": hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).data).hexdigest(),
     }
     if backbone is not None:
-        from asd_utils.backbones.embeddings import backbone_identity
 
         identity["backbone"] = backbone_identity(backbone)
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in system)
@@ -169,7 +174,6 @@ def embed_clips(model: torch.nn.Module, waves: np.ndarray, *, hop_seconds: float
     (``asd_utils.training.crops.embed_crops``). Returns (N, D) float32; a clip's embedding
     depends on that clip alone.
     """
-    from asd_utils.training.crops import embed_crops
 
     waves = np.asarray(waves, dtype=np.float32)
     n = int(model.n_samples)
@@ -201,10 +205,7 @@ def cached_embeddings(run_dir, name: str, waves: np.ndarray, compute, **settings
     clips or settings never reuse a stale file. compute: ``() -> (N, D)`` array, called on a miss;
     its result is written atomically to ``run_dir/embeddings_<name>_<key>.npz``.
     """
-    import hashlib
 
-    from asd_utils.storage.atomic import atomic_save_npz
-    from asd_utils.storage.keys import cache_key
 
     if run_dir is None:
         return np.asarray(compute())
@@ -243,7 +244,6 @@ def make_scorer(name: str, params: Mapping | None = None, *, seed: int = 0):
     """``'gmm'`` -> :class:`asd_utils.scoring.scorers.GMMScorer`, ``'kmeans'`` ->
     :class:`asd_utils.scoring.scorers.KMeansScorer`, with ``params`` as keyword arguments and
     ``random_state=seed``."""
-    from asd_utils.scoring import scorers
 
     params = dict(params or {})
     if name == "gmm":
@@ -278,9 +278,7 @@ def score_sections(scorer, train_index: pd.DataFrame, train_emb: np.ndarray, tes
     torch also uses; on a busy 2-core machine it made the GMM eight times faster.
     Returns :class:`SectionScores`.
     """
-    from threadpoolctl import threadpool_limits
 
-    from asd_utils.scoring.scorers import fit_scores_from_training
 
     train_emb = np.asarray(train_emb)
     test_emb = np.asarray(test_emb)
@@ -316,7 +314,6 @@ def combine(weights: Mapping[str, float], systems: Mapping[str, SectionScores], 
     its cross-fitted *training* scores of the same section (``asd_utils.scoring.scorers.weighted_ensemble``);
     the ensemble's own training scores are the same combination of the members' training scores.
     """
-    from asd_utils.scoring.scorers import weighted_ensemble
 
     names = [n for n in weights if weights[n] > 0]
     missing = [n for n in names if n not in systems]

@@ -35,6 +35,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.mixture import GaussianMixture
+from threadpoolctl import threadpool_limits
+
+from asd_utils.features.logmel import log_mel
+from asd_utils.signal import dominant_frequency, envelope_spectrum
 
 __all__ = [
     "HIDDEN_ATTRIBUTE",
@@ -66,9 +75,7 @@ def logmel_statistics(waves: np.ndarray, *, sample_rate: int = 16000, n_fft: int
                       batch_size: int = 64) -> np.ndarray:
     """``waves (N, T) float32`` -> ``(N, 2 * n_mels)`` float64: mean and standard deviation over
     time of each band of the log-mel power (dB, ``asd_utils.features.logmel.log_mel``)."""
-    import torch
 
-    from asd_utils.features.logmel import log_mel
 
     waves = np.asarray(waves, dtype=np.float32)
     if waves.ndim != 2 or len(waves) == 0:
@@ -91,7 +98,6 @@ def characteristic_frequencies(waves: np.ndarray, *, sample_rate: int = 16000,
     envelope-spectrum line in ``[fmin, fmax]`` Hz (``asd_utils.signal``). The resolution is
     ``sample_rate / T`` Hz.
     """
-    from asd_utils.signal import dominant_frequency, envelope_spectrum
 
     waves = np.asarray(waves, dtype=np.float64)
     if waves.ndim != 2 or len(waves) == 0:
@@ -105,9 +111,6 @@ def characteristic_frequencies(waves: np.ndarray, *, sample_rate: int = 16000,
 # --------------------------------------------------------------------------------------------------
 def _bic_mixture(x: np.ndarray, max_components: int, covariance_type: str, seed: int):
     """Fit mixtures with 1..max_components components to ``x (N, d)``; return (best model, BIC list)."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.mixture import GaussianMixture
-    from threadpoolctl import threadpool_limits
 
     n = len(x)
     best, bics = None, []
@@ -154,7 +157,6 @@ def cluster_labels(features: np.ndarray, *, max_components: int = 8, pca_compone
     dimensions, Gaussian mixture with the BIC-best number of components in ``1..max_components``.
     With fewer than 4 clips everything is one group. A fitted PCA + mixture labels other clips
     (:meth:`LabelFit.predict`)."""
-    from sklearn.decomposition import PCA
 
     x = np.asarray(features, dtype=np.float64)
     if x.ndim != 2:
@@ -214,7 +216,6 @@ def stability(method: str, features: np.ndarray, params: Mapping, *, n_bootstrap
     """Mean adjusted Rand index between the labelling of all clips and the labellings predicted by
     refits on ``n_bootstrap`` bootstrap resamples (training clips only). 1 = perfectly stable.
     A labelling with a single group scores 0 (it separates nothing)."""
-    from sklearn.metrics import adjusted_rand_score
 
     reference = reference or fit_labels(method, features, params, seed=seed)
     if reference.n_labels < 2:
@@ -339,7 +340,6 @@ def contingency(true: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
 
 def score_against_truth(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """``{"ari", "nmi", "n_true", "n_pseudo", "n_clips"}`` of a pseudo-labelling against the truth."""
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     true, pred = np.asarray(true), np.asarray(pred)
     if len(true) != len(pred) or len(true) == 0:

@@ -33,14 +33,32 @@ labels are read only by ``asd_utils.evaluation.metrics.evaluate`` afterwards.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+
+from asd_utils.backbones import configured_size_and_layer, load_backbone
+from asd_utils.backbones.embeddings import backbone_identity, state_dict_hash
+from asd_utils.backbones.provenance import is_standin_checkpoint
+from asd_utils.methods.finetune import require_checkpoints as require
+from asd_utils.methods.pipeline import training_run_dir as run_dir
+from asd_utils.models import FFTBranch
+from asd_utils.models.fusion import FusionModel, PretrainedBranch, attach_spec_augment
+from asd_utils.scoring.scorers import SMOTEKNNScorer
+from asd_utils.storage.atomic import atomic_save_npz
+from asd_utils.storage.keys import cache_key
+from asd_utils.training import CHECKPOINT_NAME, Trainer, build_class_labels, seed_everything
+from asd_utils.training.clips import clips_fingerprint, embed_clips, make_clip_loader
+from asd_utils.training.crops import RandomCropCollate, embed_crops
+from asd_utils.training.losses import SubCenterArcFace, SupConLoss, os_scl_loss
+from asd_utils.training.specaugment import SpecAugment
 
 __all__ = [
     "CLASS_KEYS",
@@ -99,7 +117,6 @@ def training_index(index: pd.DataFrame, *, use_supplemental: bool = False) -> pd
 def class_labels(index: pd.DataFrame, keys: Sequence[str] = CLASS_KEYS) -> tuple[np.ndarray, list[str]]:
     """``(labels (N,) int64, class names)``: one class per distinct combination of ``keys``
     (``asd_utils.training.build_class_labels``)."""
-    from asd_utils.training import build_class_labels
 
     return build_class_labels(index, keys)
 
@@ -115,7 +132,6 @@ def _eat_frames(n_samples: int) -> int:
 def require_checkpoints(system: str, checkpoints: Mapping[str, object]) -> None:
     """Raise ``CheckpointError`` naming every pretrained branch of ``system`` without a checkpoint
     (the ``paper`` profile fine-tunes the real BEATs-iter3 and EAT-base)."""
-    from asd_utils.methods.finetune import require_checkpoints as require
 
     require(checkpoints, [b for b in SYSTEM_BRANCHES[system] if b in PRETRAINED])
 
@@ -131,8 +147,6 @@ def load_backbones(system: str, model_cfg: Mapping, checkpoints: Mapping[str, ob
     pretrained stand-in (``standins.is_standin_checkpoint``; its positional table covers up to 1024
     frames, a longer crop raises ``CheckpointError``); a published checkpoint keeps its own.
     """
-    from asd_utils.backbones import configured_size_and_layer, load_backbone
-    from asd_utils.backbones.provenance import is_standin_checkpoint
 
     out = {}
     for name in SYSTEM_BRANCHES[system]:
@@ -164,10 +178,6 @@ def build_system(system: str, model_cfg: Mapping, backbones: Mapping[str, nn.Mod
     ({enabled, time_mask_param, freq_mask_param, n_time_masks, n_freq_masks, p}).
     The projections and the |FFT| branch are initialised from ``seed``.
     """
-    from asd_utils.backbones import configured_size_and_layer
-    from asd_utils.models import FFTBranch
-    from asd_utils.models.fusion import FusionModel, PretrainedBranch, attach_spec_augment
-    from asd_utils.training.specaugment import SpecAugment
 
     if system not in SYSTEM_BRANCHES:
         raise ValueError(f"unknown system {system!r}; expected one of {list(SYSTEM_BRANCHES)}")
@@ -215,7 +225,6 @@ class OSSCLMixupCollate:
     """
 
     def __init__(self, crop_samples: int, generator: torch.Generator, alpha: float | None = 0.5):
-        from asd_utils.training.crops import RandomCropCollate
 
         if alpha is not None and alpha <= 0:
             raise ValueError(f"mixup alpha must be > 0 or None, got {alpha}")
@@ -254,7 +263,6 @@ class OSSCLLoss(nn.Module):
                  scale: float = 30.0, temperature: float = 0.04, base_temperature: float = 0.07,
                  supcon_weight: float = 1.0):
         super().__init__()
-        from asd_utils.training.losses import SubCenterArcFace, SupConLoss
 
         self.head = SubCenterArcFace(int(n_classes), int(dim), k=int(subcenters), scale=float(scale),
                                      margin=float(margin))
@@ -267,7 +275,6 @@ class OSSCLLoss(nn.Module):
         return self.head.logits(embeddings)
 
     def forward(self, embeddings: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        from asd_utils.training.losses import os_scl_loss
 
         if targets.dim() == 1:
             y_a = y_b = targets.long()
@@ -292,7 +299,6 @@ def make_osscl_loader(waves: np.ndarray, labels: np.ndarray, *, crop_samples: in
     of a single clip is dropped (BatchNorm needs two).
     """
     if isinstance(waves, list):  # clips at their own lengths (asd_utils.training.clips)
-        from asd_utils.training.clips import make_clip_loader
 
         return make_clip_loader(waves, labels, window=crop_samples, batch_size=batch_size, seed=seed,
                                 shuffle=shuffle,
@@ -369,7 +375,6 @@ def train_system(model: nn.Module, waves: np.ndarray, labels: np.ndarray, n_clas
     ``checkpoint_every``. ``checkpoint_dir`` (``asd_utils.methods.pipeline.training_run_dir``): a
     finished run there is restored without training.
     """
-    from asd_utils.training import CHECKPOINT_NAME, Trainer, seed_everything
 
     seed_everything(seed)
     head_cfg, sup_cfg = dict(train_cfg["head"]), dict(train_cfg["supcon"])
@@ -406,8 +411,6 @@ def embed_system(model: nn.Module, waves: np.ndarray, *, crop_samples: int, hop_
     """``(N, D)`` clip embeddings: the mean of the embeddings of the crops covering each whole clip
     (``asd_utils.training.crops.embed_crops``), with the model in eval mode. ``waves``: ``(N, T)``
     or a list of clips at their own lengths (``asd_utils.training.clips.embed_clips``)."""
-    from asd_utils.training.clips import embed_clips
-    from asd_utils.training.crops import embed_crops
 
     model.eval()
     if isinstance(waves, list):
@@ -443,7 +446,6 @@ def branch_accuracies(embeddings: np.ndarray, labels: np.ndarray, loss: OSSCLLos
 def make_scorer(scoring_cfg: Mapping, *, smote: bool = True, seed: int = 0):
     """:class:`asd_utils.scoring.scorers.SMOTEKNNScorer` of the ``scoring`` section (``k``, ``metric``,
     ``smote_ratio``, ``smote_neighbors``); ``smote=False`` gives the same k-NN with ratio 0."""
-    from asd_utils.scoring.scorers import SMOTEKNNScorer
 
     return SMOTEKNNScorer(k=int(scoring_cfg["k"]), metric=str(scoring_cfg["metric"]),
                           ratio=float(scoring_cfg["smote_ratio"]) if smote else 0.0,
@@ -457,13 +459,10 @@ def training_run_dir(cache_root, system: str, *, model_cfg: Mapping, train_cfg: 
     keyed by the system, both config sections, the crop length, the seed, the classes, the training
     waveforms and labels and every backbone's identity (checkpoint sha256 or stand-in seed and
     state hash, ``asd_utils.backbones.embeddings.backbone_identity``). None when ``cache_root`` is None."""
-    from asd_utils.backbones.embeddings import backbone_identity
-    from asd_utils.methods.pipeline import training_run_dir as run_dir
 
     identity = {"model": dict(model_cfg), "training": dict(train_cfg), "crop_samples": int(crop_samples),
                 "backbones": {name: backbone_identity(b) for name, b in sorted(backbones.items())}}
     if isinstance(waves, list):  # clips at their own lengths: their fingerprint keys the run
-        from asd_utils.training.clips import clips_fingerprint
 
         identity["clips"], waves = clips_fingerprint(waves), np.zeros(0, np.float32)
     return run_dir(cache_root, f"xju_{system}", cfg=identity, seed=seed, classes=classes, waves=waves,
@@ -478,18 +477,12 @@ def embed_cached(model: nn.Module, waves: np.ndarray, *, cache_dir, name: str, c
     (``asd_utils.backbones.embeddings.state_dict_hash``), so a changed model or input is never served from
     the cache. ``cache_dir=None`` computes without caching. Returns ``(N, D)`` float32.
     """
-    import hashlib
-    from pathlib import Path
 
-    from asd_utils.backbones.embeddings import state_dict_hash
-    from asd_utils.storage.atomic import atomic_save_npz
-    from asd_utils.storage.keys import cache_key
 
     if cache_dir is None:
         return embed_system(model, waves, crop_samples=crop_samples, hop_samples=hop_samples, batch_size=batch_size,
                             device=device, progress=progress, desc=name)
     if isinstance(waves, list):
-        from asd_utils.training.clips import clips_fingerprint
 
         fingerprint = clips_fingerprint(waves)
     else:

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asd_utils.backbones.pooling import cls_pool, max_pool, mean_pool
+
 __all__ = ["NORMALISATIONS", "POOLINGS", "FusionModel", "PretrainedBranch", "attach_spec_augment",
            "patch_embedding_module"]
 
@@ -32,7 +34,6 @@ NORMALISATIONS = ("none", "l2", "layernorm")
 
 
 def _pool(h: torch.Tensor, pooling: str) -> torch.Tensor:
-    from asd_utils.backbones.pooling import cls_pool, max_pool, mean_pool
 
     return {"mean": mean_pool, "cls": cls_pool, "max": max_pool}[pooling](h)
 

@@ -28,8 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asd_utils.features.logmel import mel_power
 from asd_utils.models.blocks import SqueezeExcitation
 from asd_utils.models.fft_branch import FFTBranch
+from asd_utils.training.statex import featex, pack_ssl_outputs, statex
 
 __all__ = ["SEBasicBlock", "SEResNet18Branch", "SEResNetFFTModel", "log_mel_torch"]
 
@@ -137,7 +139,6 @@ def log_mel_torch(waves: torch.Tensor, *, sample_rate: int, n_fft: int, hop_leng
     """``waves (B, T) float32 -> (B, n_mels, frames)`` natural-log mel power, computed in float32
     outside autocast (``asd_utils.features.logmel.mel_power``: Hann window, centred frames, Slaney mel
     filters between ``fmin`` and ``fmax`` Hz)."""
-    from asd_utils.features.logmel import mel_power
 
     with torch.autocast(device_type=waves.device.type, enabled=False):
         mel = mel_power(waves.float(), sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
@@ -193,7 +194,6 @@ class SEResNetFFTModel(nn.Module):
         return log_mel_torch(waves, **self.front_end)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        from asd_utils.training.statex import featex, pack_ssl_outputs, statex
 
         if waves.dim() != 2 or waves.shape[1] != self.n_samples:
             raise ValueError(f"waves must be (batch, {self.n_samples}), got {tuple(waves.shape)}")

@@ -49,6 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asd_utils.training.losses import SubClusterAdaCos
+
 CONV1D_LAYERS = ((256, 64), (64, 32), (16, 4))  # (kernel, stride), Wilkinghoff ICASSP 2024
 RESNET_CHANNELS = (16, 32, 64, 128)
 RESNET_STRIDES = (1, 2, 2, 2)
@@ -236,7 +238,6 @@ class ThreeSubNetwork(nn.Module):
 
     def default_loss(self, n_subclusters: int = 16, **kwargs) -> nn.Module:
         """The report's loss: :class:`asd_utils.training.losses.SubClusterAdaCos` over this embedding."""
-        from asd_utils.training.losses import SubClusterAdaCos
 
         return SubClusterAdaCos(self.n_classes, n_subclusters, self.embedding_dim, **kwargs)
 

@@ -8,18 +8,33 @@ go. The context then records result tables, figures and submission files in one 
 
 from __future__ import annotations
 
+import base64
+import io
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.display import Markdown, display
+from matplotlib.figure import Figure
 
 from asd_utils import paths
+from asd_utils.backbones.provenance import PROVENANCES, STANDIN_PRETRAINED, UNTRAINED, backbone_provenance
 from asd_utils.config import load_config
+from asd_utils.data import channel_note, current_channel, discover
 from asd_utils.device import resolve_device
+from asd_utils.evaluation.results import write_results
+from asd_utils.evaluation.submission import submission_folder_name
+from asd_utils.storage.atomic import atomic_path
+from asd_utils.synth import ensure_dataset
 from asd_utils.training import seed_everything
+from asd_utils.training.distributed import init_distributed
 from asd_utils.training.seed import pin_cpu_numerics
 
 CPU_PROFILE_THREADS = 2  # torch threads in the smoke/default profiles (the reference machine has 2 cores)
@@ -48,7 +63,6 @@ def backbone_provenances(backbone=None, untrained_backbone: bool = False) -> lis
     """Distinct provenances (``asd_utils.backbones.provenance.PROVENANCES`` order) of ``backbone``:
     a ``Backbone``, a provenance string, or a list / tuple / set / dict (values) of them; the
     legacy flag ``untrained_backbone=True`` adds "untrained stand-in"."""
-    from asd_utils.backbones.provenance import PROVENANCES, UNTRAINED, backbone_provenance
 
     if backbone is None:
         items = []
@@ -64,15 +78,15 @@ def backbone_provenances(backbone=None, untrained_backbone: bool = False) -> lis
     return [p for p in PROVENANCES if p in found]
 
 
+WARNING_PREFIX = "ASD-WARNING: "  # stderr lines of loud_warning, repeated in the runner's log
+
+
 def loud_warning(message: str) -> None:
     """Say something the reader must not miss (e.g. a paper-profile run that departs from the
     report): a highlighted block in the notebook and an ``ASD-WARNING: <message>`` line on stderr,
     which ``asd_utils.run.runner`` repeats in its log after the notebook's line."""
-    import sys
 
-    from IPython.display import Markdown, display
 
-    from asd_utils.run.runner import WARNING_PREFIX
 
     text = " ".join(str(message).split())
     display(Markdown(f"> **WARNING.** {text}"))
@@ -117,8 +131,6 @@ class RunContext:
         """Short provenance note stored with every result row. ``backbone``: the backbone(s) behind
         the row or their provenance strings (see :func:`backbone_provenances`); a pretrained
         stand-in adds "stand-in pretrained by the compendium on synthetic audio"."""
-        from asd_utils.backbones.provenance import STANDIN_PRETRAINED, UNTRAINED
-        from asd_utils.data import channel_note
 
         parts = ["synthetic data" if self.synthetic else f"data: {self.data_root.name}"]
         channel = channel_note(self.index["path"]) if self.index is not None and "path" in self.index else ""
@@ -134,7 +146,6 @@ class RunContext:
 
     def caveat_markdown(self, *, untrained_backbone: bool = False, backbone=None) -> str:
         """Markdown caveat to display above result tables (``backbone``: as in :meth:`note`)."""
-        from asd_utils.backbones.provenance import STANDIN_PRETRAINED, UNTRAINED
 
         provenances = backbone_provenances(backbone, untrained_backbone)
         parts = []
@@ -149,7 +160,6 @@ class RunContext:
     def record(self, system: str, table: pd.DataFrame, *, untrained_backbone: bool = False,
                backbone=None) -> Path:
         """Write a per-machine result table (``metrics.evaluate`` output) for ``system``."""
-        from asd_utils.evaluation.results import write_results
 
         return write_results(
             table,
@@ -162,7 +172,6 @@ class RunContext:
 
     def submission_dir(self, system: str) -> Path:
         """Folder for one system's DCASE submission CSVs."""
-        from asd_utils.evaluation.submission import submission_folder_name
 
         path = self.results_dir / "submissions" / self.notebook / submission_folder_name(system)
         path.mkdir(parents=True, exist_ok=True)
@@ -175,7 +184,6 @@ class RunContext:
         On synthetic data (or with untrained stand-in backbones) a grey footer says so, so that a
         figure seen on its own is never mistaken for a report's result.
         """
-        from asd_utils.backbones.provenance import STANDIN_PRETRAINED, UNTRAINED
 
         provenances = backbone_provenances(backbone, untrained_backbone)
         caveats = []
@@ -191,7 +199,6 @@ class RunContext:
             fig._asd_caveat = True
         path = self.figures_dir / f"{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        from asd_utils.storage.atomic import atomic_path
 
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
@@ -225,8 +232,6 @@ def start(
       ``figures/<profile>/<notebook>``; otherwise under ``output_dir/results`` and
       ``output_dir/figures/<notebook>``.
     """
-    from asd_utils.data import discover
-    from asd_utils.training.distributed import init_distributed
 
     paths.check_profile(profile)
     cfg = load_config(config, profile, overrides)
@@ -236,7 +241,6 @@ def start(
                 "the paper profile runs on the real DCASE 2025 Task 2 data: set DATA_ROOT to the folder "
                 "holding dev_data/raw/<machine>/ (see README, 'Running on the real DCASE data')"
             )
-        from asd_utils.synth import ensure_dataset
 
         root = ensure_dataset(profile, seed=int(cfg.get("synth_seed", 0)))
         synthetic = True
@@ -277,7 +281,6 @@ def start(
 
 def _check_channel_setting(index: pd.DataFrame) -> None:
     """A channel setting other than ``near`` on mono (2020-2025) data changes nothing: say so loudly."""
-    from asd_utils.data import channel_note, current_channel
 
     channel = current_channel()
     if channel != "near" and not channel_note(index["path"]):
@@ -293,7 +296,6 @@ def figure_png(fig, *, dpi: int = WIDGET_FIGURE_DPI) -> bytes:
     """The figure as PNG bytes, for showing it as data in a widget: cropped to what is drawn
     (``bbox_inches="tight"``), except for a figure that places its axes itself (attribute
     ``fixed_layout``), which is drawn once as it is (the crop costs a second draw)."""
-    import io
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches=None if getattr(fig, "fixed_layout", False) else "tight")
@@ -305,15 +307,11 @@ def output_item(item) -> dict:
     (``image/png``; the figure is closed), a ``str`` a stdout stream, an output dict stays as it is,
     anything else is what IPython's display formatter makes of it (``Audio`` -> HTML, ``DataFrame``
     -> HTML, ``Markdown``...)."""
-    import base64
 
-    from IPython.core.interactiveshell import InteractiveShell
-    from matplotlib.figure import Figure
 
     if isinstance(item, dict) and "output_type" in item:  # already an output (e.g. a cached figure)
         return item
     if isinstance(item, Figure):
-        import matplotlib.pyplot as plt
 
         png = figure_png(item)
         plt.close(item)
@@ -343,7 +341,6 @@ def figure_picker(options, draw, *, description: str = "show"):
     list of figures and other displayable items), redrawn once per pick through :func:`show_in`.
     Filled at once with the first option, so a headless run and the saved notebook show it.
     Returns an ipywidgets ``VBox`` (attributes ``picker`` and ``pane``)."""
-    import ipywidgets as widgets
 
     options = list(options)
     picker = widgets.Dropdown(options=options, value=options[0] if options else None, description=description)

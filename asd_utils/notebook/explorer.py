@@ -24,8 +24,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from IPython.display import HTML, Audio
+from matplotlib.collections import PatchCollection
+from matplotlib.patches import Rectangle
+
+from asd_utils.notebook.context import output_item, show_in
+from asd_utils.notebook.tour import clip_figure
 
 __all__ = [
     "RANK_RULE",
@@ -238,8 +246,6 @@ def rank_heatmap(table: pd.DataFrame, *, title: str = "", caveat: str = ""):
     outlined. Systems are rows so that their labels read horizontally at 9 pt however many there
     are: the width is fixed (:data:`HEATMAP_WIDTH_IN`), the height grows with the systems.
     Returns the figure."""
-    from matplotlib.collections import PatchCollection
-    from matplotlib.patches import Rectangle
 
     systems = _systems_of(table)
     ordered = table.assign(_m=table[[f"rank:{s}" for s in systems]].mean(axis=1)).sort_values(
@@ -281,7 +287,6 @@ def _fixed_axes(width_in: float, height_in: float, row_labels, *, top_in: float,
     """A figure with one axes placed by hand (margins in inches: the row labels' length at 9 pt on
     the left, a colour bar on the right) and ``fig.fixed_layout = True``: drawing it needs no layout
     pass, which halves a widget's redraw. Returns (figure, axes, colour-bar axes or None)."""
-    import matplotlib.pyplot as plt
 
     longest = max((len(str(label)) for label in row_labels), default=4)
     left_in = 0.3 + 0.075 * longest
@@ -373,11 +378,7 @@ def explorer(clip_scores: pd.DataFrame, index: pd.DataFrame, *, truth: pd.DataFr
     ``plt.show()``, and drawn once per change; ``draws`` counts the draws of each pane. It is filled at
     once with the default selection, so it renders under papermill and in the saved notebook.
     """
-    import ipywidgets as widgets
-    from IPython.display import HTML, Audio
 
-    from asd_utils.notebook.context import output_item, show_in
-    from asd_utils.notebook.tour import clip_figure
 
     labelled = clip_scores[clip_scores["label"].notna()]
     machines = sorted(labelled["machine"].unique())

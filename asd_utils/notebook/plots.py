@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
 from sklearn.metrics import roc_curve  # noqa: E402
 
 METRIC_LABELS = {"auc_source": "AUC-s", "auc_target": "AUC-t", "pauc": "pAUC", "hmean": "hmean"}
@@ -155,8 +157,6 @@ def embedding_2d(embeddings: np.ndarray, hue, *, style=None, method: str = "pca"
                  seed: int = 0) -> plt.Figure:
     """2-D projection (PCA or t-SNE) of embeddings (N, D), coloured by ``hue`` (N,) and
     marked by ``style`` (N,)."""
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
 
     x = np.asarray(embeddings, dtype=np.float64)
     if method == "tsne":

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from IPython.display import Audio
+from sklearn.decomposition import PCA
 
-from asd_utils.data import load_audio
+from asd_utils.data import load_audio, load_batch
 from asd_utils.features.logmel import log_mel
+from asd_utils.notebook.context import show_in
 
 
 def attribute_counts(index: pd.DataFrame) -> pd.DataFrame:
@@ -34,7 +42,6 @@ def clip_figure(path: str, *, title: str = ""):
     frame is drawn centred on its time (frame t at ``t * hop / 16000`` s, the centred STFT). The
     axes sit at fixed places (``fig.fixed_layout``): no layout pass, so a widget redraws it fast.
     """
-    import matplotlib.pyplot as plt
 
     wave = load_audio(path)
     duration = max(len(wave), 1) / 16000
@@ -93,10 +100,7 @@ def clip_browser(index: pd.DataFrame):
     and the figure as a PNG), so the view never blanks, and it renders under papermill and in a
     saved notebook without a live kernel.
     """
-    import ipywidgets as widgets
-    from IPython.display import Audio
 
-    from asd_utils.notebook.context import show_in
 
     labelled = index[index["split"].isin(CLIP_SPLITS)]
     machines = sorted(labelled["machine"].unique())
@@ -175,7 +179,6 @@ def normal_vs_anomalous(index: pd.DataFrame, machines=None, *, seed: int = 0):
     side by side (clips from :func:`pick_normal_anomalous`), with time (s) and mel-bin axes and one
     colour bar (dB) per row: both clips of a row share its colour scale. Each panel's title names
     the label; the clip's file name is printed small under it."""
-    import matplotlib.pyplot as plt
 
     picks = pick_normal_anomalous(index, machines, per_machine=1, seed=seed)
     machines = list(dict.fromkeys(picks["machine"]))
@@ -204,8 +207,6 @@ def readme_markdown(root) -> str | None:
     """The data root's ``README.md`` (the synthetic dataset describes itself there), whole, with
     every heading pushed two levels down (``#`` -> ``###``) so that it nests under the notebook's
     own section; None when the root has no README."""
-    import re
-    from pathlib import Path
 
     path = Path(root) / "README.md"
     if not path.is_file():
@@ -246,10 +247,7 @@ def domain_shift_figure(index: pd.DataFrame, *, n_samples: int, seed: int = 0, n
     :func:`target_outside_source`) and ``share_outside``, so the prose can quote what the
     figure shows.
     """
-    import matplotlib.pyplot as plt
-    from sklearn.decomposition import PCA
 
-    from asd_utils.data import load_batch
 
     train = index[index["split"] == "train"]
     machines = sorted(train["machine"].unique())

@@ -14,10 +14,11 @@ import argparse
 import sys
 import time
 
+from asd_utils.pretrain.run import PRETRAINABLE, read_history
+from asd_utils.pretrain.standins import standin_checkpoint, standin_mode
+
 
 def main(argv: list[str] | None = None) -> int:
-    from asd_utils.pretrain.run import PRETRAINABLE, read_history
-    from asd_utils.pretrain.standins import standin_checkpoint, standin_mode
 
     parser = argparse.ArgumentParser(prog="python -m asd_utils.pretrain", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="default", choices=["smoke", "default", "paper"])

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asd_utils.backbones import load_backbone
 from asd_utils.backbones.beats import BEATs
 from asd_utils.pretrain.loop import History, Stopwatch, feature_crops, holdout_split, scheduled_steps
 from asd_utils.pretrain.masking import random_mask
@@ -173,7 +174,6 @@ def pretrain_beats(features: torch.Tensor, cfg: BEATsPretrainConfig, *, seed: in
     (or a copy of ``initial``), so "before" and "after" pretraining differ only by the training.
     Returns the trained encoder (eval mode) and its :class:`History`.
     """
-    from asd_utils.backbones import load_backbone
 
     watch = Stopwatch()
     model = copy.deepcopy(initial) if initial is not None else load_backbone("beats", size=cfg.size, seed=seed)

@@ -25,7 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from asd_utils.data import discover
+from asd_utils.data.audio import load_batch
 from asd_utils.storage.keys import files_digest, stable_hash
+from asd_utils.synth import ensure_dataset
 
 __all__ = ["CORPUS_SPLITS", "Corpus", "build_corpus", "corpus_root", "is_synthetic_root", "load_corpus_waves"]
 
@@ -44,7 +47,6 @@ def corpus_root(profile: str, data_root: str | Path | None = None, *, progress: 
     profile's own synthetic dataset is used, generated when missing (file-locked, shared)."""
     if data_root not in (None, "") and is_synthetic_root(Path(data_root).expanduser()):
         return Path(data_root).expanduser().resolve()
-    from asd_utils.synth import ensure_dataset
 
     return Path(ensure_dataset(profile, progress=progress)).resolve()
 
@@ -66,7 +68,6 @@ def build_corpus(root: str | Path) -> Corpus:
 
     Raises ``ValueError`` when the root is not synthetic (see the module docstring) or holds no
     training clip."""
-    from asd_utils.data import discover
 
     root = Path(root).expanduser().resolve()
     if not is_synthetic_root(root):
@@ -91,7 +92,6 @@ def load_corpus_waves(corpus: Corpus, seconds: float, *, sample_rate: int = 1600
                       max_clips: int | None = None) -> np.ndarray:
     """(N, seconds * sample_rate) float32 waveforms of the corpus, shorter clips tiled
     (``asd_utils.data.load_batch``); ``max_clips`` keeps the first clips only (tests)."""
-    from asd_utils.data.audio import load_batch
 
     paths = list(corpus.paths[:max_clips] if max_clips else corpus.paths)
     return load_batch(paths, sample_rate=sample_rate, n_samples=int(round(seconds * sample_rate)),

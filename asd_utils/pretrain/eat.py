@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asd_utils.backbones import load_backbone
 from asd_utils.backbones.eat import EAT, eat_preprocess
 from asd_utils.pretrain.loop import History, Stopwatch, feature_crops, holdout_split, scheduled_steps
 from asd_utils.pretrain.masking import inverse_block_mask
@@ -217,7 +218,6 @@ def pretrain_eat(features: torch.Tensor, cfg: EATPretrainConfig, *, seed: int = 
     target_length=cfg.crop_frames)`` (or a copy of ``initial``). Returns the student encoder
     (eval mode) and its :class:`History` (``loss`` = frame + utterance loss; ``extras`` holds both
     curves and the held-out losses)."""
-    from asd_utils.backbones import load_backbone
 
     watch = Stopwatch()
     student = copy.deepcopy(initial) if initial is not None else load_backbone(

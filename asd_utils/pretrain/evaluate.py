@@ -19,6 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from asd_utils.backbones.embeddings import extract_layer_embeddings
+from asd_utils.evaluation.metrics import evaluate
+from asd_utils.scoring.scorers import KNNScorer
+
 __all__ = ["KNNResult", "frozen_knn_scores"]
 
 
@@ -46,8 +50,6 @@ def frozen_knn_scores(backbone, index: pd.DataFrame, *, layer: int, pooling: str
     with_metrics: False skips the metrics (``table`` None), e.g. for subsets without anomalies.
     Returns a :class:`KNNResult`.
     """
-    from asd_utils.backbones.embeddings import extract_layer_embeddings
-    from asd_utils.evaluation.metrics import evaluate
 
     index = index[index["split"].isin(["train", "test"])].reset_index(drop=True)
     emb = extract_layer_embeddings(backbone, index["path"].astype(str).tolist(), layers=[int(layer)],
@@ -71,7 +73,6 @@ def frozen_knn_scores(backbone, index: pd.DataFrame, *, layer: int, pooling: str
             knn.set_train_embeddings(x[train])
             scores[test], scores[train] = knn.normalised_min(knn.distances(x[test]))
         elif kind == "knn":
-            from asd_utils.scoring.scorers import KNNScorer
 
             knn = KNNScorer(k=int(detector.get("k", 1)), metric=str(detector.get("metric", "cosine")),
                             separate_domains=bool(detector.get("separate_domains", True)))

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 __all__ = ["History", "Stopwatch", "feature_crops", "holdout_split", "scheduled_steps", "warmup_cosine"]
 
@@ -40,7 +41,6 @@ def scheduled_steps(optimizer: torch.optim.Optimizer, cfg, *, desc: str, progres
     ``desc`` when ``progress``."""
     steps = range(cfg.steps)
     if progress:
-        from tqdm.auto import tqdm
 
         steps = tqdm(steps, desc=desc, leave=False)
     for step in steps:

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from asd_utils.backbones import load_backbone
+from asd_utils.config import deep_merge
+from asd_utils.pretrain.corpus import build_corpus, corpus_root
+from asd_utils.pretrain.run import read_history
+from asd_utils.pretrain.standins import ensure_standin, standin_checkpoint, standins_config
+
 __all__ = ["eat_target_length", "notebook_checkpoints", "before_after_backbones"]
 
 
@@ -17,9 +23,6 @@ def notebook_checkpoints(cfg: dict, *, profile: str, data_root: str | Path | Non
     skipped). ``source: local``: pretrained here, with ``standins.yaml``'s pretraining settings
     updated by ``cfg["pretraining"][name]``, on the synthetic dataset of ``cfg["corpus_profile"]``
     (or ``data_root`` when it is synthetic), cached under ``cache_dir``."""
-    from asd_utils.config import deep_merge
-    from asd_utils.pretrain.corpus import build_corpus, corpus_root
-    from asd_utils.pretrain.standins import ensure_standin, standin_checkpoint, standins_config
 
     out: dict[str, Path] = {}
     if cfg["source"] == "hook":
@@ -47,8 +50,6 @@ def eat_target_length(clip_samples: int) -> int:
 def before_after_backbones(name: str, checkpoint: str | Path, *, clip_samples: int, seed: int = 0):
     """(untrained stand-in, pretrained stand-in) of ``name``: the same architecture and the same
     initial weights (``seed``), before and after pretraining. EAT gets whole-clip inputs."""
-    from asd_utils.backbones import load_backbone
-    from asd_utils.pretrain.run import read_history
 
     folder = Path(checkpoint)
     folder = folder if folder.is_dir() else folder.parent

@@ -21,10 +21,19 @@ import json
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
+import transformers
+from transformers import Wav2Vec2FeatureExtractor
 
+from asd_utils.backbones import load_backbone
+from asd_utils.backbones.eat import save_eat_hf
+from asd_utils.backbones.hf_speech import HFSpeechBackbone
 from asd_utils.backbones.provenance import MARKER_KEY
+from asd_utils.pretrain.beats import BEATsPretrainConfig, beats_features, pretrain_beats
 from asd_utils.pretrain.corpus import Corpus, load_corpus_waves
+from asd_utils.pretrain.eat import EATPretrainConfig, eat_features, pretrain_eat
+from asd_utils.pretrain.speech import Wav2Vec2PretrainConfig, pretrain_wav2vec2
 from asd_utils.storage.atomic import atomic_write_json
 
 __all__ = ["CHECKPOINT_FILES", "PRETRAINABLE", "PRETRAIN_CODE_VERSION", "pretrain_standin", "read_history",
@@ -40,7 +49,6 @@ _WAVES: dict[tuple, np.ndarray] = {}  # one process, several stand-ins: read the
 
 
 def _clip_seconds(corpus: Corpus) -> float:
-    import soundfile as sf
 
     info = sf.info(corpus.paths[0])
     return info.frames / info.samplerate
@@ -63,9 +71,7 @@ def read_history(folder: str | Path) -> dict:
 
 def _check_reload(name: str, trained, checkpoint: Path, size: str, **kwargs) -> None:
     """Reload through ``load_backbone`` (strict) and compare hidden states on a fixed noise batch."""
-    import transformers
 
-    from asd_utils.backbones import load_backbone
 
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # its load report lists the (allowed) pretraining-head keys
@@ -97,7 +103,6 @@ def save_standin(name: str, model, folder: str | Path, *, marker: dict, size: st
         torch.save({"cfg": {**model.cfg.to_dict(), MARKER_KEY: marker}, "model": model.official_state_dict()}, path)
         _check_reload("beats", model, path, size)
     elif name == "eat":
-        from asd_utils.backbones.eat import save_eat_hf
 
         path = folder
         save_eat_hf(model, path, max_length=64)  # fixed sin-cos positions for up to 1024 frames
@@ -107,9 +112,7 @@ def save_standin(name: str, model, folder: str | Path, *, marker: dict, size: st
         config_file.write_text(json.dumps(hf_config, indent=2))
         _check_reload("eat", model, path, size, **check_with)
     elif name == "wav2vec2":
-        from transformers import Wav2Vec2FeatureExtractor
 
-        from asd_utils.backbones.hf_speech import HFSpeechBackbone
 
         path = folder
         setattr(model.config, MARKER_KEY, marker)
@@ -137,8 +140,6 @@ def pretrain_standin(name: str, cfg: dict, corpus: Corpus, folder: str | Path, *
     waves = corpus_waves(corpus, seconds, progress=progress)
     check_with: dict = {}
     if name == "beats":
-        from asd_utils.backbones import load_backbone
-        from asd_utils.pretrain.beats import BEATsPretrainConfig, beats_features, pretrain_beats
 
         pcfg = BEATsPretrainConfig.from_dict(cfg)
         initial = load_backbone("beats", size=pcfg.size, seed=seed)
@@ -147,8 +148,6 @@ def pretrain_standin(name: str, cfg: dict, corpus: Corpus, folder: str | Path, *
             torch.manual_seed(seed)
             model, history = pretrain_beats(features, pcfg, seed=seed, progress=progress, initial=initial)
     elif name == "eat":
-        from asd_utils.backbones import load_backbone
-        from asd_utils.pretrain.eat import EATPretrainConfig, eat_features, pretrain_eat
 
         pcfg = EATPretrainConfig.from_dict(cfg)
         initial = load_backbone("eat", size=pcfg.size, seed=seed, target_length=pcfg.crop_frames)
@@ -158,7 +157,6 @@ def pretrain_standin(name: str, cfg: dict, corpus: Corpus, folder: str | Path, *
             model, history = pretrain_eat(features, pcfg, seed=seed, progress=progress, initial=initial)
         check_with["target_length"] = pcfg.crop_frames
     else:
-        from asd_utils.pretrain.speech import Wav2Vec2PretrainConfig, pretrain_wav2vec2
 
         pcfg = Wav2Vec2PretrainConfig.from_dict(cfg)
         with torch.random.fork_rng(devices=[]):  # Gumbel noise draws from the global RNG

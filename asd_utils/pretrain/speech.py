@@ -26,7 +26,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+import transformers
+from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
 
+from asd_utils.backbones import load_backbone
 from asd_utils.pretrain.loop import History, Stopwatch, holdout_split, scheduled_steps
 from asd_utils.training.trainer import build_optimizer
 
@@ -74,9 +77,7 @@ def wav2vec2_pretraining_model(cfg: Wav2Vec2PretrainConfig, *, seed: int = 0):
     """``Wav2Vec2ForPreTraining`` whose encoder is the untrained stand-in
     ``load_backbone("wav2vec2", size=cfg.size, seed=seed)`` (same weights), with the quantiser of
     ``cfg``."""
-    import transformers
 
-    from asd_utils.backbones import load_backbone
 
     standin = load_backbone("wav2vec2", size=cfg.size, seed=seed)
     config = copy.deepcopy(standin.model.config)
@@ -106,7 +107,6 @@ def _normalise(waves: torch.Tensor) -> torch.Tensor:
 
 def _step_inputs(model, waves: torch.Tensor, rng: np.random.Generator):
     """Masks and negatives for a batch (numpy RNG seeded by the caller, so runs repeat)."""
-    from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
 
     cfg = model.config
     seq_len = int(model._get_feat_extract_output_lengths(torch.tensor(waves.shape[1])))

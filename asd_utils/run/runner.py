@@ -40,16 +40,35 @@ that is safe), with a WARNING in the log that quotes the stacks; a second hang f
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as futures
 import contextlib
 import json
+import multiprocessing
 import os
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
+import papermill
+import yaml
+from nbclient.exceptions import CellTimeoutError
+from nbformat.sign import NotebookNotary
+from papermill.exceptions import PapermillExecutionError
+
 from asd_utils import paths
+from asd_utils.data.channels import use_channel
+from asd_utils.evaluation.results import bootstrap_intervals, collect_results, summary_table, to_markdown
+from asd_utils.notebook.context import WARNING_PREFIX
+from asd_utils.run import kernel_watchdog
+from asd_utils.run.kernel_client import RunnerKernelManager
+from asd_utils.storage.atomic import atomic_write_csv, atomic_write_text
+from asd_utils.synth import ensure_dataset
+from asd_utils.synth.generate import VARIANT_ENV
+from asd_utils.training import distributed as dist_utils
 
 NOTEBOOK_DIR_NAME = "notebooks"
 COMPARISON_SUFFIX = "_comparison"  # reads every other notebook's results: waits for them
@@ -57,7 +76,6 @@ COMPARISON_SUFFIX = "_comparison"  # reads every other notebook's results: waits
 # tqdm reads TQDM_<PARAMETER> defaults from the environment when it is imported (tqdm >= 4.66):
 # in kernels started for a log, a bar redraws at most once an hour (plus its first and last state)
 LOG_TQDM_ENV = {"TQDM_MININTERVAL": "3600", "TQDM_MAXINTERVAL": "3600"}
-WARNING_PREFIX = "ASD-WARNING: "  # stderr lines of nbtools.loud_warning, repeated in the log
 # Kernels side by side share the cores. OpenMP threads that spin while waiting (libgomp's default)
 # then burn the cycles the other kernel needs: two smoke runs side by side took 2.3x the CPU time of
 # one after the other. Passive waiting changes no number, only who gets the core.
@@ -181,7 +199,6 @@ def parse_parameter(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"--param expects KEY=VALUE, got {text!r}")
     key, raw = text.split("=", 1)
-    import yaml
 
     return key.strip(), yaml.safe_load(raw)
 
@@ -289,12 +306,7 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, kernel: str
 
 def _execute_once(notebook: Path, output: Path, parameters: dict, kernel: str | None, terminal: bool | None,
                   timeout: float | None) -> None:
-    import papermill
-    from nbclient.exceptions import CellTimeoutError
-    from papermill.exceptions import PapermillExecutionError
 
-    from asd_utils.run import kernel_watchdog
-    from asd_utils.run.kernel_client import RunnerKernelManager
 
     terminal = is_terminal() if terminal is None else bool(terminal)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -352,8 +364,6 @@ def trust_notebook(path: Path) -> None:
     the widgets of a saved run from its stored widget state only in a trusted notebook (widget views
     are not "safe" output); the outputs are this user's own run, so signing them is what trusting
     means."""
-    import nbformat
-    from nbformat.sign import NotebookNotary
 
     if Path(path).is_file():  # papermill has written it; nothing to sign otherwise
         NotebookNotary().sign(nbformat.read(str(path), as_version=4))
@@ -361,7 +371,6 @@ def trust_notebook(path: Path) -> None:
 
 def _is_nbclient_timeout(error: BaseException) -> bool:
     """Whether ``error`` was raised inside nbclient's timeout handler."""
-    import traceback
 
     frames = traceback.extract_tb(error.__traceback__)
     return bool(frames) and frames[-1].name == "_async_handle_timeout"
@@ -375,8 +384,6 @@ def _kernel_hung(where: str, timeout: float | None, stacks_file: Path) -> Kernel
 
 def collect_summary(results_dir: Path) -> Path | None:
     """Collect every notebook's result CSV into ``summary.csv`` and ``summary.md``."""
-    from asd_utils.evaluation.results import bootstrap_intervals, collect_results, summary_table, to_markdown
-    from asd_utils.storage.atomic import atomic_write_csv, atomic_write_text
 
     tidy = collect_results(results_dir)
     if tidy is None or len(tidy) == 0:
@@ -403,7 +410,6 @@ def distributed_plan(plan: RunPlan) -> tuple[RunPlan, int]:
     notebook, so no kernel meets the store of an earlier notebook's kernel). Without torchrun,
     ``(plan, 0)``.
     """
-    from asd_utils.training import distributed as dist_utils
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return plan, 0
@@ -425,7 +431,6 @@ def run(plan: RunPlan, log=print, *, terminal: bool | None = None) -> Path | Non
     phase, fit for a log file. Under ``torchrun`` see :func:`distributed_plan`: only rank 0 logs
     and writes the summary.
     """
-    from asd_utils.training import distributed as dist_utils
 
     plan, kernel_port_base = distributed_plan(plan)
     if not dist_utils.is_main_process():
@@ -433,7 +438,6 @@ def run(plan: RunPlan, log=print, *, terminal: bool | None = None) -> Path | Non
             return None
     terminal = is_terminal() if terminal is None else bool(terminal)
     if plan.data_root is None:
-        from asd_utils.synth import ensure_dataset
 
         started = time.perf_counter()
         with dist_utils.main_process_first():
@@ -446,7 +450,6 @@ def run(plan: RunPlan, log=print, *, terminal: bool | None = None) -> Path | Non
     run_started = time.perf_counter()
     if plan.jobs > 1 and kernel_port_base:
         log(f"--jobs {plan.jobs} is ignored under torchrun: every rank executes one notebook at a time")
-    from asd_utils.data.channels import use_channel
 
     with use_channel(plan.channel):  # kernels inherit ASD_CHANNEL
         if plan.jobs > 1 and not kernel_port_base:
@@ -465,7 +468,6 @@ def run(plan: RunPlan, log=print, *, terminal: bool | None = None) -> Path | Non
 
 def _run_one_at_a_time(plan: RunPlan, parameters: dict, log, terminal: bool, kernel_port_base: int) -> None:
     """Execute the plan's notebooks in order, one after the other, in this process."""
-    from asd_utils.training import distributed as dist_utils
 
     total = len(plan.notebooks)
     for position, notebook in enumerate(plan.notebooks, start=1):
@@ -508,8 +510,6 @@ def _run_side_by_side(plan: RunPlan, parameters: dict, log) -> None:
     After a failure nothing more starts; the running notebooks finish and :class:`NotebookFailed`
     lists every failure.
     """
-    import concurrent.futures as futures
-    import multiprocessing
 
     total = len(plan.notebooks)
     position = {notebook: index for index, notebook in enumerate(plan.notebooks, start=1)}
@@ -589,7 +589,6 @@ def main(argv: list[str] | None = None) -> int:
             print(notebook.stem)
         return 0
     if args.synth_variant:  # the runner's own data step and every kernel it starts read it
-        from asd_utils.synth.generate import VARIANT_ENV
 
         os.environ[VARIANT_ENV] = args.synth_variant
     try:

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
+from imblearn.over_sampling import SMOTE
 from sklearn.base import BaseEstimator, clone
 from sklearn.cluster import KMeans
 from sklearn.covariance import ledoit_wolf
@@ -800,7 +801,6 @@ class SMOTEKNNScorer(BaseEstimator):
             return x[:0], f"{n_target} target clip(s); SMOTE needs at least 2", 0
         if int(self.ratio * n_source) <= n_target:
             return x[:0], f"{n_target} target clips already reach ratio {self.ratio} of {n_source} source clips", 0
-        from imblearn.over_sampling import SMOTE
 
         neighbours = max(1, min(int(self.smote_neighbors), n_target - 1))
         smote = SMOTE(sampling_strategy=float(self.ratio), k_neighbors=neighbours,

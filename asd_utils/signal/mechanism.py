@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
+from tqdm.auto import tqdm
 
 from asd_utils.signal.bearing import (
     BearingGeometry,
@@ -215,7 +216,6 @@ class IndicatorExtractor(BaseEstimator):
                              f"got shape {x.shape}")
         starts = range(0, len(x), max(1, int(self.batch_size)))
         if progress:
-            from tqdm.auto import tqdm
 
             starts = tqdm(starts, desc="indicators", leave=False)
         parts = [pd.DataFrame(self._block(x[s:s + int(self.batch_size)])) for s in starts]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.signal import istft, stft
 
 __all__ = [
     "OVERSUBTRACTION", "SPECTRAL_FLOOR", "N_FFT", "HOP", "expected_noise_gain", "far_noise_estimate",
@@ -55,7 +56,6 @@ def expected_noise_gain(oversubtraction: float = OVERSUBTRACTION, floor: float =
 
 
 def _stft(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    from scipy.signal import stft
 
     _, _, spec = stft(x, nperseg=n_fft, noverlap=n_fft - hop, window="hann", boundary="zeros", padded=True,
                       axis=-1)
@@ -89,7 +89,6 @@ def denoise_near(near: np.ndarray, far: np.ndarray, *, oversubtraction: float = 
     Returns:
         float32 array of the shape of ``near``: the near phase with the cleaned magnitude.
     """
-    from scipy.signal import istft
 
     near = np.asarray(near, dtype=np.float64)
     far = np.asarray(far, dtype=np.float64)

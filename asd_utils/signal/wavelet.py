@@ -13,6 +13,7 @@ spread over time (a transient concentrates it, so the entropy drops).
 from __future__ import annotations
 
 import numpy as np
+import pywt
 
 __all__ = ["band_temporal_entropy", "wavelet_packet_energies", "wavelet_packet_energy_entropy",
            "wavelet_packet_coefficients"]
@@ -35,7 +36,6 @@ def wavelet_packet_coefficients(x, *, wavelet: str = "db4", level: int = 4,
     x: ``(..., samples)`` (float32 is kept, else float64). Returns ``2**level`` arrays of shape
     ``(..., n_coefficients)``, in frequency order (PyWavelets' ``order="freq"``).
     """
-    import pywt
 
     x = np.asarray(x)
     if x.dtype != np.float32:  # float32 input stays float32 (twice as fast); anything else float64

@@ -79,7 +79,7 @@ def file_lock(path: str | os.PathLike) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         try:
-            import fcntl
+            import fcntl  # POSIX only; elsewhere no cross-process lock
 
             fcntl.flock(handle, fcntl.LOCK_EX)
         except ImportError:  # pragma: no cover - non-POSIX: no cross-process lock

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from asd_utils.synth.generate import DEFAULT_VARIANT, PROFILES, VARIANTS, ensure_dataset
 from asd_utils.synth.machines import MACHINE_TYPES
+from asd_utils.synth.two_channel import ensure_two_channel_dataset
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,10 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.names.split(",") if args.names else None
     start = time.perf_counter()
     try:
-        if args.layout == "dcase2026":
-            from asd_utils.synth.two_channel import ensure_two_channel_dataset as ensure
-        else:
-            ensure = ensure_dataset
+        ensure = ensure_two_channel_dataset if args.layout == "dcase2026" else ensure_dataset
         root = ensure(args.profile, args.out, args.seed, names=names, machines=machines,
                       workers=args.workers, progress=not args.quiet, variant=args.variant)
     except ValueError as err:

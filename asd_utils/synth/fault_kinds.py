@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -107,7 +108,6 @@ def fault_kind_table(aucs: pd.DataFrame) -> pd.DataFrame:
 def fault_kind_heatmap(aucs: pd.DataFrame, *, title: str = "AUC per fault kind (mean over machine types)"):
     """Heat map of :func:`fault_kind_table`: systems (rows) x fault kinds (columns), AUC annotated,
     a diverging scale centred on 0.5 (chance). Returns the matplotlib Figure."""
-    import matplotlib.pyplot as plt
 
     table = fault_kind_table(aucs)
     if table.empty:

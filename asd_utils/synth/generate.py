@@ -33,11 +33,14 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from tqdm.auto import tqdm
 
+from asd_utils import paths
 from asd_utils.storage.atomic import file_lock
 from asd_utils.synth import realistic
 from asd_utils.synth import sound_models as sm
 from asd_utils.synth.machines import MACHINE_TYPES, get_machine
+from asd_utils.synth.readme import write_readme
 
 GENERATOR_VERSION = "1.1.0"  # 1.1: one supplemental kind per type; mixed clip lengths
 SAMPLE_RATE = 16000
@@ -312,7 +315,6 @@ def generate_dataset(out: str | os.PathLike, profile: str = "smoke", seed: int =
     write_all(_write_job, [(str(out), job, clip_duration(prof, job)) for job in jobs], f"synth {profile}", workers,
               progress)
     _write_tables(out, jobs)
-    from asd_utils.synth.readme import write_readme
 
     write_readme(out, manifest)
     (out / "synth_manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -334,15 +336,7 @@ def write_all(write_job, args: list, desc: str, workers: int, progress: bool) ->
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    try:
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc=desc, unit="clip", disable=not enabled)
-    except ImportError:  # pragma: no cover
-        class _Null:
-            def update(self, k): ...
-            def close(self): ...
-        return _Null()
+    return tqdm(total=total, desc=desc, unit="clip", disable=not enabled)
 
 
 def read_manifest(root: str | os.PathLike) -> dict | None:
@@ -358,7 +352,6 @@ def default_root(profile: str, variant: str | None = None) -> Path:
     """Default folder of a profile's dataset: ``asd_utils.paths.synthetic_root`` (``full``:
     data/synth_full); a variant other than :data:`DEFAULT_VARIANT` gets its own folder
     (``data/synth_<profile>_<variant>``), so switching back and forth regenerates nothing."""
-    from asd_utils import paths
 
     root = paths.data_dir("synth_full", create=False) if profile == "full" else paths.synthetic_root(profile)
     variant = check_variant(variant)

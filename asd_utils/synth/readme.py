@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from asd_utils.synth.machines import HALLS, get_machine
+from asd_utils.synth.realistic import readme_section
 
 
 def dataset_readme(manifest: dict) -> str:
@@ -52,7 +53,6 @@ def dataset_readme(manifest: dict) -> str:
         lines.append(f"| {hall} | {env['hum_hz']:g} Hz | {env['machine_hz'][0]:g}-{env['machine_hz'][1]:g} Hz |"
                      f" {env['clank_rate']:g} | {'yes' if env['babble'] else 'no'} |")
     if manifest.get("variant") == "realistic":
-        from asd_utils.synth.realistic import readme_section
 
         lines += ["", readme_section()]
     lines += ["", "## Machine types", ""]

@@ -39,8 +39,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from asd_utils.data import DataError, discover, load_audio
+from asd_utils.evaluation.results import to_markdown
 from asd_utils.features.logmel import log_mel
 from asd_utils.storage.atomic import atomic_write_csv, atomic_write_json, atomic_write_text
 
@@ -187,12 +194,6 @@ def probe_auc(features: np.ndarray, is_anomaly: np.ndarray, *, repeats: int = PR
 
     features: (clips, dims); is_anomaly: (clips,) 0/1, at least ``folds`` of each class.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from threadpoolctl import threadpool_limits
 
     labels = np.asarray(is_anomaly).astype(int)
     aucs = []
@@ -339,7 +340,6 @@ def realism_table(root: str | Path, *, split: str = "test", convert: bool = Fals
 def markdown_report(table: pd.DataFrame, details: dict, *, title: str) -> str:
     """The report as Markdown: title, the table (rows = statistics, one column per group, plus the
     mean over groups where there are several) and the notes on empty cells."""
-    from asd_utils.evaluation.results import to_markdown
 
     shown = table.copy()
     if shown.shape[1] > 1:

@@ -26,7 +26,17 @@ import numpy as np
 from scipy import signal as _signal
 
 from asd_utils.synth import sound_models as sm
-from asd_utils.synth.faults import FAULT_KINDS, apply_fault, fault_signature, jitter_signature
+from asd_utils.synth.faults import (
+    DUTY,
+    EPISODE_SECONDS,
+    FAULT_KINDS,
+    FAULT_LEVEL_DB,
+    FAULT_NOTES,
+    MODULATION_DEPTH,
+    apply_fault,
+    fault_signature,
+    jitter_signature,
+)
 from asd_utils.synth.machines import get_machine
 
 __all__ = ["adapt_job", "fault_signature", "microphone_response", "render_parts", "room_impulse_response"]
@@ -104,7 +114,6 @@ def render_parts(job, n: int, sr: int, rng_machine, rng_noise, rng_fault) -> tup
 def readme_section() -> str:
     """Markdown for the dataset README of a ``realistic`` root: what differs from the per-type
     descriptions (which then describe the normal sound, attributes and domain shift only)."""
-    from asd_utils.synth.faults import DUTY, EPISODE_SECONDS, FAULT_LEVEL_DB, FAULT_NOTES, MODULATION_DEPTH
 
     lines = ["## Variant: realistic", "",
              "This root was generated with `--variant realistic`. Each type's normal sound, attributes and"

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from asd_utils import paths
 from asd_utils.data.layout import write_layout_marker
 from asd_utils.synth import sound_models as sm
 from asd_utils.synth.generate import (
@@ -49,6 +50,7 @@ from asd_utils.synth.generate import (
     to_pcm16,
     write_all,
 )
+from asd_utils.synth.readme import dataset_readme
 
 __all__ = ["FarMicrophone", "TWO_CHANNEL_VERSION", "LENGTH_RATIOS", "FULL_LENGTHS_S", "machine_durations",
            "far_microphone", "render_two_channel", "expected_two_channel_manifest", "generate_two_channel_dataset",
@@ -182,7 +184,6 @@ def generate_two_channel_dataset(out: str | os.PathLike, profile: str = "smoke",
 
 
 def _readme(manifest: dict) -> str:
-    from asd_utils.synth.readme import dataset_readme
 
     lines = [
         "# Synthetic DCASE 2026-style root: two channels (near, far)", "",
@@ -203,7 +204,6 @@ def _readme(manifest: dict) -> str:
 
 def default_two_channel_root(profile: str) -> Path:
     """``data/synth_<profile>_dcase2026`` (its name also marks it as a 2026 root)."""
-    from asd_utils import paths
 
     return paths.data_dir(f"synth_{profile}_dcase2026", create=False)
 

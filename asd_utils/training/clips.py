@@ -26,6 +26,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
+
+from asd_utils.data import load_audio
+from asd_utils.training.crops import RandomCropCollate, embed_crops
 
 __all__ = ["ClipCropCollate", "ClipDataset", "as_clips", "clip_lengths", "clips_fingerprint", "concat", "embed_clips",
            "fit_window", "load_clips", "make_clip_loader", "map_by_length", "stack_tiled", "take", "window_samples"]
@@ -35,9 +39,7 @@ def load_clips(paths: Sequence[str], *, sample_rate: int = 16000, progress: bool
                desc: str = "loading clips") -> list[np.ndarray]:
     """Each audio file at its own length: a list of ``(samples_i,)`` float32 arrays at
     ``sample_rate`` (``asd_utils.data.load_audio``; a bad file is a ``DataError`` naming it)."""
-    from tqdm.auto import tqdm
 
-    from asd_utils.data import load_audio
 
     return [load_audio(p, sample_rate=sample_rate) for p in tqdm(list(paths), desc=desc, disable=not progress,
                                                                  leave=False)]
@@ -153,7 +155,6 @@ class ClipCropCollate:
     """
 
     def __init__(self, window: int, generator: torch.Generator):
-        from asd_utils.training.crops import RandomCropCollate
 
         self.window = int(window)
         self.generator = generator
@@ -208,7 +209,6 @@ def embed_clips(embed_fn: Callable[[torch.Tensor], torch.Tensor], clips, *, wind
     ``hop`` samples that cover it whole (``asd_utils.training.crops.embed_crops`` per group of
     equal-length clips); a clip shorter than the window is tiled to one window, alone.
     ``embed_fn((B, window)) -> (B, D)``: a module in eval mode (no batch statistics)."""
-    from asd_utils.training.crops import embed_crops
 
     clips = [fit_window(c, window) for c in as_clips(clips)]
     if not clips:

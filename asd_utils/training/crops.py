@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import soundfile as sf
 import torch
 from tqdm.auto import tqdm
 
@@ -36,7 +37,6 @@ def longest_clip_seconds(paths, *, progress: bool = False) -> float:
     Used to load *whole* clips: loading every clip at this length keeps the longest ones complete
     (shorter ones are tiled to it). Raises ``ValueError`` naming a file that cannot be read.
     """
-    import soundfile as sf
 
     paths = list(paths)
     if not paths:

@@ -7,14 +7,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from asd_utils.data.errors import DataError
+
 SEPARATOR = "|"
 
 
 def _data_error(message: str) -> ValueError:
-    try:
-        from asd_utils.data import DataError
-    except ImportError:  # pragma: no cover - asd_utils.data is part of the package
-        return ValueError(message)
     return DataError(message)
 
 

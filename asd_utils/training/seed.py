@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,6 @@ def _use_deterministic_algorithms(*, warn_only: bool) -> None:
     ``torch._inductor`` (about 2 s per process, in every notebook) when nothing has loaded it: eager
     kernels read only ATen's flag, set here directly; inductor's own switch (for ``torch.compile``) is
     its ``TORCHINDUCTOR_DETERMINISTIC`` variable, read when inductor is first imported."""
-    import sys
 
     if "torch._inductor.config" in sys.modules:
         torch.use_deterministic_algorithms(True, warn_only=warn_only)

@@ -37,6 +37,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from asd_utils.training.losses import SubClusterAdaCos, soft_targets
+
 __all__ = [
     "SelfSupervisedHeads",
     "exchange_targets",
@@ -156,7 +158,6 @@ class SelfSupervisedHeads(nn.Module):
                  loss_weights: Sequence[float] = (1.0, 0.0, 1.0),
                  trainable: Sequence[bool] = (False, True, True), b_avg: str = "non_target"):
         super().__init__()
-        from asd_utils.training.losses import SubClusterAdaCos
 
         if len(loss_weights) != 3 or len(trainable) != 3:
             raise ValueError("loss_weights and trainable need three entries (C, 3C, 9C heads)")
@@ -176,7 +177,6 @@ class SelfSupervisedHeads(nn.Module):
         return self.heads[0].logits(embeddings)
 
     def forward(self, packed: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        from asd_utils.training.losses import soft_targets
 
         y = soft_targets(labels, self.n_classes).to(packed.device)
         if packed.shape[1] == self.dim:

@@ -12,9 +12,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
+from asd_utils import paths
+from asd_utils.data.audio import load_audio
+from asd_utils.features.logmel import log_mel
+from asd_utils.notebook.plots import spectrogram
 from asd_utils.synth.generate import VARIANTS, ensure_dataset
+from asd_utils.synth.realism import realism_table
 
 
 def variant_roots(machine: str = "bearing", profile: str = "smoke", seed: int = 0, *,
@@ -24,7 +30,6 @@ def variant_roots(machine: str = "bearing", profile: str = "smoke", seed: int = 
     Roots are ``<folder>/synth_<profile>_<variant>_<machine>`` (``folder`` defaults to the
     compendium's data folder). Returns ``{variant: root}`` in :data:`VARIANTS` order.
     """
-    from asd_utils import paths
 
     base = Path(folder) if folder is not None else paths.data_dir()
     return {variant: ensure_dataset(profile, base / f"synth_{profile}_{variant}_{machine}", seed,
@@ -52,11 +57,7 @@ def example_clips(root: str | os.PathLike, machine: str, domain: str = "source")
 def variant_spectrograms(roots: dict[str, Path], machine: str = "bearing", domain: str = "source"):
     """Figure: one row per variant, a normal (left) and an anomalous (right) clip's log-mel
     spectrogram (128 bands, n_fft 1024, hop 512, dB), titled with the clip's hidden truths."""
-    import matplotlib.pyplot as plt
 
-    from asd_utils.data.audio import load_audio
-    from asd_utils.features.logmel import log_mel
-    from asd_utils.notebook.plots import spectrogram
 
     fig, axes = plt.subplots(len(roots), 2, figsize=(12, 3.0 * len(roots)), squeeze=False)
     for row, (variant, root) in enumerate(roots.items()):
@@ -74,7 +75,6 @@ def variant_spectrograms(roots: dict[str, Path], machine: str = "bearing", domai
 def variant_realism_tables(roots: dict[str, Path]) -> pd.DataFrame:
     """The realism statistics (``asd_utils.synth.realism.realism_table``) of every root, side by
     side: rows = statistics, columns = (variant, machine type)."""
-    from asd_utils.synth.realism import realism_table
 
     tables = {variant: realism_table(root)[0] for variant, root in roots.items()}
     return pd.concat(tables, axis=1)

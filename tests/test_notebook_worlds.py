@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from asd_utils.notebook.worlds import example_clips, variant_realism_tables, variant_roots, variant_spectrograms
 from asd_utils.synth import VARIANTS, read_manifest
-from asd_utils.synth.compare import example_clips, variant_realism_tables, variant_roots, variant_spectrograms
 
 
 def test_variant_roots_clips_and_figure(tmp_path):
