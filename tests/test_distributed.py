@@ -210,7 +210,7 @@ def test_runner_under_torchrun_runs_each_notebook_on_every_rank_and_rank0_writes
     nbformat.write(nb, notebook)
     script = tmp_path / "launch.py"
     script.write_text(
-        "from pathlib import Path\nfrom asd_utils import runner\n"
+        "from pathlib import Path\nfrom asd_utils.run import runner\n"
         f"plan = runner.RunPlan(profile='smoke', notebooks=[Path({str(notebook)!r})], data_root={str(tmp_path)!r}, "
         f"notebooks_out=Path({str(tmp_path / 'out')!r}), results_dir=Path({str(tmp_path / 'results')!r}), "
         "output_dir=None, kernel=None, extra_parameters={})\nrunner.run(plan)\n")

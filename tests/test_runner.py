@@ -162,7 +162,7 @@ def _tiny_notebook(path):
             "import os, sys, time\nfrom tqdm.std import tqdm\n"
             "for _ in tqdm(range(1500), desc='phase', file=sys.stderr):\n    time.sleep(0.001)\n"
             "print('TQDM_MININTERVAL =', os.environ.get('TQDM_MININTERVAL'))"),
-        nbformat.v4.new_code_cell("from asd_utils import nbtools\nnbtools.loud_warning('the paper profile "
+        nbformat.v4.new_code_cell("from asd_utils.notebook import context\ncontext.loud_warning('the paper profile "
                                   "lacks   its extra roots')"),
     ]
     nbformat.write(nb, path)
@@ -188,7 +188,7 @@ def test_runner_log_has_one_line_per_phase_no_bar_storm_and_no_tcp_warning(tmp_p
 
     notebook = _tiny_notebook(tmp_path / "09_tiny.ipynb")
     script = (
-        "from pathlib import Path\nfrom asd_utils import runner\n"
+        "from pathlib import Path\nfrom asd_utils.run import runner\n"
         f"plan = runner.RunPlan(profile='smoke', notebooks=[Path({str(notebook)!r})], data_root={str(tmp_path)!r}, "
         f"notebooks_out=Path({str(tmp_path / 'out')!r}), results_dir=Path({str(tmp_path / 'results')!r}), "
         "output_dir=None, kernel=None, extra_parameters={})\nrunner.run(plan)\n"

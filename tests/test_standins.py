@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from asd_utils.backbones import CheckpointError, configured_size_and_layer, load_backbone, standins
+from asd_utils.backbones import CheckpointError, configured_size_and_layer, load_backbone
 from asd_utils.backbones.provenance import (
     PUBLISHED,
     STANDIN_PRETRAINED,
@@ -17,6 +17,7 @@ from asd_utils.backbones.provenance import (
     backbone_provenance,
     is_standin_checkpoint,
 )
+from asd_utils.pretrain import standins
 from asd_utils.pretrain.standins import standin_checkpoint
 
 TINY = {

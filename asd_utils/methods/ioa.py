@@ -60,8 +60,7 @@ from asd_utils.methods.pipeline import (  # noqa: F401
     training_run_dir,
 )
 from asd_utils.models import ThreeSubNetwork
-from asd_utils.training import Trainer, seed_everything
-from asd_utils.training.crops import make_crop_loader
+from asd_utils.training import Trainer, crops, seed_everything
 
 __all__ = [
     "CLASS_KEYS",
@@ -134,7 +133,7 @@ def build_three_subnet_training(waves: np.ndarray, labels: np.ndarray, n_classes
                       progress=progress, checkpoint_dir=checkpoint_dir, config={"system": "three_subnet"})
     if waves.shape[1] > model.n_samples:  # whole clips: a fresh random window per clip and epoch
 
-        loader = make_crop_loader(waves, labels, crop_samples=model.n_samples, batch_size=int(cfg["batch_size"]),
+        loader = crops.make_crop_loader(waves, labels, crop_samples=model.n_samples, batch_size=int(cfg["batch_size"]),
                                   seed=seed)
     else:
         loader = make_loader(waves, labels, batch_size=int(cfg["batch_size"]), seed=seed)

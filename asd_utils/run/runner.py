@@ -18,7 +18,7 @@ Kernels log only CRITICAL messages (:data:`KERNEL_ARGUMENTS`), so ipykernel's ha
 running over TCP without encryption" warning and its "KeyboardInterrupt caught in kernel" line (the
 interrupt that shutting a finished kernel down may send) no longer appear in the log. A failing
 cell is reported through papermill, not the kernel's log.
-Lines a notebook flags with ``nbtools.loud_warning`` are repeated in the log after its line.
+Lines a notebook flags with ``context.loud_warning`` are repeated in the log after its line.
 
 Notebooks side by side: ``--jobs N`` (``make reproduce`` passes ``JOBS``, 2 by default) executes up
 to N notebooks at once, each in its own process and kernel, dispatched in number order. A notebook
@@ -59,14 +59,13 @@ from nbclient.exceptions import CellTimeoutError
 from nbformat.sign import NotebookNotary
 from papermill.exceptions import PapermillExecutionError
 
-from asd_utils import paths
+from asd_utils import paths, synth
 from asd_utils.data.channels import use_channel
 from asd_utils.evaluation.results import bootstrap_intervals, collect_results, summary_table, to_markdown
 from asd_utils.notebook.context import WARNING_PREFIX
 from asd_utils.run import kernel_watchdog
 from asd_utils.run.kernel_client import RunnerKernelManager
 from asd_utils.storage.atomic import atomic_write_csv, atomic_write_text
-from asd_utils.synth import ensure_dataset
 from asd_utils.synth.generate import VARIANT_ENV
 from asd_utils.training import distributed as dist_utils
 
@@ -264,7 +263,7 @@ KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL", "--IPKernelApp.extension
 
 
 def notebook_warnings(executed: Path) -> list[str]:
-    """Messages a notebook flagged with ``nbtools.loud_warning`` (stderr lines starting with
+    """Messages a notebook flagged with ``context.loud_warning`` (stderr lines starting with
     :data:`WARNING_PREFIX`), in order, from an executed notebook file."""
     try:
         nb = json.loads(Path(executed).read_text(encoding="utf-8"))
@@ -441,7 +440,7 @@ def run(plan: RunPlan, log=print, *, terminal: bool | None = None) -> Path | Non
 
         started = time.perf_counter()
         with dist_utils.main_process_first():
-            root = ensure_dataset(plan.profile, progress=terminal and dist_utils.is_main_process())
+            root = synth.ensure_dataset(plan.profile, progress=terminal and dist_utils.is_main_process())
         log(f"data: synthetic dataset at {root} ({time.perf_counter() - started:.1f} s)")
     else:
         log(f"data: {plan.data_root}")

@@ -2,7 +2,7 @@
 
 Start any script, or the notebook runner, under ``torchrun --nproc_per_node N``; torchrun sets
 ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``, and
-:func:`init_distributed` (called by ``nbtools.start`` and by the trainer) joins the process
+:func:`init_distributed` (called by ``context.start`` and by the trainer) joins the process
 group: NCCL when CUDA is available, gloo otherwise. Without those variables every function here
 is a no-op that describes a world of one process, so the same code runs unchanged on one device.
 
