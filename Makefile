@@ -32,15 +32,15 @@ smoke: setup
 	$(PY) -m asd_utils.run.runner --profile smoke --jobs $(JOBS) $(ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check asd_utils tests benchmarks
+	$(VENV)/bin/ruff check asd_utils tests benchmarks probes scripts
 
 test: setup
-	$(VENV)/bin/ruff check asd_utils tests benchmarks
+	$(VENV)/bin/ruff check asd_utils tests benchmarks probes scripts
 	$(PY) scripts/check_notebooks_clean.py notebooks
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 test-fast: setup
-	$(VENV)/bin/ruff check asd_utils tests benchmarks
+	$(VENV)/bin/ruff check asd_utils tests benchmarks probes scripts
 	$(PY) -m pytest -q -p no:cacheprovider -m "not notebook and not slow" tests
 
 # Rewrites tests/reference/smoke_summary.csv (and the machine kind it was written on) from a fresh

@@ -1,4 +1,4 @@
-"""The issue-9 diagnostic (benchmarks/probe_anomaly_information.py): its linear probe and its
+"""The anomaly-information diagnostic (probes/probe_anomaly_information.py): its linear probe and its
 untrained reference features."""
 import importlib.util
 from pathlib import Path
@@ -9,7 +9,7 @@ import soundfile as sf
 
 from asd_utils.features.logmel import log_mel
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_anomaly_information.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "probes" / "probe_anomaly_information.py"
 
 
 def load_probe_module():

@@ -113,7 +113,7 @@ def build_three_subnet_training(waves: np.ndarray, labels: np.ndarray, n_classes
     """``(model, loss, trainer, loader)`` of a three-subnetwork run, before any step is taken.
 
     Arguments as :func:`train_three_subnet`. ``trainer.fit(loader)`` trains all ``cfg['epochs']``;
-    ``trainer.fit(loader, until_epoch=e)`` stops after ``e`` (benchmarks probe the embedding
+    ``trainer.fit(loader, until_epoch=e)`` stops after ``e`` (probes/ probe the embedding
     during training this way).
     """
 

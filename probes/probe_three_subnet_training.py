@@ -13,11 +13,11 @@ embeds every clip and records:
 mean over time subtracted from every STFT bin, Wilkinghoff's normalisation) for comparison.
 Nothing in the compendium is chosen by these numbers.
 
-    python benchmarks/probe_three_subnet_training.py                       # default root, 0 1 3 8 20
-    python benchmarks/probe_three_subnet_training.py --stft-remove-temporal-mean --label default_cmn
-    python benchmarks/probe_three_subnet_training.py --data-root data/bench_unseen --label unseen
+    python probes/probe_three_subnet_training.py                       # default root, 0 1 3 8 20
+    python probes/probe_three_subnet_training.py --stft-remove-temporal-mean --label default_cmn
+    python probes/probe_three_subnet_training.py --data-root data/bench_unseen --label unseen
 
-Writes ``benchmarks/results/probe_three_subnet_training_<label>.{json,md}`` atomically. About
+Writes ``probes/results/probe_three_subnet_training_<label>.{json,md}`` atomically. About
 5 minutes on 2 cores for the default root.
 """
 

@@ -14,9 +14,9 @@ Both use training clips only, so a test clip's score never depends on other test
 tables read test labels (AUC), so this is a diagnosis for the decision the issue needs
 (``papers/004_ioa_cas.md``, "Why the issue is marked blocked"), never a choice of the compendium.
 
-    python benchmarks/probe_domain_scaling.py [--profile default] [--data-root DIR --label NAME]
+    python probes/probe_domain_scaling.py [--profile default] [--data-root DIR --label NAME]
 
-Writes ``benchmarks/results/probe_domain_scaling_<label>.{json,md}`` atomically.
+Writes ``probes/results/probe_domain_scaling_<label>.{json,md}`` atomically.
 """
 
 from __future__ import annotations

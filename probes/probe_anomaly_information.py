@@ -17,8 +17,8 @@ Embeddings are read from the run's caches: of the files of each kind under ``cac
 the newest one with one row per test clip of the root. A system with no such cache is left out
 and named; the files used are recorded in the JSON output.
 
-    python benchmarks/probe_anomaly_information.py [--profile default] [--out benchmarks/results]
-    python benchmarks/probe_anomaly_information.py --data-root data/bench_unseen --label unseen
+    python probes/probe_anomaly_information.py [--profile default] [--out probes/results]
+    python probes/probe_anomaly_information.py --data-root data/bench_unseen --label unseen
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def diagnostic_arguments(description: str, argv: list[str] | None) -> argparse.N
     parser.add_argument("--data-root", type=Path, default=None,
                         help="DCASE-layout root the notebooks ran on (default: the profile's synthetic data)")
     parser.add_argument("--label", default=None, help="name of the root in the output files (default: the profile)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=ROOT / "probes" / "results")
     return parser.parse_args(argv)
 
 

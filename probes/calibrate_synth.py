@@ -12,7 +12,7 @@ Prints AUC-source, AUC-target, pAUC (max_fpr 0.1) per machine type and the harmo
 the official definitions (source AUC: source normals + all anomalies). With ``--ae`` it also
 runs ``asd_utils.methods.baseline_ae`` when that module exists.
 
-    python benchmarks/calibrate_synth.py [--root DIR] [--types fan,valve] [--seed 0]
+    python probes/calibrate_synth.py [--root DIR] [--types fan,valve] [--seed 0]
 """
 
 from __future__ import annotations
