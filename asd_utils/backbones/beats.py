@@ -1,6 +1,9 @@
 """BEATs (Chen et al., "BEATs: Audio Pre-Training with Acoustic Tokenizers", ICML 2023), written
 for this project and able to load the official checkpoints as published.
 
+Longer than 500 lines: the whole BEATs model and its checkpoint loader, readable in one sitting
+in forward order, as the official code is.
+
 The model, in the order the forward pass runs:
 
 1. front end: ``wave * 2**15`` -> Kaldi fbank (128 bins, 25 ms / 10 ms, povey window; see

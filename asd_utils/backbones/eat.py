@@ -1,5 +1,8 @@
 """EAT (Efficient Audio Transformer, Chen et al., IJCAI 2024), written for this compendium.
 
+Longer than 500 lines: the whole EAT encoder and its two checkpoint formats (Hugging Face and
+fairseq), readable in one sitting in forward order.
+
 EAT is a data2vec-2.0-style ViT on a log Mel spectrogram. This module holds the encoder only (the
 student at inference; no masking, no decoder, no EMA teacher) and loads both released formats.
 

@@ -1,5 +1,8 @@
 """Bootstrap intervals and paired comparisons of the official DCASE score, from per-clip scores.
 
+Longer than 500 lines: intervals, paired comparisons and their figures share one resampling
+scheme (per-section stratified clip resamples), kept together so that it exists once.
+
 With 50 test clips per domain x label cell, a DCASE score difference of one or two points between
 two systems is often noise. This module measures that noise from the clips themselves:
 

@@ -1,5 +1,8 @@
 """Run the compendium's notebooks end to end with papermill.
 
+Longer than 500 lines: the plan, the side-by-side scheduler and the command line of one tool;
+the kernel client and the watchdog are already apart.
+
     python -m asd_utils.run.runner --profile default                 # everything, synthetic data
     python -m asd_utils.run.runner --profile smoke --notebooks 00 01  # a subset
     python -m asd_utils.run.runner --profile paper --data-root /data/dcase2025t2

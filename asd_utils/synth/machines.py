@@ -1,5 +1,8 @@
 """Seven synthetic machine types, each a small physical sound model.
 
+Longer than 500 lines: seven machine models side by side, each a short physical recipe, so
+that they can be compared at a glance.
+
 A :class:`MachineModel` knows its operating attributes per domain, its anomaly kinds, its factory
 background per domain, and how to render one clean clip (the machine alone, unit RMS) from
 ``(attributes, anomaly, severity)`` and a random generator. The generator (``generate.py``) mixes
