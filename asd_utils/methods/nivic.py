@@ -41,6 +41,9 @@ import torch
 from scipy.signal import welch
 from tqdm.auto import tqdm
 
+from asd_utils.data import DataError, is_two_channel_layout, load_audio, load_batch
+from asd_utils.data.audio import far_channel_noise
+from asd_utils.data.channels import check_channel
 from asd_utils.methods import pseudo_labels as pl
 from asd_utils.methods.pipeline import classification_accuracy, score_sections
 from asd_utils.methods.pseudo_labels import HIDDEN_ATTRIBUTE
@@ -70,6 +73,7 @@ __all__ = [
     "system_options",
     "train_model",
     "training_stack",
+    "two_channel_supplemental",
 ]
 
 CLASS_COLUMN = "class_attributes"
@@ -272,6 +276,61 @@ def simulate_supplemental(supplemental_index: pd.DataFrame, clean_waves: np.ndar
         return np.zeros((0, clean_waves.shape[1] if np.ndim(clean_waves) == 2 else 0), np.float32), pd.DataFrame(
             columns=["machine", "section", "domain", "attributes", "file_name"])
     return np.stack(waves).astype(np.float32), pd.DataFrame(rows)
+
+
+def two_channel_supplemental(train_index: pd.DataFrame, *, n_samples: int, whole_clips: bool = False,
+                             sample_rate: int = 16000, clean_channel: str = "near"):
+    """Supplemental clean and noise-only clips from the two channels of DCASE 2026 training clips.
+
+    The compendium's reading, not the task's: DCASE 2026 (channel 0 near, 1 far; ``docs/dcase2026.md``)
+    defines no supplemental clips, so report 002's "mixing clean machine sound with background noise"
+    has none to draw on. Every normal training clip gives one **clean** clip, its near channel
+    (``clean_channel``), and one **noise-only** clip, its far channel
+    (:func:`asd_utils.data.audio.far_channel_noise`; mostly the factory). The far channel still
+    carries a faint, delayed copy of the machine, so a mixture adds that copy too. In
+    :func:`simulate_supplemental`, ``noise_from: same_section`` pairs a type's near channels with its
+    own far channels (a clip may meet its own, probability 1 / clips of the type), the default
+    ``other_types`` with those of the other types. Training clips only (first-shot rule).
+
+    train_index: training rows (``path, file_name, machine, section, domain``, as
+    :func:`asd_utils.data.discover` gives), all in a two-channel 2026 root. n_samples: length at
+    ``sample_rate``; ``whole_clips=False``: every clip tiled or cut to it (``load_batch``), waves
+    ``(N, n_samples)`` float32; ``True``: each clip at its own length, a shorter one tiled to
+    ``n_samples`` (``clips.fit_window``, as notebook 04 loads clips), waves lists of ``N``
+    ``(samples_i,)`` float32. clean_channel: a ``asd_utils.data.channels.CHANNELS`` setting; the
+    noise side is always ``far``.
+
+    Returns ``(supplemental_index, clean_waves, noise_waves)`` for :func:`simulate_supplemental`: the
+    ``N`` training rows twice, as ``supplemental_kind`` ``"clean"`` then ``"noise"`` (``train_index``
+    order), with ``split = "supplemental"`` and ``channel`` (``clean_channel`` / ``"far"``); the waves
+    align with the clean / noise rows. ``ValueError`` on an empty index or unknown channel,
+    ``asd_utils.data.DataError`` naming a clip outside a 2026 root.
+    """
+    check_channel(clean_channel)
+    if len(train_index) == 0:
+        raise ValueError("two_channel_supplemental needs training clips; train_index is empty")
+    if int(n_samples) < 1:
+        raise ValueError(f"n_samples must be a positive number of samples; got {n_samples}")
+    paths = [str(p) for p in train_index["path"]]
+    mono = [p for p in paths if not is_two_channel_layout(p)]
+    if mono:
+        raise DataError(f"{mono[0]}: not in a two-channel DCASE 2026 root, so it has no far channel to serve as "
+                        f"noise ({len(mono)} such clip(s)); a root with supplemental clips uses those instead")
+    if whole_clips:
+        clean = [fit_window(load_audio(p, sample_rate=sample_rate, channel=clean_channel), int(n_samples))
+                 for p in paths]
+        noise = [fit_window(load_audio(p, sample_rate=sample_rate, channel="far"), int(n_samples)) for p in paths]
+    else:
+        clean = load_batch(paths, sample_rate=sample_rate, n_samples=int(n_samples), channel=clean_channel)
+        noise = far_channel_noise(paths, n_samples=int(n_samples), sample_rate=sample_rate)
+    rows = []
+    for kind, channel in (("clean", clean_channel), ("noise", "far")):
+        part = train_index.reset_index(drop=True).copy()
+        part["split"] = "supplemental"
+        part["supplemental_kind"] = kind
+        part["channel"] = channel
+        rows.append(part)
+    return pd.concat(rows, ignore_index=True), clean, noise
 
 
 # --------------------------------------------------------------------------------------------------
