@@ -6,6 +6,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PROFILE ?= default
+# make setup: the pins to install (requirements.lock: every package at the version the tests passed with)
+REQUIREMENTS ?= requirements.txt
+# make setup: where torch comes from. Empty: pip's index (PyPI). For the CPU build without CUDA
+# packages on Linux: TORCH_INDEX=https://download.pytorch.org/whl/cpu (PyPI if that index fails).
+TORCH_INDEX ?=
 ARGS   ?=
 # notebooks side by side in the CPU profiles; paper notebooks take every core (and the GPU) alone
 JOBS   ?= $(if $(filter paper,$(PROFILE)),1,2)
@@ -14,13 +19,15 @@ JOBS   ?= $(if $(filter paper,$(PROFILE)),1,2)
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: $(REQUIREMENTS) pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (set PYTHON=python3.11)"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, alone, so that nothing later can pull another torch build.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(if $(TORCH_INDEX),$(PY) -m pip install --quiet torch==2.13.0 --index-url $(TORCH_INDEX) || { echo \
+	  "torch from $(TORCH_INDEX) failed: taking it from pip's index"; $(PY) -m pip install --quiet torch==2.13.0; },\
+	  $(PY) -m pip install --quiet torch==2.13.0)
+	$(PY) -m pip install --quiet -r $(REQUIREMENTS)
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from pandas.testing import assert_frame_equal
 
 from asd_utils.evaluation import reported
 from asd_utils.notebook import catalogue
@@ -110,3 +114,44 @@ def test_load_all_reported_reads_only_the_reports_own_tables(tmp_path):
     assert reported.report_id("004_ioa_cas_table2.csv") == "004" and reported.report_id("baseline.csv") is None
     assert reported.load_all_reported(tmp_path / "empty_missing").empty
     assert np.isfinite(reported.load_all_reported()["value"]).all()
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def test_the_yaml_catalogue_gives_the_tables_the_python_catalogue_gave():
+    """``catalogue.yaml`` + the loader give the tables of the former catalogue-as-code module.
+
+    ``fixtures/catalogue_table.csv`` and ``fixtures/catalogue_reported_mapping.csv`` were written by
+    that module (``catalogue_table()``, ``reported_mapping()``); a deliberate edit of the catalogue
+    rewrites them in the same commit.
+    """
+    read = {"keep_default_na": False, "dtype": str}
+    assert_frame_equal(catalogue_table(), pd.read_csv(FIXTURES / "catalogue_table.csv", **read))
+    assert_frame_equal(reported_mapping(), pd.read_csv(FIXTURES / "catalogue_reported_mapping.csv", **read))
+    # a group's fields, overridden by the system's own
+    card = lookup("04", "No pseudo-labels")
+    assert card.objective.endswith("true attributes (domain only where hidden) x domain; mixup, StatEx, FeatEx "
+                                   "(C/3C/9C heads)")
+    assert card.backbone == "SE-ResNet18 + |FFT| branch" and card.status == "from the plan"
+    assert lookup("05", "EAT-FFT no-SMOTE").reported_as == () and lookup("05", "EAT-FFT").reported_as == (
+        ("003", "EAT-FFT"),)
+
+
+def test_catalogue_file_errors_name_the_file(tmp_path):
+    """Unknown groups/fields, missing fields and duplicates raise ValueError naming the file."""
+    good = {"notebook": "09", "report": "x", "features": "f", "backbone": "b", "adaptation": "frozen",
+            "objective": "o", "data": "d", "back_end": "k"}
+    path = tmp_path / "cat.yaml"
+    path.write_text(yaml.safe_dump({"groups": {"g": good}, "systems": [{"system": "A", "group": "g"}]}))
+    (card,) = catalogue.load_catalogue(path)
+    assert card == SystemCard(system="A", **good)
+    cases = [({"systems": [{"system": "A", "group": "nope"}]}, "unknown group"),
+             ({"systems": [{"system": "A", "colour": "red", **good}]}, "unknown fields"),
+             ({"systems": [{"system": "A", "notebook": "09"}]}, "missing"),
+             ({"systems": [{"system": "A", **good}, {"system": "A", **good}]}, "more than once")]
+    for doc, message in cases:
+        path.write_text(yaml.safe_dump(doc))
+        with pytest.raises(ValueError, match=message) as error:
+            catalogue.load_catalogue(path)
+        assert "cat.yaml" in str(error.value)

@@ -2,6 +2,9 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
+import threading
 
 import numpy as np
 import pandas as pd
@@ -137,3 +140,57 @@ def test_cache_key_refuses_absolute_paths(tmp_path):
         keys.cache_key({"root": tmp_path}, code="asd_utils.storage.keys")
     # relative paths, units with a slash and plain strings are fine
     keys.cache_key({"file": "ToyCar/train/a.wav", "unit": "m/s", "x": "/"}, code="asd_utils.storage.keys")
+
+
+_CHILD = """
+import sys
+from pathlib import Path
+from filelock import FileLock, Timeout
+from asd_utils.storage.atomic import file_lock
+lock, log = Path(sys.argv[1]), Path(sys.argv[2])
+try:  # a probe that does not wait: is the lock free right now?
+    with FileLock(lock, timeout=0):
+        print("free", flush=True)
+except Timeout:
+    print("busy", flush=True)
+with file_lock(lock):
+    with open(log, "a") as handle:
+        handle.write("child\\n")
+"""
+
+
+def test_file_lock_serialises_processes(tmp_path):
+    """While this process holds ``file_lock``, a second process finds it busy and writes only after release."""
+    lock, log = tmp_path / "sub" / ".cache.lock", tmp_path / "log.txt"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with atomic.file_lock(lock):
+        assert lock.exists()  # made, with its folder
+        child = subprocess.Popen([sys.executable, "-c", _CHILD, str(lock), str(log)], stdout=subprocess.PIPE,
+                                 text=True, env=env)
+        assert child.stdout.readline().strip() == "busy"
+        log.write_text("parent\n")
+    assert child.wait() == 0
+    assert log.read_text().splitlines() == ["parent", "child"]
+    # once released, the probe finds the lock free
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(lock), str(log)], capture_output=True, text=True,
+                         env=env, check=True)
+    assert out.stdout.strip() == "free"
+
+
+def test_file_lock_serialises_threads(tmp_path):
+    """Four threads each add 1 to a counter file 25 times, read-modify-write under the lock: no update is lost."""
+    lock, counter = tmp_path / ".counter.lock", tmp_path / "counter.txt"
+    counter.write_text("0")
+
+    def work():
+        for _ in range(25):
+            with atomic.file_lock(lock):
+                value = int(counter.read_text())
+                counter.write_text(str(value + 1))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counter.read_text() == "100"

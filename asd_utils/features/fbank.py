@@ -1,8 +1,10 @@
 """Kaldi-compatible log Mel filter bank energies, batched and vectorised in torch.
 
-BEATs and EAT were trained on ``torchaudio.compliance.kaldi.fbank`` features. torchaudio cannot be
-imported with the CPU-only torch this project pins, so this module computes the same features
-from Kaldi's definitions (``feat/feature-fbank.cc``, ``feat/mel-computations.cc``):
+Hand-written because torchaudio (whose ``compliance.kaldi.fbank`` this reproduces) does not import
+with the CPU torch this project pins, and no other library computes Kaldi's fbank bit for bit.
+
+BEATs and EAT were trained on ``torchaudio.compliance.kaldi.fbank`` features; this module computes
+the same features from Kaldi's definitions (``feat/feature-fbank.cc``, ``feat/mel-computations.cc``):
 
 1. cut the signal into frames of ``frame_length`` ms every ``frame_shift`` ms (``snip_edges``:
    only whole frames; otherwise Kaldi's reflection padding and ``round(T / shift)`` frames);

@@ -3,7 +3,6 @@ schedule, a held-out split of the corpus, and the training history (loss curves,
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -11,7 +10,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["History", "Stopwatch", "feature_crops", "holdout_split", "scheduled_steps", "warmup_cosine"]
+from asd_utils.training.schedulers import lr_multiplier
+
+#: the pretraining decay ends at this share of ``cfg.lr``
+FINAL_LR_RATIO = 0.05
+
+__all__ = ["History", "Stopwatch", "feature_crops", "holdout_split", "scheduled_steps"]
 
 
 def feature_crops(features: torch.Tensor, rows: torch.Tensor, frames: int,
@@ -27,25 +31,19 @@ def feature_crops(features: torch.Tensor, rows: torch.Tensor, frames: int,
     return features[rows[:, None], index].float()
 
 
-def warmup_cosine(step: int, total: int, warmup: int, base_lr: float, final_ratio: float = 0.05) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine decay to ``final_ratio * base_lr``."""
-    if warmup > 0 and step < warmup:
-        return base_lr * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base_lr * (final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
 def scheduled_steps(optimizer: torch.optim.Optimizer, cfg, *, desc: str, progress: bool = False):
-    """Yield ``0 .. cfg.steps - 1``, setting every parameter group's learning rate to
-    :func:`warmup_cosine` (``cfg.warmup_steps``, ``cfg.lr``) before each step; a tqdm bar named
-    ``desc`` when ``progress``."""
+    """Yield ``0 .. cfg.steps - 1``, setting every parameter group's learning rate before each step
+    to ``cfg.lr`` times the ``cosine`` schedule of :mod:`asd_utils.training.schedulers` (linear
+    warm-up over ``cfg.warmup_steps``, cosine decay to :data:`FINAL_LR_RATIO` at ``cfg.steps``); a
+    tqdm bar named ``desc`` when ``progress``."""
+    multiplier = lr_multiplier("cosine", cfg.warmup_steps, cfg.steps, min_ratio=FINAL_LR_RATIO)
     steps = range(cfg.steps)
     if progress:
 
         steps = tqdm(steps, desc=desc, leave=False)
     for step in steps:
         for group in optimizer.param_groups:
-            group["lr"] = warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.lr)
+            group["lr"] = cfg.lr * multiplier(step)
         yield step
 
 

@@ -1,5 +1,8 @@
 """A Jupyter kernel client for the runner that never sleeps through a message that has arrived.
 
+Hand-written because neither jupyter_client nor nbclient/papermill offers a poll that rechecks the
+socket: their channels sleep in one ``poll(timeout)`` that can miss pyzmq's wake-up (below).
+
 jupyter_client's asynchronous channels wait for a message with one ``socket.poll(timeout)``; pyzmq
 wakes that poll through the socket's edge-triggered file descriptor. Under load that wake-up can be
 missed: the message sits in the socket while the poll sleeps on until its timeout, and only the

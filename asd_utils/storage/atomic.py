@@ -1,4 +1,5 @@
-"""Atomic file writes and cross-process file locks: the one way the package writes a file.
+"""Atomic file writes and cross-process file locks (the ``filelock`` package): the one way the package
+writes a file.
 
 Every cache and result file is written to a temporary sibling and moved into place with
 ``os.replace``, so an interrupted run never leaves a half-written file that a later run trusts.
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 
 
 @contextlib.contextmanager
@@ -73,15 +75,10 @@ def atomic_write_csv(path: str | os.PathLike, frame, **to_csv_kwargs) -> Path:
 
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive cross-process lock on the file ``path`` (created) for the block (POSIX
-    ``flock``; elsewhere no lock). Used so that two processes never build the same cache at once."""
+    """Hold an exclusive cross-process lock on the file ``path`` (created, with its folder) for the
+    block: ``filelock.FileLock`` (``flock`` on POSIX, ``msvcrt`` on Windows), waiting as long as it
+    takes. Used so that two processes (or threads) never build the same cache at once."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            import fcntl  # POSIX only; elsewhere no cross-process lock
-
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        except ImportError:  # pragma: no cover - non-POSIX: no cross-process lock
-            pass
+    with FileLock(path):
         yield

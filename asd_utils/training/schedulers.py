@@ -1,29 +1,45 @@
 """Learning-rate schedules: linear warm-up followed by a constant, cosine or inverse-sqrt phase.
 
-Every schedule is a multiplier ``f(step)`` of the optimizer's base learning rate, applied through
-``torch.optim.lr_scheduler.LambdaLR``; ``step`` counts optimizer steps from 0 (the value used for
-the first update). With ``W = warmup_steps`` and ``T = total_steps``:
+The values come from transformers' schedules (``get_constant_schedule_with_warmup``,
+``get_cosine_with_min_lr_schedule_with_warmup``, ``get_inverse_sqrt_schedule``); this module only
+fixes how their step counter lines up with ours. Every schedule is a multiplier ``f(step)`` of the
+optimizer's base learning rate, applied through ``torch.optim.lr_scheduler.LambdaLR``; ``step``
+counts optimizer steps from 0 (the value used for the first update). With ``W = warmup_steps`` and
+``T = total_steps``:
 
-- warm-up (all schedules, when ``W > 0`` and ``step < W``): ``f = (step + 1) / W``
-  (so the first update already uses ``base / W`` instead of a wasted zero step, and step ``W - 1``
-  reaches the full rate);
+- warm-up (all schedules, when ``W > 0`` and ``step < W``): ``f = (step + 1) / W``, transformers'
+  linear warm-up read one step on (so the first update already uses ``base / W`` instead of a
+  wasted zero step, and step ``W - 1`` reaches the full rate);
 - ``constant``:      ``f = 1``;
 - ``cosine``:        ``f = min_ratio + (1 - min_ratio) * 0.5 * (1 + cos(pi * p))`` with
   ``p = clamp((step - W) / max(1, T - W), 0, 1)``, so the rate decays from ``base`` to
-  ``base * min_ratio`` at step ``T`` and stays there;
+  ``base * min_ratio`` at step ``T`` and stays there (transformers' cosine rises again after
+  ``T``: the step is held at the end of the decay);
 - ``inverse_sqrt``:  ``f = sqrt(W / (step + 1))`` after the warm-up, i.e. the "Noam" schedule
   ``f = min((step + 1) / W, sqrt(W / (step + 1)))``, continuous at ``step + 1 = W``
-  (with ``W = 0`` it is ``1 / sqrt(step + 1)``).
+  (with ``W = 0`` it is ``1 / sqrt(step + 1)``): transformers' ``1 / sqrt((x + shift) / timescale)``
+  with ``timescale = max(W, 1)`` and ``shift = 1``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
+from transformers import (
+    get_constant_schedule_with_warmup,
+    get_cosine_with_min_lr_schedule_with_warmup,
+    get_inverse_sqrt_schedule,
+)
 
 SCHEDULES = ("constant", "cosine", "inverse_sqrt")
+
+
+def _library_multiplier(make_schedule: Callable[..., torch.optim.lr_scheduler.LambdaLR], **kwargs
+                        ) -> Callable[[int], float]:
+    """The multiplier ``f(step)`` of the transformers schedule ``make_schedule(optimizer, **kwargs)``."""
+    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    return make_schedule(probe, **kwargs).lr_lambdas[0]
 
 
 def lr_multiplier(name: str, warmup_steps: int = 0, total_steps: int | None = None,
@@ -37,17 +53,28 @@ def lr_multiplier(name: str, warmup_steps: int = 0, total_steps: int | None = No
         raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
     if name == "cosine" and total_steps is None:
         raise ValueError("the cosine schedule needs total_steps")
-    total = int(total_steps) if total_steps is not None else 0
+    # transformers' warm-up is step / W from step 0; ours is (step + 1) / W: read it one step on
+    warm = _library_multiplier(get_constant_schedule_with_warmup, num_warmup_steps=warmup)
+    if name == "constant":
+        after = warm
+    elif name == "cosine":
+        total = int(total_steps)
+        decay = _library_multiplier(get_cosine_with_min_lr_schedule_with_warmup, num_warmup_steps=warmup,
+                                    num_training_steps=total, min_lr_rate=float(min_ratio))
+        end = warmup + max(1, total - warmup)  # progress 1: held from here on
+
+        def after(step: int) -> float:
+            return decay(min(step, end))
+    else:
+        # transformers: 1 / sqrt((step + timescale - W') / timescale) for step >= W'; with
+        # timescale = max(W, 1) and W' = timescale - 1 this is sqrt(max(W, 1) / (step + 1))
+        timescale = max(warmup, 1)
+        after = _library_multiplier(get_inverse_sqrt_schedule, num_warmup_steps=timescale - 1, timescale=timescale)
 
     def multiplier(step: int) -> float:
-        if warmup > 0 and step < warmup:
-            return (step + 1) / warmup
-        if name == "constant":
-            return 1.0
-        if name == "cosine":
-            progress = min(max((step - warmup) / max(1, total - warmup), 0.0), 1.0)
-            return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-        return math.sqrt(max(warmup, 1) / (step + 1))
+        if step < warmup:
+            return warm(step + 1)
+        return after(step)
 
     return multiplier
 
