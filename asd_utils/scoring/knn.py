@@ -104,8 +104,8 @@ def knn_search(
     in float64 from the given values (cosine: ``1 - q.b / (|q| |b|)``; euclidean: ``|q - b|``).
     The result equals a float64 brute-force search up to float64 rounding (a neighbour the float32
     ranking misses can only be one whose distance is within float32 rounding, ~1e-6, of the k-th),
-    while the O(M N D) work runs in float32. Not faiss: ``faiss-cpu`` 1.15.1 (IndexFlatIP /
-    IndexFlatL2) was slower at every measured size, ``benchmarks/results/knn_engine.md``.
+    while the O(M N D) work runs in float32.
+    Not faiss: faiss-cpu 1.15.1 ranked no faster across sizes (0.86-1.66x, benchmarks/results/knn_engine.md).
     """
     check_metric(metric)
     if k < 1:
