@@ -1,7 +1,7 @@
 """Benchmark: KNNScorer (blocked float32 matmul + float64 re-ranking) vs sklearn brute force.
 
 For each size (queries M, bank N, dim D) and metric, times
-``asd_utils.scoring.scorers.KNNScorer(k).fit(bank).score(queries)`` against
+``asd_utils.scoring.KNNScorer(k).fit(bank).score(queries)`` against
 ``sklearn.neighbors.NearestNeighbors(algorithm='brute').fit(bank).kneighbors(queries)`` (mean of
 the k distances), both on the same float32 arrays with the same number of threads, checks that
 the scores agree (max absolute difference), prints a table and writes
@@ -24,7 +24,7 @@ import sklearn
 import torch
 from sklearn.neighbors import NearestNeighbors
 
-from asd_utils.scoring.scorers import KNNScorer
+from asd_utils.scoring import KNNScorer
 from asd_utils.storage.atomic import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scorers.json"

@@ -42,7 +42,7 @@ from asd_utils.config import load_config  # noqa: E402
 from asd_utils.data import discover  # noqa: E402
 from asd_utils.evaluation import metrics  # noqa: E402
 from asd_utils.methods import pipeline  # noqa: E402
-from asd_utils.scoring.scorers import KMeansScorer  # noqa: E402
+from asd_utils.scoring import KMeansScorer  # noqa: E402
 from asd_utils.synth import ensure_dataset  # noqa: E402
 
 RUN_GLOB = "06_*/training/three_subnet_*/embeddings_{part}_*.npz"

@@ -266,11 +266,11 @@ def test_notebook_02_gisp_heu_systems(dataset, tmp_path):
 def test_notebook_02_memmixup_bank_is_built_from_training_clips_only():
     """MemMixup enlarges the target bank with mixes of *training* clips: the scores of test clips
     against it are per clip (the dataset-level test above covers it too; here exactly, in float64)."""
-    from asd_utils.methods import gisp
+    from asd_utils.scoring import GenRepKNN
 
     rng = np.random.default_rng(0)
     emb = np.concatenate([rng.normal(size=(30, 5)), rng.normal(size=(3, 5)) + 2.0])
-    knn = gisp.GenRepKNN(k=2, n_mix_support=3, mix_alpha=0.9).fit(emb, ["source"] * 30 + ["target"] * 3)
+    knn = GenRepKNN(k=2, n_mix_support=3, mix_alpha=0.9).fit(emb, ["source"] * 30 + ["target"] * 3)
     knn.set_train_embeddings(emb)
     assert knn.target_bank_.shape == (3 + 9, 5)
     assert_clip_independent(knn.score, rng.normal(size=(12, 5)) + 1.0)
@@ -384,7 +384,7 @@ def test_notebook_03_myps_systems(mixed_dataset, tmp_path):
     from asd_utils.config import load_config
     from asd_utils.methods import myps
     from asd_utils.methods.pipeline import class_labels, split_index
-    from asd_utils.scoring.scorers import KNNScorer
+    from asd_utils.scoring import KNNScorer, SeparateLibraryKNN
     from asd_utils.training import clips
 
     cfg = load_config("03_myps", "smoke")
@@ -418,7 +418,7 @@ def test_notebook_03_myps_systems(mixed_dataset, tmp_path):
             crop_samples=window, hop_samples=window // 2, cache_root=tmp_path / "runs", seed=0, progress=False)
         systems = {}
         for suffix, scorer in (("", KNNScorer(k=1, metric="cosine", separate_domains=False)),
-                               (" sep-lib", myps.SeparateLibraryKNN(k=1, metric="cosine"))):
+                               (" sep-lib", SeparateLibraryKNN(k=1, metric="cosine"))):
             per_snapshot = myps.snapshot_scores(snapshots, scorer, train_index, rows)
             for variant in variants:
                 members = {n: s for n, s in per_snapshot.items() if snapshots[n].plan.variant == variant}

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from asd_utils.methods import gisp
+from asd_utils.scoring import GenRepKNN, memmixup
 
 
 # -- TWFR / audio statistics ------------------------------------------------------------------
@@ -108,7 +109,7 @@ def test_distribution_distance_small_sample_fallback():
 def test_memmixup_sizes_and_values():
     source = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [100.0, 100.0]])
     target = np.array([[1.0, 0.0], [0.0, 9.0]])
-    mixed, parent = gisp.memmixup(source, target, n_support=2, alpha=0.9)
+    mixed, parent = memmixup(source, target, n_support=2, alpha=0.9)
     assert mixed.shape == (4, 2)
     np.testing.assert_array_equal(parent, [0, 0, 1, 1])
     # target 0's nearest sources: (0,0) then (10,0); target 1's: (0,10) then (0,0)
@@ -120,7 +121,7 @@ def test_memmixup_sizes_and_values():
     ])
     np.testing.assert_allclose(mixed, expected)
     # n_support larger than the source bank is capped
-    mixed, parent = gisp.memmixup(source, target, n_support=10)
+    mixed, parent = memmixup(source, target, n_support=10)
     assert mixed.shape == (8, 2) and parent.shape == (8,)
 
 
@@ -129,7 +130,7 @@ def test_weighted_score_equals_formula_hand_case():
     # 1-D embeddings; source bank {0, 1, 3}, target bank {10} (no MemMixup), k = 1
     emb = np.array([[0.0], [1.0], [3.0], [10.0], [12.0]])
     dom = ["source", "source", "source", "target", "target"]
-    knn = gisp.GenRepKNN(k=1, n_mix_support=None).fit(emb, dom)
+    knn = GenRepKNN(k=1, n_mix_support=None).fit(emb, dom)
     # leave-one-out distances: source 0->1, 1->1, 3->2 ; target 10->2, 12->2
     np.testing.assert_allclose(knn.train_distances_, [1, 1, 2, 2, 2])
     knn.set_train_embeddings(emb)
@@ -155,7 +156,7 @@ def test_genrep_target_loo_excludes_own_mixups():
     tgt = rng.normal(size=(3, 4)) + 5.0
     emb = np.concatenate([src, tgt])
     dom = ["source"] * 50 + ["target"] * 3
-    knn = gisp.GenRepKNN(k=1, n_mix_support=3, mix_alpha=0.9).fit(emb, dom)
+    knn = GenRepKNN(k=1, n_mix_support=3, mix_alpha=0.9).fit(emb, dom)
     assert knn.target_bank_.shape == (3 + 9, 4)
     # own mix-ups lie at 0.1 * |t - s| from t; excluding them the LOO distance is larger
     own_mix = np.linalg.norm(knn.target_bank_[3:6] - tgt[0], axis=1).min()

@@ -8,7 +8,7 @@ import pytest
 from clip_independence import assert_clip_independent
 from sklearn.base import clone
 
-from asd_utils.scoring.scorers import fit_scores_from_training
+from asd_utils.scoring import fit_scores_from_training
 from asd_utils.signal.mechanism import DIRECTIONS, INDICATORS, IndicatorExtractor, MechanismScorer, robust_scale
 
 

@@ -13,7 +13,7 @@ from clip_independence import assert_clip_independent
 
 from asd_utils.methods import ioa, myps, pipeline
 from asd_utils.methods.ioa import SectionScores
-from asd_utils.scoring.scorers import KNNScorer
+from asd_utils.scoring import KNNScorer, SeparateLibraryKNN
 
 SR = 16000
 EAT_TINY = {"backbone": "eat", "size": "tiny", "layer": -1, "target_length": "auto"}
@@ -183,7 +183,7 @@ def test_separate_libraries_normalise_each_domain_by_its_own_training_distances(
     tgt = rng.standard_normal((5, 8)) - 3.0
     x = np.concatenate([src, tgt])
     domains = np.array(["source"] * 20 + ["target"] * 5)
-    sep = myps.SeparateLibraryKNN().fit(x, domains)
+    sep = SeparateLibraryKNN().fit(x, domains)
     knn = KNNScorer(k=1, metric="cosine", separate_domains=True).fit(x, domains)
     loo = knn.training_scores(by_domain=True)
     for d, rows in (("source", slice(0, 20)), ("target", slice(20, 25))):
@@ -200,13 +200,13 @@ def test_separate_libraries_normalise_each_domain_by_its_own_training_distances(
     assert not np.allclose(sep.score(q), single)
     assert_clip_independent(sep.score, q)
     # training scores: exact leave-one-out, normalised the same way (what the ensembles and thresholds use)
-    from asd_utils.scoring.scorers import fit_scores_from_training
+    from asd_utils.scoring import fit_scores_from_training
 
-    train_scores = fit_scores_from_training(myps.SeparateLibraryKNN(), x, domains)
+    train_scores = fit_scores_from_training(SeparateLibraryKNN(), x, domains)
     expected_train = np.minimum((loo["source"] - sep.mean_["source"]) / sep.std_["source"],
                                 (loo["target"] - sep.mean_["target"]) / sep.std_["target"])
     np.testing.assert_allclose(train_scores, expected_train)
-    lonely = myps.SeparateLibraryKNN().fit(x[:21], domains[:21])  # one target clip: borrows the pooled stats
+    lonely = SeparateLibraryKNN().fit(x[:21], domains[:21])  # one target clip: borrows the pooled stats
     assert lonely.mean_["target"] == pytest.approx(lonely.mean_["source"])
 
 

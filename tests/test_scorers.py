@@ -1,4 +1,4 @@
-"""Tests of asd_utils.scoring.scorers on hand-worked numbers."""
+"""Tests of asd_utils.scoring (engine, kNN, k-means, GMM, Mahalanobis, normalisation) on hand-worked numbers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.covariance import LedoitWolf
 from sklearn.neighbors import NearestNeighbors
 
-from asd_utils.scoring.scorers import (
+from asd_utils.scoring import (
     GMMScorer,
     KMeansScorer,
     KNNScorer,
@@ -17,6 +17,7 @@ from asd_utils.scoring.scorers import (
     TrainStatNormalizer,
     fit_scores_from_training,
     knn_mean_distance,
+    knn_search,
     weighted_ensemble,
 )
 
@@ -95,6 +96,56 @@ def test_knn_mean_distance_exclude_and_errors():
         KNNScorer().fit(THREE).score(np.zeros((1, 2)))
     with pytest.raises(ValueError, match="entries"):
         KNNScorer().fit(THREE, ["source"])
+
+
+def test_knn_search_hand_worked_euclidean_and_groups():
+    bank = np.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0], [0.0, 1.0]])
+    queries = np.array([[0.0, 0.0], [3.0, 3.0]])
+    # (0, 0): distances 0, 5, 10, 1; (3, 3): sqrt(18), 1, sqrt(34), sqrt(13).
+    dist, idx = knn_search(queries, bank, 2, metric="euclidean")
+    np.testing.assert_allclose(dist, [[0.0, 1.0], [1.0, np.sqrt(13.0)]], atol=1e-15)
+    np.testing.assert_array_equal(idx, [[0, 3], [1, 3]])
+    # Groups: query 0 must not match group 0 (rows 0 and 1); query 1 excludes nothing.
+    dist, idx = knn_search(queries, bank, 2, metric="euclidean", exclude=np.array([0, -1]),
+                           bank_groups=np.array([0, 0, 1, 1]))
+    np.testing.assert_allclose(dist, [[1.0, 10.0], [1.0, np.sqrt(13.0)]], atol=1e-15)
+    np.testing.assert_array_equal(idx, [[3, 2], [1, 3]])
+    # More neighbours than rows: the tail is inf / -1, and the mean counts the finite ones.
+    dist, idx = knn_search(queries[:1], bank, 6, metric="euclidean")
+    np.testing.assert_allclose(dist[0, :4], [0.0, 1.0, 5.0, 10.0], atol=1e-15)
+    assert np.isinf(dist[0, 4:]).all() and (idx[0, 4:] == -1).all()
+    assert knn_mean_distance(queries[:1], bank, 6, metric="euclidean")[0] == pytest.approx(4.0)
+    # Equal distances: lower row first.
+    _, idx = knn_search([[0.0]], [[1.0], [-1.0], [1.0]], 3, metric="euclidean")
+    np.testing.assert_array_equal(idx, [[0, 1, 2]])
+
+
+def test_knn_search_hand_worked_cosine():
+    bank = np.array([[1.0, 0.0], [0.0, 2.0], [-1.0, 0.0]])
+    dist, idx = knn_search([[1.0, 1.0]], bank, 3, metric="cosine")
+    c = 1.0 / np.sqrt(2.0)  # |cos| of (1, 1) with every row
+    np.testing.assert_allclose(dist, [[1.0 - c, 1.0 - c, 1.0 + c]], atol=1e-15)
+    np.testing.assert_array_equal(idx, [[0, 1, 2]])
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_knn_search_equals_numpy_brute_force(metric):
+    rng = np.random.default_rng(3)
+    bank = rng.normal(size=(120, 6))
+    queries = rng.normal(size=(17, 6))
+    groups = np.repeat(np.arange(40), 3)  # three rows per group
+    exclude = rng.integers(-1, 40, size=17)
+    if metric == "cosine":
+        qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+        bn = bank / np.linalg.norm(bank, axis=1, keepdims=True)
+        full = 1.0 - qn @ bn.T
+    else:
+        full = np.sqrt(((queries[:, None, :] - bank[None, :, :]) ** 2).sum(axis=2))
+    full[groups[None, :] == exclude[:, None]] = np.inf
+    order = np.argsort(full, axis=1, kind="stable")[:, :4]
+    dist, idx = knn_search(queries, bank, 4, metric=metric, exclude=exclude, bank_groups=groups, batch_size=5)
+    np.testing.assert_allclose(dist, np.take_along_axis(full, order, axis=1), atol=1e-12)
+    np.testing.assert_array_equal(idx, order)
 
 
 def test_kmeans_every_target_is_a_centre():

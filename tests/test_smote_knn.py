@@ -1,4 +1,4 @@
-"""SMOTEKNNScorer (asd_utils.scoring.scorers): k-NN with a SMOTE-oversampled target library."""
+"""SMOTEKNNScorer (asd_utils.scoring.knn): k-NN with a SMOTE-oversampled target library."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from clip_independence import assert_clip_independent
 from sklearn.base import clone
 
-from asd_utils.scoring.scorers import KNNScorer, SMOTEKNNScorer, fit_scores_from_training
+from asd_utils.scoring import KNNScorer, SMOTEKNNScorer, fit_scores_from_training
 
 
 def _data(n_source=50, n_target=6, n_test=20, dim=8, seed=0):

@@ -190,7 +190,7 @@ def test_frozen_knn_scores_are_clip_independent(synth_root):
     index = discover(synth_root)
     train, test = index[index["split"] == "train"], index[index["split"] == "test"].reset_index(drop=True)
     backbone = load_backbone("beats", size="tiny")
-    # the KNNScorer detector's independence is tested with asd_utils.scoring.scorers; here GenRep + MemMixup
+    # the KNNScorer detector's independence is tested with asd_utils.scoring; here GenRep + MemMixup
     detector = {"kind": "genrep", "k": 1, "n_mix_support": 2}
     full = frozen_knn_scores(backbone, index, layer=1, pooling="genrep", detector=detector, progress=False)
     assert full.table is not None and len(full.table) == 1 and np.isfinite(full.train_scores).all()

@@ -138,7 +138,7 @@ def write_submissions(
     test_index: DataFrame with ``machine, section, file_name`` (one row per test clip);
     scores: (M,) aligned with ``test_index`` by position. train_index: DataFrame with
     ``machine, section`` of the training clips; train_scores: (N,) their anomaly scores (computed
-    without self-matching, see :func:`asd_utils.scoring.scorers.fit_scores_from_training`), aligned by
+    without self-matching, see :func:`asd_utils.scoring.fit_scores_from_training`), aligned by
     position. Each section's threshold is :func:`gamma_threshold` of the training scores of the
     same machine type and section.
 

@@ -5,7 +5,7 @@ token per 16 x 16 spectrogram patch) are pooled by attentive statistics pooling 
 ECAPA-TDNN) into an utterance embedding, trained with ArcFace on classes built from the metadata
 (machine type, section, attributes and domain). At test time the embeddings of the normal training
 clips form a memory bank and the anomaly score is the kNN cosine distance
-(``asd_utils.scoring.scorers.KNNScorer``).
+(``asd_utils.scoring.KNNScorer``).
 
 - :class:`AttentiveStatsPool`: (B, T, D) tokens -> (B, 2 D) attention-weighted mean and std.
 - :class:`AnoPatchModel`: backbone + ASP + batch norm + linear projection -> (B, emb_dim).
@@ -30,7 +30,7 @@ from asd_utils.backbones import configured_size_and_layer, load_backbone
 from asd_utils.backbones.embeddings import backbone_identity
 from asd_utils.backbones.provenance import is_standin_checkpoint
 from asd_utils.data import DataError, discover, fix_length, load_audio, load_batch
-from asd_utils.scoring.scorers import KNNScorer, fit_scores_from_training
+from asd_utils.scoring import KNNScorer, fit_scores_from_training
 from asd_utils.storage.atomic import atomic_save_npz
 from asd_utils.storage.keys import cache_key, files_digest
 from asd_utils.training import Trainer, build_class_labels, build_optimizer, seed_everything
@@ -354,11 +354,11 @@ def train_and_embed(cfg: dict, train_index, embed_index, *, checkpoint: str | No
 
 
 def score_machines(index, embeddings: np.ndarray, *, knn: dict, progress: bool = True):
-    """kNN (``asd_utils.scoring.scorers.KNNScorer``) per machine type / section on AnoPatch embeddings.
+    """kNN (``asd_utils.scoring.KNNScorer``) per machine type / section on AnoPatch embeddings.
 
     index: data index aligned with ``embeddings`` (N, D), holding train and test rows.
     Returns ``(test_index, test_scores, train_index, train_scores)``; training scores are
-    leave-one-out (``asd_utils.scoring.scorers.fit_scores_from_training``).
+    leave-one-out (``asd_utils.scoring.fit_scores_from_training``).
     """
 
     index = index.reset_index(drop=True)

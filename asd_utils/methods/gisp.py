@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 from asd_utils.backbones.embeddings import extract_layer_embeddings
 from asd_utils.data import load_batch
 from asd_utils.features.logmel import log_mel
-from asd_utils.scoring.scorers import weighted_ensemble
+from asd_utils.scoring import GenRepKNN, weighted_ensemble
 from asd_utils.storage.atomic import atomic_save_npz
 from asd_utils.storage.keys import cache_key, files_digest
 
@@ -64,8 +64,6 @@ __all__ = [
     "DistributionDistance",
     "statistical_weight",
     "StatisticalWeighting",
-    "memmixup",
-    "GenRepKNN",
     "GISPSystem",
 ]
 
@@ -329,163 +327,8 @@ class StatisticalWeighting:
 
 
 # ---------------------------------------------------------------------------------------------
-# GenRep back end: MemMixup + separate memory banks + domain-wise normalisation (training stats)
+# GenRep back end (asd_utils.scoring.libraries.GenRepKNN) times the statistical weight
 # ---------------------------------------------------------------------------------------------
-def memmixup(source: np.ndarray, target: np.ndarray, n_support: int, alpha: float = 0.9
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """MemMixup (GenRep): mix each target memory with its ``n_support`` nearest source memories.
-
-    source: (Ns, D); target: (Nt, D). For target clip ``t`` and each of its ``n_support`` nearest
-    source clips ``s`` (Euclidean), ``alpha * t + (1 - alpha) * s``. Returns ``(mixed (Nt *
-    n_support, D), parent (Nt * n_support,) int64)`` with rows grouped by target clip (the
-    nearest source first) and ``parent`` the index of the target clip each row comes from.
-    """
-    source = np.asarray(source, dtype=np.float64)
-    target = np.asarray(target, dtype=np.float64)
-    if n_support < 1 or len(target) == 0:
-        return np.zeros((0, source.shape[1] if source.ndim == 2 else 0)), np.zeros(0, dtype=np.int64)
-    k = min(int(n_support), len(source))
-    dist = _euclidean(target, source)
-    nearest = np.argsort(dist, axis=1, kind="stable")[:, :k]  # (Nt, k)
-    mixed = alpha * target[:, None, :] + (1.0 - alpha) * source[nearest]
-    parent = np.repeat(np.arange(len(target)), k)
-    return mixed.reshape(-1, target.shape[1]), parent
-
-
-def _euclidean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(M, D), (N, D) -> (M, N) Euclidean distances (float64, clipped at 0 before the root)."""
-    a = torch.as_tensor(np.asarray(a), dtype=torch.float64)
-    b = torch.as_tensor(np.asarray(b), dtype=torch.float64)
-    sq = (a * a).sum(1, keepdim=True) + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return sq.clamp_min(0.0).sqrt().numpy()
-
-
-def _knn_mean(dist: np.ndarray, k: int) -> np.ndarray:
-    k = max(1, min(k, dist.shape[1]))
-    return np.sort(dist, axis=1)[:, :k].mean(axis=1)
-
-
-class GenRepKNN:
-    """GenRep's kNN back end with training-statistics normalisation.
-
-    ``fit(embeddings, domains)`` builds a source memory bank and a target memory bank (the target
-    clips plus their MemMixup samples), and the leave-one-out distances of the training clips to
-    their own domain's bank (a target clip leaves out itself and its own MemMixup samples).
-    ``distances(embeddings) -> (M, 2)`` gives the mean distance to the ``k`` nearest memories of the
-    source and of the target bank. ``score`` standardises each column with the training clips of
-    that domain and takes the minimum (see :meth:`normalised_min`).
-    """
-
-    def __init__(self, *, k: int = 1, n_mix_support: int | None = 5, mix_alpha: float = 0.9):
-        self.k = int(k)
-        self.n_mix_support = n_mix_support
-        self.mix_alpha = float(mix_alpha)
-
-    def fit(self, embeddings: np.ndarray, domains: Sequence[str],
-            extra_source: np.ndarray | None = None) -> GenRepKNN:
-        """embeddings: (N, D); domains: (N,) 'source'/'target'; extra_source: (E, D) memories added
-        to the source bank only (never scored, e.g. supplemental clean clips)."""
-        X = np.asarray(embeddings, dtype=np.float64)
-        dom = np.asarray(domains, dtype=object)
-        is_target = dom == "target"
-        if not np.all(np.isin(dom, ["source", "target"])):
-            raise ValueError("GenRepKNN.fit: domains must be 'source' or 'target'")
-        src, tgt = X[~is_target], X[is_target]
-        if len(src) < 2:
-            raise ValueError(f"GenRepKNN.fit needs at least 2 source clips, got {len(src)}")
-        extra = np.zeros((0, X.shape[1])) if extra_source is None else np.asarray(extra_source, dtype=np.float64)
-        self.source_bank_ = np.concatenate([src, extra], axis=0)
-        if self.n_mix_support and len(tgt):
-            mixed, parent = memmixup(src, tgt, self.n_mix_support, self.mix_alpha)
-        else:
-            mixed, parent = np.zeros((0, X.shape[1])), np.zeros(0, dtype=np.int64)
-        self.target_bank_ = np.concatenate([tgt, mixed], axis=0)
-        self.target_owner_ = np.concatenate([np.arange(len(tgt)), parent])  # which target clip made each row
-        # leave-one-out distances of training clips to their own bank
-        d_src = _euclidean(src, self.source_bank_)
-        d_src[np.arange(len(src)), np.arange(len(src))] = np.inf
-        train_d = np.full(len(X), np.nan)
-        train_d[~is_target] = _knn_mean(d_src, self.k)
-        if len(tgt):
-            d_tgt = _euclidean(tgt, self.target_bank_)
-            d_tgt[self.target_owner_[None, :] == np.arange(len(tgt))[:, None]] = np.inf
-            if np.isfinite(d_tgt).any(axis=1).all():
-                train_d[is_target] = _knn_mean(d_tgt, self.k)
-            else:  # a single target clip: nothing left to compare with, use its source-bank distance
-                train_d[is_target] = _knn_mean(_euclidean(tgt, self.source_bank_), self.k)
-        self.train_domains_ = dom
-        self.train_distances_ = train_d
-        return self
-
-    def distances(self, embeddings: np.ndarray) -> np.ndarray:
-        """(M, D) -> (M, 2) kNN distance to the source bank and to the target bank."""
-        X = np.asarray(embeddings, dtype=np.float64)
-        d_s = _knn_mean(_euclidean(X, self.source_bank_), self.k)
-        if len(self.target_bank_):
-            d_t = _knn_mean(_euclidean(X, self.target_bank_), self.k)
-        else:
-            d_t = np.full(len(X), np.inf)
-        return np.stack([d_s, d_t], axis=1)
-
-    def normalised_min(self, test_distances: np.ndarray, test_weights: np.ndarray | None = None,
-                       train_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Domain-wise standardisation with training statistics, then the minimum over domains.
-
-        ``score(x) = min_dom (w(x) d_dom(x) - m_dom) / s_dom`` where ``m_dom, s_dom`` are the mean
-        and std of ``w(t) d_loo(t)`` over the training clips ``t`` of domain ``dom``. Returns
-        ``(test_scores (M,), train_scores (N,))``; a training clip's score uses its leave-one-out
-        distance in its own domain's column and its plain distance in the other.
-        """
-        n = len(self.train_distances_)
-        tw = np.ones(n) if train_weights is None else np.asarray(train_weights, dtype=np.float64)
-        M = len(test_distances)
-        w = np.ones(M) if test_weights is None else np.asarray(test_weights, dtype=np.float64)
-        weighted_train = tw * self.train_distances_
-        stats = {}
-        for dom in ("source", "target"):
-            vals = weighted_train[self.train_domains_ == dom]
-            if len(vals) >= 2 and np.std(vals) > 0:
-                stats[dom] = (float(np.mean(vals)), float(np.std(vals)))
-            elif len(vals):
-                stats[dom] = stats.get("source", (float(np.mean(vals)), 1.0))
-        cols = []
-        for j, dom in enumerate(("source", "target")):
-            if dom in stats:
-                m, s = stats[dom]
-                cols.append((w * test_distances[:, j] - m) / s)
-            else:
-                cols.append(np.full(M, np.inf))
-        test_scores = np.minimum(cols[0], cols[1])
-        # training scores: own domain leave-one-out, other domain plain distance
-        train_cols = self._train_distance_matrix()
-        tcols = []
-        for j, dom in enumerate(("source", "target")):
-            if dom in stats:
-                m, s = stats[dom]
-                tcols.append((tw * train_cols[:, j] - m) / s)
-            else:
-                tcols.append(np.full(n, np.inf))
-        train_scores = np.minimum(tcols[0], tcols[1])
-        self.domain_stats_ = stats
-        return test_scores, train_scores
-
-    def _train_distance_matrix(self) -> np.ndarray:
-        if getattr(self, "_train_matrix", None) is None:
-            raise RuntimeError("call set_train_embeddings first")
-        return self._train_matrix
-
-    def set_train_embeddings(self, embeddings: np.ndarray) -> None:
-        """Cache the (N, 2) training distance matrix (own domain: leave-one-out)."""
-        d = self.distances(embeddings)
-        own = np.where(self.train_domains_ == "target", 1, 0)
-        d[np.arange(len(d)), own] = self.train_distances_
-        self._train_matrix = d
-
-    def score(self, embeddings: np.ndarray) -> np.ndarray:
-        """(M, D) -> (M,) unweighted GenRep score (higher = more anomalous)."""
-        return self.normalised_min(self.distances(embeddings))[0]
-
-
 @dataclass
 class GISPSystem:
     """System 1 / System 2 of one machine type and section: GenRep kNN x statistical weight.
@@ -644,7 +487,7 @@ def score_machines(index, embeddings: np.ndarray, audio: np.ndarray, *, knn: dic
 
 def ensemble_by_machine(systems: Sequence[SystemScores], weights: Sequence[float], *,
                         name: str = "System-4") -> SystemScores:
-    """System 4: ``asd_utils.scoring.scorers.weighted_ensemble`` of several systems, per machine type and
+    """System 4: ``asd_utils.scoring.weighted_ensemble`` of several systems, per machine type and
     section, each system z-normalised by its own training scores of that machine type / section;
     the same ``weights`` for every machine type.
 

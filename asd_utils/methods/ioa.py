@@ -16,9 +16,9 @@ deviations in ``papers/004_ioa_cas.md``):
 3. **Scoring per machine type and section** (:func:`score_sections`): a scorer fitted on the
    training embeddings of that machine/section -- a Gaussian mixture (negative log-likelihood) or
    K-Means (cosine distance to the nearest centre). The K-Means scorer follows the DCASE
-   convention of :class:`asd_utils.scoring.scorers.KMeansScorer`: ``n_clusters`` centres on the source
+   convention of :class:`asd_utils.scoring.KMeansScorer`: ``n_clusters`` centres on the source
    clips plus every target clip as its own centre (the report only says "K-Means"). Training
-   scores come from K-fold cross-fitting (:func:`asd_utils.scoring.scorers.fit_scores_from_training`),
+   scores come from K-fold cross-fitting (:func:`asd_utils.scoring.fit_scores_from_training`),
    never from a clip scored by a model that saw it; they set the normalisation of the ensembles
    and the decision thresholds.
 4. **Ensembles** (:func:`ensemble_weights`, :func:`combine`): the mean of z-normalised scores

@@ -17,7 +17,8 @@ what the report leaves open: ``papers/001_myps.md``):
    :mod:`asd_utils.backbones.lora`, trained head). Several learning rates per variant, and
    snapshots saved at several steps of each run.
 3. **Back end**: kNN, k = 1, cosine distance to the normal training clips of the machine type and
-   section (one library; separate source/target libraries as the ``sep-lib`` option), through
+   section (one library; separate source/target libraries as the ``sep-lib`` option,
+   :class:`asd_utils.scoring.SeparateLibraryKNN`), through
    :func:`asd_utils.methods.pipeline.score_sections`; training scores are leave-one-out.
 4. **Checkpoint ensemble** (:func:`checkpoint_ensemble`): every snapshot's scores are z-normalised
    with the mean and standard deviation of its own *training* scores of that machine type and
@@ -54,7 +55,6 @@ from asd_utils.backbones.lora import configure_finetuning
 from asd_utils.backbones.provenance import is_standin_checkpoint
 from asd_utils.evaluation.submission import decision_file_name
 from asd_utils.methods.pipeline import SectionScores, combine, score_sections, training_run_dir
-from asd_utils.scoring.scorers import KNNScorer
 from asd_utils.signal.bearing import estimate_geometry
 from asd_utils.signal.mechanism import IndicatorExtractor, MechanismScorer
 from asd_utils.storage.atomic import atomic_path, atomic_save_npz, atomic_write_json, atomic_write_text
@@ -69,7 +69,6 @@ __all__ = [
     "MYPSModel",
     "NoiseMixCropCollate",
     "RunPlan",
-    "SeparateLibraryKNN",
     "SnapshotBank",
     "build_backbone",
     "build_model",
@@ -463,66 +462,6 @@ def clone_for_snapshot(model: MYPSModel) -> MYPSModel:
 
 
 # --------------------------------------------------------------------------------------------------
-# separate source / target libraries
-# --------------------------------------------------------------------------------------------------
-class SeparateLibraryKNN(KNNScorer):
-    """kNN with one library per domain, each normalised by its own training distances (``sep-lib``).
-
-    With k = 1, the minimum over separate source and target libraries of the raw distances is the
-    distance to the nearest clip of the joint library, i.e. the single-library score. Separate
-    libraries differ only when each library's distances are put on a common scale: here every
-    domain's distances are z-normalised with the mean and standard deviation of the leave-one-out
-    distances of that domain's own training clips to that library
-    (:meth:`asd_utils.scoring.scorers.KNNScorer.training_scores`), and the score is the minimum over
-    domains. The target library (10 clips in DCASE) is sparse, so its raw distances run larger;
-    normalising removes that bias. A domain with fewer than two training clips (no leave-one-out
-    distance) borrows the statistics pooled over the other domains.
-
-    A :class:`asd_utils.scoring.scorers.KNNScorer` with ``separate_domains=True``, so
-    :func:`asd_utils.scoring.scorers.fit_scores_from_training` takes its exact leave-one-out
-    :meth:`training_scores` (normalised the same way). Learned, besides the kNN banks: ``mean_``,
-    ``std_`` ({domain: float}).
-    """
-
-    def __init__(self, k: int = 1, metric: str = "cosine", min_std: float = 1e-12, batch_size: int = 256,
-                 n_threads: int | None = None):
-        super().__init__(k=k, metric=metric, separate_domains=True, batch_size=batch_size, n_threads=n_threads)
-        self.min_std = min_std
-
-    def fit(self, embeddings, domains=None) -> SeparateLibraryKNN:
-        super().fit(embeddings, domains)
-        own = super().training_scores(by_domain=True)
-        stats, pooled = {}, []
-        for name, rows in self.bank_index_.items():
-            values = np.asarray(own[name])[rows]
-            values = values[np.isfinite(values)]
-            if len(values):
-                stats[name] = (float(values.mean()), float(max(values.std(), self.min_std)))
-                pooled.append(values)
-        if not pooled:
-            raise ValueError("SeparateLibraryKNN needs at least two training clips in some domain")
-        pooled = np.concatenate(pooled)
-        fallback = (float(pooled.mean()), float(max(pooled.std(), self.min_std)))
-        self.mean_ = {n: stats.get(n, fallback)[0] for n in self.bank_index_}
-        self.std_ = {n: stats.get(n, fallback)[1] for n in self.bank_index_}
-        return self
-
-    def _normalise(self, raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {n: (np.asarray(v) - self.mean_[n]) / self.std_[n] for n, v in raw.items()}
-
-    def score_by_domain(self, embeddings) -> dict[str, np.ndarray]:
-        """{domain: (M,) normalised distance to that domain's library}; :meth:`score` is their minimum."""
-        if not hasattr(self, "mean_"):
-            raise RuntimeError("SeparateLibraryKNN is not fitted yet; call fit(embeddings, domains) first")
-        return self._normalise(super().score_by_domain(embeddings))
-
-    def training_scores(self, *, by_domain: bool = False):
-        """Leave-one-out training scores (each clip never matches itself), normalised per domain."""
-        scores = self._normalise(super().training_scores(by_domain=True))
-        return scores if by_domain else np.min(np.stack(list(scores.values())), axis=0)
-
-
-# --------------------------------------------------------------------------------------------------
 # ensembles and the -MA replacement
 # --------------------------------------------------------------------------------------------------
 @dataclass
@@ -750,7 +689,7 @@ def snapshot_scores(snapshots: Mapping[str, SnapshotEmbeddings], scorer, train_i
 
     scorer: e.g. ``KNNScorer(k=1, metric="cosine", separate_domains=False)``; fitted on the
     snapshot's embeddings of ``train_set`` (aligned with ``train_index``) and scoring ``test_set``.
-    Training scores are leave-one-out (``asd_utils.scoring.scorers.fit_scores_from_training``).
+    Training scores are leave-one-out (``asd_utils.scoring.fit_scores_from_training``).
     """
 
     return {name: score_sections(scorer, train_index, snap.embeddings[train_set], test_index,

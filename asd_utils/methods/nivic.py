@@ -20,7 +20,7 @@ system as this module writes it down (every reading of an open point: ``papers/0
    :class:`asd_utils.training.statex.SelfSupervisedHeads` (sub-cluster AdaCos over C / 3C / 9C
    classes, StatEx, FeatEx) and mixup, on random crops of whole clips
    (``asd_utils.training.crops``); embeddings average the crops that cover a clip (:func:`embed`).
-5. **Back end** (:func:`score`): per machine type and section, ``asd_utils.scoring.scorers.KNNScorer`` on
+5. **Back end** (:func:`score`): per machine type and section, ``asd_utils.scoring.KNNScorer`` on
    the L2-normalised embeddings of the normal training clips, one bank per domain, score = the
    smaller of the two mean cosine distances to the k nearest neighbours.
 
@@ -48,7 +48,7 @@ from asd_utils.methods import pseudo_labels as pl
 from asd_utils.methods.pipeline import classification_accuracy, score_sections
 from asd_utils.methods.pseudo_labels import HIDDEN_ATTRIBUTE
 from asd_utils.models.seresnet import SEResNetFFTModel
-from asd_utils.scoring.scorers import KNNScorer
+from asd_utils.scoring import KNNScorer
 from asd_utils.signal import highpass
 from asd_utils.storage.atomic import atomic_write_csv
 from asd_utils.storage.keys import cache_key
@@ -484,7 +484,7 @@ def load_run(run_dir: str | Path | None, name: str) -> dict[str, np.ndarray] | N
 def score(train_index: pd.DataFrame, train_emb: np.ndarray, test_index: pd.DataFrame, test_emb: np.ndarray,
           cfg: Mapping, *, seed: int = 0, progress: bool = False):
     """kNN back end per machine type and section (``pipeline.score_sections`` with
-    ``asd_utils.scoring.scorers.KNNScorer(k, metric, separate_domains)``): embeddings L2-normalised, one
+    ``asd_utils.scoring.KNNScorer(k, metric, separate_domains)``): embeddings L2-normalised, one
     bank per domain, score = min over the banks of the mean distance to the k nearest training
     clips; training scores cross-fitted (thresholds). cfg: ``k``, ``metric``, ``separate_domains``,
     ``n_splits``, ``l2_normalise``. Returns ``pipeline.SectionScores``."""

@@ -33,8 +33,7 @@ from tqdm.auto import tqdm
 
 from asd_utils.backbones.embeddings import backbone_identity
 from asd_utils.data import load_batch
-from asd_utils.scoring import scorers
-from asd_utils.scoring.scorers import fit_scores_from_training, weighted_ensemble
+from asd_utils.scoring import GMMScorer, KMeansScorer, fit_scores_from_training, weighted_ensemble
 from asd_utils.storage.atomic import atomic_save_npz
 from asd_utils.storage.keys import cache_key
 from asd_utils.training import build_class_labels
@@ -241,15 +240,15 @@ class SectionScores:
 
 
 def make_scorer(name: str, params: Mapping | None = None, *, seed: int = 0):
-    """``'gmm'`` -> :class:`asd_utils.scoring.scorers.GMMScorer`, ``'kmeans'`` ->
-    :class:`asd_utils.scoring.scorers.KMeansScorer`, with ``params`` as keyword arguments and
+    """``'gmm'`` -> :class:`asd_utils.scoring.GMMScorer`, ``'kmeans'`` ->
+    :class:`asd_utils.scoring.KMeansScorer`, with ``params`` as keyword arguments and
     ``random_state=seed``."""
 
     params = dict(params or {})
     if name == "gmm":
-        return scorers.GMMScorer(**params, random_state=seed)
+        return GMMScorer(**params, random_state=seed)
     if name == "kmeans":
-        return scorers.KMeansScorer(**params, random_state=seed)
+        return KMeansScorer(**params, random_state=seed)
     raise ValueError(f"unknown scorer {name!r}; expected one of {SCORERS}")
 
 
@@ -271,7 +270,7 @@ def score_sections(scorer, train_index: pd.DataFrame, train_emb: np.ndarray, tes
     train_emb: (N, D) aligned with ``train_index`` (columns ``machine, section, domain``) by
     position; test_emb: (M, D) aligned with ``test_index``. ``l2_normalise``: project embeddings
     onto the unit sphere first (the angular losses train directions, not lengths).
-    Training scores: :func:`asd_utils.scoring.scorers.fit_scores_from_training` with ``n_splits`` folds
+    Training scores: :func:`asd_utils.scoring.fit_scores_from_training` with ``n_splits`` folds
     (stratified by domain), so no clip is scored by a model fitted on it.
     ``blas_threads``: BLAS threads while fitting (None: the library default). The matrices are
     small (a D x D covariance per section), and one thread avoids oversubscribing the cores that
@@ -311,7 +310,7 @@ def combine(weights: Mapping[str, float], systems: Mapping[str, SectionScores], 
     """Weighted mean of z-normalised member scores, per machine type and section.
 
     Each member's scores of a section are standardised with the mean and standard deviation of
-    its cross-fitted *training* scores of the same section (``asd_utils.scoring.scorers.weighted_ensemble``);
+    its cross-fitted *training* scores of the same section (``asd_utils.scoring.weighted_ensemble``);
     the ensemble's own training scores are the same combination of the members' training scores.
     """
 

@@ -23,7 +23,7 @@ below and in ``papers/003_xju.md`` fill the gaps from the first author's public 
    AdamW, warm-up + inverse square root, gradient accumulation and the EMA of the weights come
    from :class:`asd_utils.training.Trainer`; the EMA model gives the embeddings.
 4. **Back end** (:func:`make_scorer`, ``asd_utils.methods.pipeline.score_sections``): per machine type
-   and section, :class:`asd_utils.scoring.scorers.SMOTEKNNScorer` (SMOTE ratio 0.2, 3 neighbours,
+   and section, :class:`asd_utils.scoring.SMOTEKNNScorer` (SMOTE ratio 0.2, 3 neighbours,
    separate source/target libraries, minimum) on the training embeddings; ``no-SMOTE`` rows use
    ratio 0 on the same embeddings.
 
@@ -51,7 +51,7 @@ from asd_utils.methods.finetune import require_checkpoints as require
 from asd_utils.methods.pipeline import training_run_dir as run_dir
 from asd_utils.models import FFTBranch
 from asd_utils.models.fusion import FusionModel, PretrainedBranch, attach_spec_augment
-from asd_utils.scoring.scorers import SMOTEKNNScorer
+from asd_utils.scoring import SMOTEKNNScorer
 from asd_utils.storage.atomic import atomic_save_npz
 from asd_utils.storage.keys import cache_key
 from asd_utils.training import CHECKPOINT_NAME, Trainer, build_class_labels, seed_everything
@@ -444,7 +444,7 @@ def branch_accuracies(embeddings: np.ndarray, labels: np.ndarray, loss: OSSCLLos
 
 
 def make_scorer(scoring_cfg: Mapping, *, smote: bool = True, seed: int = 0):
-    """:class:`asd_utils.scoring.scorers.SMOTEKNNScorer` of the ``scoring`` section (``k``, ``metric``,
+    """:class:`asd_utils.scoring.SMOTEKNNScorer` of the ``scoring`` section (``k``, ``metric``,
     ``smote_ratio``, ``smote_neighbors``); ``smote=False`` gives the same k-NN with ratio 0."""
 
     return SMOTEKNNScorer(k=int(scoring_cfg["k"]), metric=str(scoring_cfg["metric"]),

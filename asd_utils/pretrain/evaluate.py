@@ -5,8 +5,8 @@ backbone, fits one detector per machine type / section on the training clips onl
 test clips, and evaluates them with :func:`asd_utils.evaluation.metrics.evaluate`. Detectors:
 
 - ``"genrep"``: System 1 of the GISP-HEU report without its statistical weight (GenRep's kNN with
-  MemMixup, :class:`asd_utils.methods.gisp.GenRepKNN`);
-- ``"knn"``: :class:`asd_utils.scoring.scorers.KNNScorer` (one bank per domain, min over domains).
+  MemMixup, :class:`asd_utils.scoring.GenRepKNN`);
+- ``"knn"``: :class:`asd_utils.scoring.KNNScorer` (one bank per domain, min over domains).
 
 A test clip's score depends on the training clips and on itself only (first-shot rule).
 """
@@ -21,7 +21,7 @@ import pandas as pd
 
 from asd_utils.backbones.embeddings import extract_layer_embeddings
 from asd_utils.evaluation.metrics import evaluate
-from asd_utils.scoring.scorers import KNNScorer
+from asd_utils.scoring import GenRepKNN, KNNScorer
 
 __all__ = ["KNNResult", "frozen_knn_scores"]
 
@@ -66,8 +66,6 @@ def frozen_knn_scores(backbone, index: pd.DataFrame, *, layer: int, pooling: str
             continue
         domains = index.loc[train, "domain"].astype(str).tolist()
         if kind == "genrep":
-            from asd_utils.methods.gisp import GenRepKNN
-
             knn = GenRepKNN(k=int(detector.get("k", 1)), n_mix_support=detector.get("n_mix_support", 5),
                             mix_alpha=float(detector.get("mix_alpha", 0.9))).fit(x[train], domains)
             knn.set_train_embeddings(x[train])
