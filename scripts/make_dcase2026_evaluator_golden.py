@@ -97,7 +97,7 @@ def clip_features(paths, channel: str) -> np.ndarray:
 def system_scores(index: pd.DataFrame, channel: str):
     """``(test_index, test_scores, train_index, train_scores)`` of the log-mel kNN system of one root."""
     from asd_utils.methods.pipeline import split_index
-    from asd_utils.scoring.scorers import KNNScorer, fit_scores_from_training
+    from asd_utils.scoring import KNNScorer, fit_scores_from_training
 
     train, test = split_index(index)
     train_scores, test_scores = np.zeros(len(train)), np.zeros(len(test))

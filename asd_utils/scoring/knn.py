@@ -105,7 +105,7 @@ def knn_search(
     The result equals a float64 brute-force search up to float64 rounding (a neighbour the float32
     ranking misses can only be one whose distance is within float32 rounding, ~1e-6, of the k-th),
     while the O(M N D) work runs in float32.
-    Not faiss: faiss-cpu 1.15.1 ranked no faster across sizes (0.86-1.66x, benchmarks/results/knn_engine.md).
+    Not faiss: faiss-cpu 1.15.1 ranked no faster across sizes (0.86-1.66x, probes/results/knn_engine.md).
     """
     check_metric(metric)
     if k < 1:

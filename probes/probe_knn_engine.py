@@ -13,10 +13,10 @@ time, and process CPU time, which a loaded machine disturbs less):
 
 Cosine uses ``IndexFlatIP`` on L2-normalised rows; Euclidean ``IndexFlatL2``. It also reports the
 largest difference of the k-th distance between the engine and each faiss variant, and whether the
-neighbour indices agree. Writes ``benchmarks/results/knn_engine.json`` and ``knn_engine.md``.
+neighbour indices agree. Writes ``probes/results/knn_engine.json`` and ``knn_engine.md``.
 
-    python benchmarks/bench_knn_engine.py            # DCASE size and 1e4 queries x 1e5 bank x 256
-    python benchmarks/bench_knn_engine.py --quick    # DCASE size only
+    python probes/probe_knn_engine.py            # DCASE size and 1e4 queries x 1e5 bank x 256
+    python probes/probe_knn_engine.py --quick    # DCASE size only
 """
 
 from __future__ import annotations
@@ -27,9 +27,13 @@ import platform
 import time
 from pathlib import Path
 
-import faiss
 import numpy as np
 import torch
+
+try:
+    import faiss  # the question this probe answers; not a dependency of the compendium
+except ImportError as err:  # pragma: no cover
+    raise SystemExit("this probe compares the engine with faiss: pip install faiss-cpu==1.15.1") from err
 
 from asd_utils.scoring.knn import knn_search
 from asd_utils.storage.atomic import atomic_write_json, atomic_write_text
@@ -122,7 +126,7 @@ def _markdown(rows: list[dict], meta: dict) -> str:
     lines = [
         "# Exact kNN engine vs faiss (synthetic Gaussian embeddings)",
         "",
-        f"Written by `benchmarks/bench_knn_engine.py`; {meta['threads']} threads (torch and faiss), "
+        f"Written by `probes/probe_knn_engine.py`; {meta['threads']} threads (torch and faiss), "
         f"load average at start {meta['load_average']}, best of the repeats, interleaved. "
         f"faiss-cpu {meta['faiss']}, torch {meta['torch']}, numpy {meta['numpy']}.",
         "",
