@@ -211,8 +211,8 @@ def test_comparison_notebook_runs_after_the_others(tmp_path):
                  rng.random(len(test)) + test["is_anomaly"].to_numpy(), note="synthetic data; profile smoke")
     write_system(results_dir, "42_brand_new", "Shiny", test, rng.random(len(test)),
                  note="synthetic data; untrained stand-in backbone; profile smoke")
-    notebook = runner.select_notebooks(runner.available_notebooks(), ["07"])[0]
-    runner.execute_notebook(notebook, tmp_path / "07.ipynb",
+    notebook = runner.select_notebooks(runner.available_notebooks(), ["08"])[0]
+    runner.execute_notebook(notebook, tmp_path / "08.ipynb",
                             {"PROFILE": "smoke", "DATA_ROOT": None, "OUTPUT_DIR": str(tmp_path)})
     tables = results_dir / "comparison"
     board = pd.read_csv(tables / "leaderboard.csv")
