@@ -25,9 +25,9 @@ What the script does, in a temporary folder:
    of two deterministic systems of the project's own code, one per channel setting (``near`` and
    ``noise_aware``): per clip the mean over frames of the baseline log-mel
    (:func:`asd_utils.features.logmel.log_mel`, 128 bands, the whole clip at its own length), scored
-   per machine type and section by :class:`asd_utils.scoring.scorers.KNNScorer` (k = 1, Euclidean,
+   per machine type and section by :class:`asd_utils.scoring.knn.KNNScorer` (k = 1, Euclidean,
    one bank per domain) fitted on the training clips; the training scores that set the decision
-   threshold are leave-one-out (:func:`asd_utils.scoring.scorers.fit_scores_from_training`).
+   threshold are leave-one-out (:func:`asd_utils.scoring.normalise.fit_scores_from_training`).
 3. **The evaluator's folders**: ``teams/compendium/<system>/`` with the submission files;
    ``ground_truth_data/``, ``ground_truth_domain/`` and ``ground_truth_attributes/``
    (``ground_truth_<type>_section_00_test.csv``; the evaluator needs all three for every type).

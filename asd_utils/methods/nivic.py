@@ -24,6 +24,11 @@ system as this module writes it down (every reading of an open point: ``papers/0
    the L2-normalised embeddings of the normal training clips, one bank per domain, score = the
    smaller of the two mean cosine distances to the k nearest neighbours.
 
+:func:`run_system` runs one system end to end (classes, high-pass, training, embeddings, kNN), as
+notebook 04 does for each of its systems.
+
+Longer than 500 lines: the method reads in one place, from the pseudo-labels to one system's run.
+
 First-shot rule: the pseudo labels, the high-pass choice, the held-out accuracy and the kNN banks use
 training (and supplemental) clips only; test labels enter nothing but ``asd_utils.evaluation.metrics.evaluate``.
 """
@@ -31,6 +36,7 @@ training (and supplemental) clips only; test labels enter nothing but ``asd_util
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,16 +50,18 @@ from tqdm.auto import tqdm
 from asd_utils.data import DataError, is_two_channel_layout, load_audio, load_batch
 from asd_utils.data.audio import far_channel_noise
 from asd_utils.data.channels import check_channel
+from asd_utils.evaluation.metrics import official_score
 from asd_utils.methods import pseudo_labels as pl
-from asd_utils.methods.pipeline import classification_accuracy, score_sections
+from asd_utils.methods.finetune import holdout_split
+from asd_utils.methods.pipeline import classification_accuracy, score_sections, training_run_dir
 from asd_utils.methods.pseudo_labels import HIDDEN_ATTRIBUTE
 from asd_utils.models.seresnet import SEResNetFFTModel
 from asd_utils.scoring import KNNScorer
 from asd_utils.signal import highpass
-from asd_utils.storage.atomic import atomic_write_csv
+from asd_utils.storage.atomic import atomic_save_npz, atomic_write_csv
 from asd_utils.storage.keys import cache_key
-from asd_utils.training import Trainer, mix_at_snr, seed_everything
-from asd_utils.training.clips import clips_fingerprint, embed_clips, fit_window, make_clip_loader
+from asd_utils.training import Trainer, build_class_labels, mix_at_snr, seed_everything
+from asd_utils.training.clips import clips_fingerprint, concat, embed_clips, fit_window, make_clip_loader, take
 from asd_utils.training.crops import embed_crops, make_crop_loader
 from asd_utils.training.statex import SelfSupervisedHeads
 
@@ -61,6 +69,8 @@ __all__ = [
     "CLASS_COLUMN",
     "SYSTEMS",
     "NivicModel",
+    "SystemData",
+    "SystemRun",
     "apply_highpass",
     "class_table",
     "embed",
@@ -68,6 +78,7 @@ __all__ = [
     "highpass_decision",
     "load_run",
     "pseudo_label_all",
+    "run_system",
     "score",
     "simulate_supplemental",
     "system_options",
@@ -493,3 +504,129 @@ def score(train_index: pd.DataFrame, train_emb: np.ndarray, test_index: pd.DataF
                        n_threads=1)
     return score_sections(scorer, train_index, train_emb, test_index, test_emb, n_splits=int(cfg["n_splits"]),
                           seed=seed, l2_normalise=bool(cfg["l2_normalise"]), progress=progress, desc="kNN")
+
+
+# --------------------------------------------------------------------------------------------------
+# one system end to end (what notebook 04 runs per system)
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class SystemData:
+    """The clips every NIVIC system of one run shares.
+
+    ``train_index`` / ``test_index``: the normal training clips (the kNN memory) and the test clips;
+    ``waves_train`` / ``waves_test``: their waveforms (``(N, T)`` float32 arrays or lists of 1-D
+    clips, at ``model_cfg['sample_rate']``); ``pseudo``: :func:`pseudo_label_all`'s labels;
+    ``sim_rows`` / ``sim_waves``: :func:`simulate_supplemental`'s simulated clips; ``highpass_machines``
+    and ``highpass_cfg`` (``cutoff_hz``, ``order``): the high-pass rule of :func:`highpass_decision`.
+    Filtered waveforms are computed once per (part, high-pass on/off) and shared by the systems.
+    """
+
+    train_index: pd.DataFrame
+    test_index: pd.DataFrame
+    waves_train: np.ndarray | list
+    waves_test: np.ndarray | list
+    pseudo: pd.DataFrame
+    sim_rows: pd.DataFrame
+    sim_waves: np.ndarray | list
+    highpass_machines: Sequence[str]
+    highpass_cfg: Mapping
+    _filtered: dict = field(default_factory=dict, repr=False)
+
+    def filtered(self, part: str, on: bool, *, sample_rate: int):
+        """Waveforms of ``part`` (``"train"``, ``"test"`` or ``"simulated"``), high-passed for the
+        chosen machine types when ``on`` (:func:`apply_highpass`), computed once."""
+
+        if (part, on) not in self._filtered:
+            waves, rows = {"train": (self.waves_train, self.train_index), "test": (self.waves_test, self.test_index),
+                           "simulated": (self.sim_waves, self.sim_rows)}[part]
+            self._filtered[part, on] = apply_highpass(waves, rows["machine"], self.highpass_machines if on else [],
+                                                      cutoff_hz=self.highpass_cfg["cutoff_hz"],
+                                                      sample_rate=sample_rate, order=int(self.highpass_cfg["order"]))
+        return self._filtered[part, on]
+
+
+@dataclass
+class SystemRun:
+    """One trained and scored system: its ``options`` (:func:`system_options`), ``scores``
+    (``pipeline.SectionScores``: test scores aligned with the test index, cross-fitted training
+    scores), the kNN bank and test embeddings ``(N, D)`` / ``(M, D)``, the trainer ``history``, the
+    C head's ``heldout_accuracy``, the class count, fit / held-out clip counts, the parameter count
+    and the wall-clock ``seconds`` of the run."""
+
+    name: str
+    options: dict
+    scores: object
+    train_embeddings: np.ndarray
+    test_embeddings: np.ndarray
+    history: pd.DataFrame
+    heldout_accuracy: float
+    n_classes: int
+    n_fit: int
+    n_heldout: int
+    n_parameters: int
+    seconds: float
+
+    def summary(self, table: pd.DataFrame) -> str:
+        """One line on the run, with the official score of its evaluated ``table``."""
+        loss = self.history["loss"].iloc[-1] if len(self.history) else float("nan")
+        return (f"{self.name}: {self.n_classes} classes, {self.n_fit} training / {self.n_heldout} held-out clips, "
+                f"{self.n_parameters:,} parameters, final loss {loss:.3f}, held-out accuracy "
+                f"{self.heldout_accuracy:.3f}, official score {100 * official_score(table):.2f} % "
+                f"({self.seconds:.0f} s)")
+
+
+def run_system(name: str, data: SystemData, model_cfg: Mapping, scoring_cfg: Mapping, *, cache_dir=None,
+               seed: int = 0, device: str | torch.device = "cpu", progress: bool = False) -> SystemRun:
+    """Train (or restore) system ``name`` (one of :data:`SYSTEMS`), embed and score it.
+
+    1. Classes (:func:`class_table`): true or pseudo attributes, plus the simulated classes when the
+       system mixes supplemental clips (their waveforms follow the training clips).
+    2. High-pass (when on) of the training, simulated and test clips (:meth:`SystemData.filtered`).
+    3. A stratified ``model_cfg['holdout_fraction']`` of the clips is held out
+       (``finetune.holdout_split``); :func:`train_model` fits the rest, in a checkpoint folder of
+       ``cache_dir`` keyed by the config, the StatEx/FeatEx switch, the clips and the labels
+       (``pipeline.training_run_dir``; None: no cache), so a finished run is restored.
+    4. :func:`embed` of the normal training clips (the bank; no simulated clip) and the test clips,
+       cached in the run folder under :func:`embedding_key`.
+    5. :func:`score` with ``scoring_cfg``: the kNN back end per machine type and section.
+
+    Test labels enter nothing here. Returns a :class:`SystemRun`.
+    """
+
+    start = time.perf_counter()
+    opt = system_options(name)
+    sr = int(model_cfg["sample_rate"])
+    train_index, test_index = data.train_index, data.test_index
+    rows = class_table(train_index, data.pseudo, use_pseudo=opt["pseudo_labels"],
+                       simulated=data.sim_rows if opt["supplemental"] else None)
+    on = bool(opt["highpass"])
+    waves = data.filtered("train", on, sample_rate=sr)
+    if opt["supplemental"] and len(data.sim_waves):  # class_table lists the simulated rows after the training rows
+        waves = concat(waves, data.filtered("simulated", on, sample_rate=sr))
+    test_waves = data.filtered("test", on, sample_rate=sr)
+    labels, classes = build_class_labels(rows, ["machine", "section", CLASS_COLUMN, "domain"])
+    fit_idx, held_idx = holdout_split(labels, float(model_cfg["holdout_fraction"]), seed=seed)
+    fit_waves = take(waves, fit_idx)
+    run_dir = training_run_dir(cache_dir, name, seed=seed, classes=classes,
+                               cfg={**model_cfg, "ssl": opt["ssl"], "clips": clips_fingerprint(fit_waves)},
+                               waves=np.zeros(0, np.float32), labels=labels[fit_idx])
+    result = train_model(fit_waves, labels[fit_idx], classes, model_cfg, ssl=opt["ssl"], seed=seed, device=device,
+                         heldout_waves=take(waves, held_idx), heldout_labels=labels[held_idx], progress=progress,
+                         checkpoint_dir=run_dir)
+    bank_waves = waves[: len(train_index)]  # normal training clips only (no simulated clip in the memory)
+    emb_key = embedding_key(bank_waves, test_waves, test_index["file_name"])
+    cached = load_run(run_dir, f"embeddings_{emb_key}")
+    if cached is None:
+        cached = {"train": embed(result.model, bank_waves, model_cfg, device=device, progress=progress,
+                                 desc="embedding train"),
+                  "test": embed(result.model, test_waves, model_cfg, device=device, progress=progress,
+                                desc="embedding test")}
+        if run_dir is not None:
+            atomic_save_npz(run_dir / f"embeddings_{emb_key}.npz", **cached)
+    scores = score(train_index, cached["train"], test_index, cached["test"], scoring_cfg, seed=seed,
+                   progress=progress)
+    return SystemRun(name=name, options=opt, scores=scores, train_embeddings=cached["train"],
+                     test_embeddings=cached["test"], history=pd.DataFrame(result.history),
+                     heldout_accuracy=result.heldout_accuracy, n_classes=len(classes), n_fit=len(fit_idx),
+                     n_heldout=len(held_idx), n_parameters=result.model.num_parameters(),
+                     seconds=time.perf_counter() - start)

@@ -27,6 +27,11 @@ below and in ``papers/003_xju.md`` fill the gaps from the first author's public 
    separate source/target libraries, minimum) on the training embeddings; ``no-SMOTE`` rows use
    ratio 0 on the same embeddings.
 
+:func:`run_system` runs one system end to end (model, training, embeddings, accuracies, k-NN with
+and without SMOTE), as notebook 05 does for each of its systems.
+
+Longer than 500 lines: the method reads in one place, from the classes to one system's run.
+
 First-shot rule: classes, training, SMOTE and the k-NN libraries use training clips only; test
 labels are read only by ``asd_utils.evaluation.metrics.evaluate`` afterwards.
 """
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +54,7 @@ from asd_utils.backbones import configured_size_and_layer, load_backbone
 from asd_utils.backbones.embeddings import backbone_identity, state_dict_hash
 from asd_utils.backbones.provenance import is_standin_checkpoint
 from asd_utils.methods.finetune import require_checkpoints as require
+from asd_utils.methods.pipeline import score_sections
 from asd_utils.methods.pipeline import training_run_dir as run_dir
 from asd_utils.models import FFTBranch
 from asd_utils.models.fusion import FusionModel, PretrainedBranch, attach_spec_augment
@@ -67,6 +74,7 @@ __all__ = [
     "OSSCLLoss",
     "OSSCLMixupCollate",
     "SystemResult",
+    "SystemRun",
     "branch_accuracies",
     "build_system",
     "class_labels",
@@ -77,6 +85,7 @@ __all__ = [
     "make_osscl_loader",
     "make_scorer",
     "require_checkpoints",
+    "run_system",
     "steps_plan",
     "train_system",
     "training_index",
@@ -499,3 +508,83 @@ def embed_cached(model: nn.Module, waves: np.ndarray, *, cache_dir, name: str, c
                        device=device, progress=progress, desc=name)
     atomic_save_npz(path, embeddings=out)
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# one system end to end (what notebook 05 runs per system)
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class SystemRun:
+    """One trained and scored system: the :class:`SystemResult` of its training, the k-NN library
+    embeddings ``(N_lib, D)`` (the development training clips) and the test embeddings ``(M, D)``,
+    the training accuracies of :func:`branch_accuracies`, ``scores``: ``{row name:
+    pipeline.SectionScores}`` for the system (SMOTE) and ``"<system> no-SMOTE"``, and ``overview``:
+    one row of facts on the run (branches, size, steps, EMA momentum, final loss, accuracies,
+    SMOTE points added for the probe machine type, whether restored from the cache, wall and CPU
+    seconds)."""
+
+    system: str
+    result: SystemResult
+    train_embeddings: np.ndarray
+    test_embeddings: np.ndarray
+    accuracy: dict
+    scores: dict
+    overview: dict
+
+
+def run_system(system: str, *, model_cfg: Mapping, train_cfg: Mapping, scoring_cfg: Mapping,
+               checkpoints: Mapping[str, object], waves_fit, labels: np.ndarray, classes: Sequence[str],
+               train_index: pd.DataFrame, test_index: pd.DataFrame, waves_test, crop_samples: int, hop_samples: int,
+               probe_machine: str, cache_dir=None, seed: int = 0, device="cpu", progress: bool = False) -> SystemRun:
+    """Train (or restore) one XJU system (a key of :data:`SYSTEM_BRANCHES`), embed and score it.
+
+    ``waves_fit`` (``(N, T)`` float32 or a list of clips) and ``labels`` ``(N,)`` into ``classes``:
+    the clips to train on, whose first ``len(train_index)`` rows are the development training clips
+    of ``train_index`` in order (the k-NN libraries); ``waves_test``: the clips of ``test_index``.
+    Steps: :func:`load_backbones` and :func:`build_system`; :func:`train_system` in the checkpoint
+    folder :func:`training_run_dir` of ``cache_dir`` (None: no cache); :func:`embed_cached` of all
+    training and test clips with the EMA model (windows of ``crop_samples`` every ``hop_samples``);
+    :func:`branch_accuracies` on the training clips; then ``pipeline.score_sections`` with
+    :func:`make_scorer` with and without SMOTE (``scoring_cfg``: ``k``, ``metric``, ``smote_ratio``,
+    ``smote_neighbors``, ``n_splits``). A SMOTE scorer fitted on the library of ``probe_machine``
+    counts the synthetic target points it adds. Test labels enter nothing here.
+    Returns a :class:`SystemRun`.
+    """
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    backbones = load_backbones(system, model_cfg, checkpoints, crop_samples=crop_samples, device=device, seed=seed)
+    model = build_system(system, model_cfg, backbones, crop_samples=crop_samples, checkpoints=checkpoints, seed=seed)
+    folder = training_run_dir(cache_dir, system, model_cfg=model_cfg, train_cfg=train_cfg, backbones=backbones,
+                              crop_samples=crop_samples, seed=seed, classes=classes, waves=waves_fit, labels=labels)
+    result = train_system(model, waves_fit, labels, len(classes), train_cfg, crop_samples=crop_samples, seed=seed,
+                          device=device, progress=progress, checkpoint_dir=folder)
+    batch_size = int(train_cfg["embed_batch_size"])
+    # embeddings are cached next to the trained model, keyed by the clips and the model's weights
+    train_emb, test_emb = (embed_cached(result.model, w, cache_dir=folder, name=f"{system} {part}",
+                                        crop_samples=crop_samples, hop_samples=hop_samples, batch_size=batch_size,
+                                        device=device, progress=progress)
+                           for w, part in ((waves_fit, "train"), (waves_test, "test")))
+    accuracy = branch_accuracies(train_emb, labels, result.loss, result.model.branch_slices)
+    library = train_emb[: len(train_index)]
+    scores = {name: score_sections(make_scorer(scoring_cfg, smote=smote, seed=seed), train_index, library,
+                                   test_index, test_emb, n_splits=scoring_cfg["n_splits"], seed=seed,
+                                   progress=progress, desc=name)
+              for smote, name in ((True, system), (False, f"{system} no-SMOTE"))}
+    first = (train_index["machine"] == probe_machine).to_numpy()
+    probe = make_scorer(scoring_cfg, seed=seed).fit(library[first], train_index["domain"][first].to_numpy(dtype=object))
+    overview = {
+        "branches": " + ".join(f"{n} ({model.branches[n].backbone.describe()})" if n != "fft" else "|FFT|"
+                               for n in model.branches),
+        "dim": model.dim,
+        "parameters": model.num_parameters(),
+        "optimizer steps": result.plan["optimizer_steps"],
+        "EMA momentum": round(result.ema_momentum, 5),
+        "final loss": round(result.history[-1]["loss"], 3) if result.history else float("nan"),
+        **{f"train acc. {k}": round(v, 3) for k, v in accuracy.items()},
+        f"SMOTE points ({probe_machine})": probe.n_synthetic_,
+        "restored from cache": result.restored,
+        "wall s": round(time.perf_counter() - wall, 1),
+        "CPU s": round(time.process_time() - cpu, 1),
+    }
+    return SystemRun(system=system, result=result, train_embeddings=library, test_embeddings=test_emb,
+                     accuracy=accuracy, scores=scores, overview=overview)

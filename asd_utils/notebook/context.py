@@ -3,7 +3,9 @@
 A notebook's ``parameters`` cell sets PROFILE, DATA_ROOT, DEVICE, SEED, OUTPUT_DIR (and its
 checkpoint paths); the next cell calls :func:`start`, which loads the notebook's config for the
 profile, resolves (or generates) the data, seeds everything, and says where results and figures
-go. The context then records result tables, figures and submission files in one place.
+go. The context then records result tables, figures and submission files in one place:
+:meth:`RunContext.record` evaluates a system's scores and writes its rows, and keeps every recorded
+table for the notebook's summaries (:meth:`RunContext.tidy`, :attr:`RunContext.tables`).
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from asd_utils.backbones.provenance import PROVENANCES, STANDIN_PRETRAINED, UNTR
 from asd_utils.config import load_config
 from asd_utils.data import channel_note, current_channel, discover
 from asd_utils.device import resolve_device
+from asd_utils.evaluation import metrics
 from asd_utils.evaluation.results import write_results
 from asd_utils.evaluation.submission import submission_folder_name
+from asd_utils.evaluation.tables import AE_NOTEBOOK, AE_SYSTEMS, baseline_rows, tidy_table
 from asd_utils.storage.atomic import atomic_path
 from asd_utils.synth import ensure_dataset
 from asd_utils.training import seed_everything
@@ -94,6 +98,17 @@ def loud_warning(message: str) -> None:
 
 
 @dataclass
+class RecordedSystem:
+    """One system recorded by :meth:`RunContext.record`: its per-machine ``table``
+    (``metrics.evaluate`` output), the ``scores`` it was evaluated from (None when a table was
+    recorded) and the ``provenances`` of the backbones behind it (:func:`backbone_provenances`)."""
+
+    table: pd.DataFrame
+    scores: Any
+    provenances: list[str]
+
+
+@dataclass
 class RunContext:
     """Everything a notebook needs to know about this run (see :func:`start`)."""
 
@@ -108,6 +123,7 @@ class RunContext:
     figures_dir: Path
     cache_dir: Path
     index: pd.DataFrame = field(repr=False)
+    recorded: dict[str, RecordedSystem] = field(default_factory=dict, repr=False)  # by :meth:`record`, in order
 
     # -- data -------------------------------------------------------------------------------
     @property
@@ -157,18 +173,73 @@ class RunContext:
             parts.append(PRETRAINED_STANDIN_CAVEAT)
         return "\n\n".join(parts) or "Real data, configured checkpoints."
 
-    def record(self, system: str, table: pd.DataFrame, *, untrained_backbone: bool = False,
-               backbone=None) -> Path:
-        """Write a per-machine result table (``metrics.evaluate`` output) for ``system``."""
+    def record(self, system: str, scores, *, test_index: pd.DataFrame | None = None,
+               untrained_backbone: bool = False, backbone=None, note: str = "") -> pd.DataFrame:
+        """Evaluate ``system`` and write its rows to the notebook's results CSV, in one call.
 
-        return write_results(
+        ``scores``: the system's test scores, aligned by position with the rows of ``test_index``:
+        an ``(M,)`` array, or an object with such an array as attribute ``test``
+        (``pipeline.SectionScores``); they are evaluated by ``metrics.evaluate(test_index, ...)``
+        (clips without ground truth are left out of the metrics). A DataFrame is taken as an
+        evaluated per-machine table (``metrics.evaluate`` output) and recorded as it is.
+        ``backbone`` / ``untrained_backbone``: the backbone(s) behind the system, as in
+        :meth:`note`; ``note``: extra text appended to the row note after "; ".
+
+        Rows of an earlier record of ``system`` are replaced. The table, the scores and the
+        provenances are kept in :attr:`recorded` (:attr:`tables`, :meth:`tidy`). Returns the table.
+        """
+
+        if isinstance(scores, pd.DataFrame):
+            table, kept = scores, None
+        else:
+            if test_index is None:
+                raise TypeError(f"record({system!r}, scores): scores need the test_index they are aligned with")
+            table, kept = metrics.evaluate(test_index, getattr(scores, "test", scores)), scores
+        row_note = self.note(untrained_backbone=untrained_backbone, backbone=backbone)
+        write_results(
             table,
             notebook=self.notebook,
             system=system,
             profile=self.profile,
             results_dir=self.results_dir,
-            note=self.note(untrained_backbone=untrained_backbone, backbone=backbone),
+            note=f"{row_note}; {note}" if note else row_note,
         )
+        self.recorded.pop(system, None)  # a rerun of a system moves it to the end, as in the CSV
+        self.recorded[system] = RecordedSystem(table, kept, backbone_provenances(backbone, untrained_backbone))
+        return table
+
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Recorded per-machine tables by system name, in the order recorded."""
+        return {name: rec.table for name, rec in self.recorded.items()}
+
+    @property
+    def system_scores(self) -> dict[str, Any]:
+        """The scores each system was recorded from (systems recorded as tables left out)."""
+        return {name: rec.scores for name, rec in self.recorded.items() if rec.scores is not None}
+
+    def provenances(self, system: str) -> list[str]:
+        """Provenances of the backbones behind a recorded system (``[]``: no pretrained network)."""
+        return self.recorded[system].provenances
+
+    def tidy(self, systems=None) -> pd.DataFrame:
+        """The recorded tables of ``systems`` (default: all, in the order recorded) as one tidy
+        table with a ``system`` column (``asd_utils.evaluation.tables.tidy_table``)."""
+        return tidy_table(self.tables, systems)
+
+    def baseline_rows(self, systems=AE_SYSTEMS, *, fills: str = "the baseline columns") -> pd.DataFrame:
+        """The official autoencoder's rows (``systems``) that notebook 01 recorded in this run's
+        results folder (``asd_utils.evaluation.tables.baseline_rows``), saying below the cell where
+        they come from, or, when there are none, that notebook 01 must run first to fill ``fills``."""
+
+        rows = baseline_rows(self.results_dir, systems)
+        path = self.results_dir / f"{AE_NOTEBOOK}.csv"
+        if len(rows):
+            display(Markdown(f"AE baseline rows read from `{path.name}` (notebook 01, profile {self.profile})."))
+        else:
+            display(Markdown(f"*No AE baseline results in `{path}`: run notebook 01 with the same profile to fill "
+                             f"{fills}.*"))
+        return rows
 
     def submission_dir(self, system: str) -> Path:
         """Folder for one system's DCASE submission CSVs."""

@@ -212,3 +212,44 @@ def percent_heatmap(frame: pd.DataFrame, *, label: str, title: str = "", center:
     bar.ax.tick_params(labelsize=LABEL_PT)
     fig.tight_layout()
     return fig
+
+
+def indicator_boxplots(indicators: dict[str, pd.DataFrame], test_index: pd.DataFrame, fitted: dict, names,
+                       machines, *, title: str = "") -> plt.Figure:
+    """Box plots of condition indicators of the test clips: one column per machine type of
+    ``machines``, one row per indicator of ``names``; normal vs anomalous clips (test labels colour
+    the figure only), each clip a dot, and a dashed line at the median of the normal training clips.
+
+    ``indicators``: ``{machine: DataFrame (its test clips in test-index order) x indicator}``;
+    ``fitted``: ``{machine: fitted mechanism scorer}`` with ``median_`` (``{domain: (F,) medians}``;
+    the first domain's baseline is drawn) and ``feature_names_`` (F names). A machine type without
+    labelled test clips (blinded evaluation clips) gets a note instead of boxes."""
+
+    names, machines = list(names), list(machines)
+    fig, axes = plt.subplots(len(names), len(machines), figsize=(2.2 * len(machines), 1.9 * len(names)),
+                             squeeze=False)
+    for j, m in enumerate(machines):
+        labels = test_index.loc[test_index["machine"] == m, "label"].astype(str).to_numpy()
+        for i, name in enumerate(names):
+            ax = axes[i, j]
+            ax.tick_params(labelsize=7)
+            if i == 0:
+                ax.set_title(m, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(name, fontsize=8)
+            values = indicators[m][name].to_numpy()
+            groups = [values[labels == lab] for lab in ("normal", "anomaly")]
+            if not all(len(g) for g in groups):  # blinded evaluation clips: nothing to compare
+                ax.text(0.5, 0.5, "no labelled\ntest clips", ha="center", va="center", fontsize=7,
+                        transform=ax.transAxes)
+                continue
+            ax.boxplot(groups, showfliers=False)
+            for k, g in enumerate(groups, start=1):
+                ax.plot(np.full(len(g), k) + np.linspace(-0.15, 0.15, len(g)), g, ".", ms=2, alpha=0.5,
+                        color="tab:blue" if k == 1 else "tab:red")
+            baseline = next(iter(fitted[m].median_.values()))  # the (first) domain baseline
+            ax.axhline(baseline[fitted[m].feature_names_.index(name)], color="grey", lw=0.8, ls="--")
+            ax.set_xticks([1, 2], ["normal", "anomaly"], fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
