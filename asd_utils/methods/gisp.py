@@ -1,5 +1,8 @@
 """GISP-HEU (DCASE 2025 Task 2, report 000): GenRep front end + statistical feature-difference weighting.
 
+Longer than 500 lines: report 000's four systems share the statistical weighting and the
+backbone embeddings computed once; splitting them would scatter one pipeline.
+
 System 1 of the report is GenRep (Saengthong & Shinozaki, ICASSP 2025) -- frozen BEATs, one shallow
 layer's tokens pooled over time, kNN with separate source and target memory banks, MemMixup of the
 few target clips with their nearest source clips -- whose kNN distance is multiplied at test time by a

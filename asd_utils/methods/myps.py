@@ -1,6 +1,9 @@
 """MYPS (DCASE 2025 Task 2, report 001): EAT fine-tuned with ArcFace (LoRA or full), kNN back end,
 checkpoint ensembles, and the mechanism-based analysis (MA) for some machine types.
 
+Longer than 500 lines: report 001 names seven systems (EAT-LoRA, the |FFT| branch, the
+mechanism analysis and their fusions) whose glue shares one cache of fine-tuned runs.
+
 Wang, "Pre-trained model enhanced anomalous sound detection system for DCASE2025 Task2", DCASE
 2025 Challenge technical report (MYPS). The system as this module writes it down (readings of
 what the report leaves open: ``papers/001_myps.md``):

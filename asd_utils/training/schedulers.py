@@ -26,11 +26,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from transformers import (
-    get_constant_schedule_with_warmup,
-    get_cosine_with_min_lr_schedule_with_warmup,
-    get_inverse_sqrt_schedule,
-)
 
 SCHEDULES = ("constant", "cosine", "inverse_sqrt")
 
@@ -45,6 +40,14 @@ def _library_multiplier(make_schedule: Callable[..., torch.optim.lr_scheduler.La
 def lr_multiplier(name: str, warmup_steps: int = 0, total_steps: int | None = None,
                   min_ratio: float = 0.0) -> Callable[[int], float]:
     """The multiplier ``f(step)`` of the module docstring for schedule ``name``."""
+    # heavy: importing transformers takes seconds and loads torch._inductor (which seeding must not
+    # force on every import of asd_utils.training), so it is imported when a schedule is built
+    from transformers import (
+        get_constant_schedule_with_warmup,
+        get_cosine_with_min_lr_schedule_with_warmup,
+        get_inverse_sqrt_schedule,
+    )
+
     name = name.lower().replace("-", "_")
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; expected one of {SCHEDULES}")
