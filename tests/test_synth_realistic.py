@@ -49,7 +49,9 @@ def test_episode_gate_duty_and_never_silent():
 @pytest.mark.parametrize("kind", ["impacts", "rubbing", "squeal"])
 def test_additive_fault_only_while_on_and_at_its_level(kind):
     rng = np.random.default_rng(1)
-    x = sm.band_noise(4 * SR, SR, rng, 100.0, 6000.0)
+    # 16 s: the level is set over the samples where the gate is above 0.5 and read here where it
+    # is 1; a few sparse impacts of random strength on the 20 ms ramps would skew a short clip
+    x = sm.band_noise(16 * SR, SR, rng, 100.0, 6000.0)
     gate = faults.episode_gate(len(x), SR, np.random.default_rng(2), duty=0.3, mean_on_s=0.5)
     y = getattr(faults, kind)(x, SR, np.random.default_rng(3), 1.0, gate, _signature())
     off, on = gate == 0.0, gate == 1.0
@@ -130,3 +132,97 @@ def test_a_run_chooses_its_world_through_the_environment_and_each_world_has_its_
     with pytest.raises(ValueError, match="unknown synthetic dataset variant 'nonsense'"):
         check_variant(None)
     assert runner.make_parser().parse_args(["--synth-variant", "envelope"]).synth_variant == "envelope"
+
+
+def test_episodes_of_a_periodic_fault_last_whole_periods(monkeypatch):
+    # the floor lifts every on-duration; the off-durations keep the long-run share of time on
+    rng = np.random.default_rng(4)
+    gate = faults.episode_gate(200 * 2000, 200, rng, duty=0.2, mean_on_s=0.5, min_on_s=1.0)
+    on = (gate > 0.5).astype(int)
+    starts, ends = np.flatnonzero(np.diff(on) == 1), np.flatnonzero(np.diff(on) == -1)
+    ends = ends[ends > starts[0]][: len(starts) - 1]
+    lengths = (ends - starts[: len(ends)]) / 200.0
+    assert lengths.min() >= 1.0 - 0.02  # ramps of 20 ms at 200 Hz
+    # mean on-duration: floor + mean * exp(-floor / mean) = 1 + 0.5 * exp(-2) = 1.068 s
+    assert lengths.mean() == pytest.approx(1.0 + 0.5 * np.exp(-2.0), rel=0.05)
+    assert gate.mean() == pytest.approx(0.2, abs=0.02)
+    # apply_fault asks for EPISODE_MIN_PERIODS periods of the fault's own rate (squeal: none)
+    seen = {}
+
+    def spy(n, sr, rng, duty, mean_on_s, ramp_s=0.02, min_on_s=0.0):
+        seen[kind] = min_on_s
+        return np.ones(n)
+
+    monkeypatch.setattr(faults, "episode_gate", spy)
+    x = np.random.default_rng(5).standard_normal(SR)
+    for kind in faults.FAULT_KINDS:
+        faults.apply_fault(x, SR, kind, 0.5, np.random.default_rng(6), _signature())
+    periods = faults.EPISODE_MIN_PERIODS
+    assert seen == pytest.approx({"impacts": periods / 5.0, "rubbing": periods / 4.0, "modulation": periods / 3.0,
+                                  "squeal": 0.0})
+
+
+def test_soften_hall_keeps_the_clip_draws_and_moves_the_presets():
+    from asd_utils.synth.machines import HALLS
+    from asd_utils.synth.realistic import soften_hall
+
+    # a hall-B clip: levels = preset x factor, brown and tilt = preset + offset, clank rate = preset
+    env = dict(HALLS["B"], hum=0.2 * 1.2, machine=0.3 * 0.9, clank=0.8 * 1.1, babble=0.12 * 0.8,
+               brown=0.4 + 0.1, tilt=-0.5 + 0.2)
+    half = soften_hall(env, "B", "A", 0.5)
+    # halfway presets of A and B, times the clip's own factors / plus its own offsets
+    assert half["hum"] == pytest.approx(0.175 * 1.2) and half["machine"] == pytest.approx(0.275 * 0.9)
+    assert half["clank"] == pytest.approx(0.7 * 1.1) and half["babble"] == pytest.approx(0.06 * 0.8)
+    assert half["brown"] == pytest.approx(0.425) and half["tilt"] == pytest.approx(-0.05)
+    assert half["clank_rate"] == pytest.approx(0.225) and half["machine_hz"] == pytest.approx((24.0, 50.0))
+    assert half["hum_hz"] == 60.0  # the mains frequency is the clip's hall's
+    source = soften_hall(env, "B", "A", 0.0)
+    assert source["babble"] == 0.0 and source["hum"] == pytest.approx(0.15 * 1.2)
+    assert soften_hall(env, "B", "A", 1.0) == env and soften_hall(env, "A", "A", 0.5) == env
+
+
+def test_microphone_move_contrast_and_envelope_unchanged():
+    from dataclasses import replace
+
+    from asd_utils.synth import machines
+
+    x = np.zeros(1024)
+    x[100] = 1.0
+    y = x.copy()
+    y[117] = 0.5 * 0.2  # reflection 1.1 ms (17 samples at 16 kHz) later, at half of 0.2
+    np.testing.assert_allclose(machines._mic(x, SR, "2", 0.5), sm.spectral_tilt(y, SR, -0.5), atol=1e-12)
+    np.testing.assert_array_equal(machines._mic(x, SR, "1", 0.5), x)
+    # contrast 1 is the envelope world's microphone, bit for bit
+    attrs = {"car": "A1", "spd": "31", "mic": "2"}
+    model = machines.get_machine("ToyCar")
+    a = model.render(attrs, None, 0.0, SR, SR, np.random.default_rng(7))
+    b = replace(model, mic_contrast=1.0).render(attrs, None, 0.0, SR, SR, np.random.default_rng(7))
+    c = replace(model, mic_contrast=0.5).render(attrs, None, 0.0, SR, SR, np.random.default_rng(7))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_realistic_manifest_carries_its_revision():
+    from asd_utils.synth.realistic import REVISION
+
+    assert expected_manifest("smoke", 0, variant="realistic")["realistic_revision"] == REVISION
+    assert "realistic_revision" not in expected_manifest("smoke", 0, variant="envelope")
+
+
+def test_fault_floor_rerenders_the_roots_clips_and_matches_the_realism_report(tmp_path):
+    from asd_utils.synth import fault_floor, realism
+
+    root = ensure_dataset("smoke", tmp_path / "r", 0, machines=["valve"], variant="realistic", progress=False,
+                          workers=1)
+    jobs = [j for j in plan_machine("valve", "valve", PROFILES["smoke"], 0, "realistic") if j.split == "test"]
+    normals = [j for j in jobs if j.label == "normal"]
+    # a normal clip rendered again without a fault is the written clip, bit for bit
+    written = realism.features_of_files([str(root / j.relpath) for j in normals])["logmel_mean"]
+    np.testing.assert_array_equal(fault_floor.fault_free_levels(normals, PROFILES["smoke"]), written)
+    table = fault_floor.floor_table(root)
+    report, _ = realism.realism_table(root)
+    assert list(table.columns) == list(fault_floor.COLUMNS) and table["machine"].tolist() == ["valve"]
+    row = table.iloc[0]
+    assert row["anomaly_shift_over_spread"] == pytest.approx(report.loc["anomaly_shift_over_spread", "valve"])
+    assert row["fault_free_shift_over_spread"] == pytest.approx(row["fault_free_shift_db"] / row["band_spread_db"])
+    assert row["fault_free_shift_db"] != pytest.approx(row["anomaly_shift_db"])

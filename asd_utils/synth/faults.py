@@ -30,13 +30,24 @@ FAULT_NOTES: dict[str, str] = {
 
 # Level (dB) of an additive fault relative to the machine sound while an episode is on, at
 # severity 0 and 1; and the modulation depth range. Set from the realism statistics of real
-# DCASE recordings (papers/synthetic_realism.md), never from a method's score.
+# DCASE recordings (papers/synthetic_realism.md), never from a method's score. The squeal, a tone
+# that fills one or two mel bands, was set 4 dB below rubbing until setting 5 of the paper; at
+# SNRs down to -6 dB its episodes were then mostly masked (its log-mel-std probe per fault kind
+# lay below the other additive faults'), so it now has rubbing's range.
 FAULT_LEVEL_DB: dict[str, tuple[float, float]] = {
-    "impacts": (-8.0, 2.0), "rubbing": (-10.0, 0.0), "squeal": (-14.0, -4.0)}
+    "impacts": (-8.0, 2.0), "rubbing": (-10.0, 0.0), "squeal": (-10.0, 0.0)}
 MODULATION_DEPTH: tuple[float, float] = (0.5, 1.0)
 # Episode process: mean duration of an episode (s) and share of time the fault is on.
 EPISODE_SECONDS: tuple[float, float] = (0.2, 0.8)
 DUTY: tuple[float, float] = (0.05, 0.25)
+# A periodic fault shows only over whole periods: an episode lasts at least this many periods of
+# the fault's own rate (three impacts, rub pulses or modulation cycles; a damaged part that is
+# loaded shows on several revolutions in a row). Without it, a fault at 2 Hz in an episode of
+# 0.2 s shows less than half a period. 3 rather than 2: the nearer of the two to the real
+# references' log-mel-std probe (papers/synthetic_realism.md, settings 6 and 7).
+EPISODE_MIN_PERIODS: float = 3.0
+# the signature key of each fault's rate (squeal has none: it is a tone)
+RATE_KEYS: dict[str, str] = {"impacts": "impact_rate_hz", "rubbing": "rub_rate_hz", "modulation": "mod_rate_hz"}
 
 
 # Ranges of a machine's fault signature (Hz), drawn log-uniformly once per machine type. Rates
@@ -64,28 +75,34 @@ def jitter_signature(signature: dict[str, float], rng: np.random.Generator) -> d
 
 
 def episode_gate(n: int, sr: int, rng: np.random.Generator, duty: float, mean_on_s: float,
-                 ramp_s: float = 0.02) -> np.ndarray:
+                 ramp_s: float = 0.02, min_on_s: float = 0.0) -> np.ndarray:
     """0..1 gate ``(n,)`` of an alternating on/off renewal process with exponential durations.
 
-    On-durations have mean ``mean_on_s`` (s), off-durations ``mean_on_s * (1 - duty) / duty``, so
-    the long-run share of time on is ``duty``. The process starts in a random phase, and at least
-    one episode always falls inside the clip (a faulty clip is never silent about its fault).
+    An on-duration is ``max(E, floor)``, ``E`` exponential with mean ``mean_on_s`` (s) and
+    ``floor = max(2 * ramp_s, min_on_s)``; its mean is therefore
+    ``on = floor + mean_on_s * exp(-floor / mean_on_s)``. Off-durations are exponential with mean
+    ``on * (1 - duty) / duty``, so the long-run share of time on is ``duty``. The process starts in a
+    random phase, and at least one episode (of ``max(mean_on_s, floor)`` s) always falls inside
+    the clip (a faulty clip is never silent about its fault).
     """
     duration = n / sr
-    mean_off = mean_on_s * (1.0 - duty) / duty
-    t = -rng.uniform(0.0, mean_on_s + mean_off)
+    floor = max(2 * ramp_s, min_on_s)
+    mean_on = floor + mean_on_s * np.exp(-floor / mean_on_s)
+    mean_off = mean_on * (1.0 - duty) / duty
+    t = -rng.uniform(0.0, mean_on + mean_off)
     starts, ends = [], []
     while t < duration:
         t += rng.exponential(mean_off)
-        on = max(rng.exponential(mean_on_s), 2 * ramp_s)
+        on = max(rng.exponential(mean_on_s), floor)
         starts.append(t)
         ends.append(t + on)
         t += on
     starts, ends = np.array(starts), np.array(ends)
     inside = (ends > 0) & (starts < duration)
     if not inside.any():
-        start = rng.uniform(0.0, max(duration - mean_on_s, 0.0))
-        starts, ends = np.array([start]), np.array([start + mean_on_s])
+        length = max(mean_on_s, floor)
+        start = rng.uniform(0.0, max(duration - length, 0.0))
+        starts, ends = np.array([start]), np.array([start + length])
     return sm.envelope_from_events(n, sr, starts, ends, ramp=ramp_s)
 
 
@@ -152,14 +169,16 @@ def apply_fault(x: np.ndarray, sr: int, kind: str, severity: float, rng: np.rand
 
     ``signature``: the clip's fault frequencies (keys of :data:`SIGNATURE_RANGES`).
     The episode process (share of time on in :data:`DUTY`, mean episode length in
-    :data:`EPISODE_SECONDS`) is drawn per clip from ``rng``.
+    :data:`EPISODE_SECONDS`) is drawn per clip from ``rng``; an episode of a periodic fault lasts
+    at least :data:`EPISODE_MIN_PERIODS` periods of its rate (:data:`RATE_KEYS`).
     """
     if kind not in _MECHANISMS:
         raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
     if not 0.0 < severity <= 1.0:
         raise ValueError(f"fault severity must be in (0, 1], got {severity}")
-    gate = episode_gate(len(x), sr, rng, rng.uniform(*DUTY), rng.uniform(*EPISODE_SECONDS))
     missing = set(SIGNATURE_RANGES) - set(signature)
     if missing:
         raise ValueError(f"fault signature lacks {sorted(missing)}")
+    min_on_s = EPISODE_MIN_PERIODS / signature[RATE_KEYS[kind]] if kind in RATE_KEYS else 0.0
+    gate = episode_gate(len(x), sr, rng, rng.uniform(*DUTY), rng.uniform(*EPISODE_SECONDS), min_on_s=min_on_s)
     return _MECHANISMS[kind](np.asarray(x, dtype=float), sr, rng, severity, gate, signature)

@@ -255,12 +255,15 @@ def expected_manifest(profile: str, seed: int = 0, names: Sequence[str] | None =
     names = _check_names(keys, names)
     per = {"train": prof.train_source + prof.train_target, "test": 4 * prof.test_per_cell,
            "supplemental": prof.supplemental_clean + prof.supplemental_noise}
-    return {
+    manifest = {
         "generator": "asd_utils.synth", "generator_version": GENERATOR_VERSION, "profile": profile,
         "seed": int(seed), "sample_rate": SAMPLE_RATE, "duration_s": prof.duration,
         "names": dict(zip(keys, names)), "profile_sizes": {**asdict(prof), "durations": list(prof.durations)},
         "counts": {name: dict(per) for name in names}, "synthetic": True, "variant": check_variant(variant),
     }
+    if manifest["variant"] == "realistic":  # the envelope world's manifest stays as it was
+        manifest["realistic_revision"] = realistic.REVISION
+    return manifest
 
 
 def _csv_text(rows: list[list], header: list[str] | None = None) -> str:

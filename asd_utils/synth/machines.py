@@ -61,6 +61,8 @@ class MachineModel:
     description: str = ""    # one-line description of the sound model (README)
     anomaly_notes: dict = field(default_factory=dict)
     attribute_notes: dict = field(default_factory=dict)
+    # strength of a microphone-position change (1: the envelope world's; see :func:`_mic`)
+    mic_contrast: float = 1.0
 
     # ----------------------------------------------------------------- sampling
     def sample_attributes(self, domain: str, rng: np.random.Generator) -> dict[str, str]:
@@ -96,14 +98,15 @@ class MachineModel:
         return sm.normalize_rms(self.render_clean(attrs, anomaly, severity, n, sr, rng))
 
 
-def _mic(x: np.ndarray, sr: int, mic: str) -> np.ndarray:
-    """Microphone position: position 2 is farther, with a floor reflection and duller highs."""
+def _mic(x: np.ndarray, sr: int, mic: str, contrast: float = 1.0) -> np.ndarray:
+    """Microphone position: position 2 is farther, with a floor reflection (1.1 ms later, amplitude
+    ``0.2 * contrast``) and duller highs (``-1.0 * contrast`` dB/octave around 1 kHz); ``x`` ``(n,)``."""
     if mic == "1":
         return x
     delay = int(0.0011 * sr)
     y = x.copy()
-    y[delay:] += 0.2 * x[:-delay]
-    return sm.spectral_tilt(y, sr, -1.0)
+    y[delay:] += 0.2 * contrast * x[:-delay]
+    return sm.spectral_tilt(y, sr, -1.0 * contrast)
 
 
 # --------------------------------------------------------------------------- ToyCar
@@ -163,7 +166,7 @@ class ToyCar(MachineModel):
             times = sm.periodic_times(duration, f_w, rng, jitter=0.01)
             thumps = sm.ring(sm.impulses(n, sr, times), sr, [180.0, 420.0], [0.02, 0.012])
             x = _add(x, thumps, _sev_db(severity, g, -20.0, -8.0))
-        return _mic(x, sr, attrs["mic"])
+        return _mic(x, sr, attrs["mic"], self.mic_contrast)
 
 
 # --------------------------------------------------------------------------- ToyTrain
@@ -220,7 +223,7 @@ class ToyTrain(MachineModel):
             hits = sm.impulses(n, sr, times, rng.uniform(0.0, 1.0, size=len(times)) ** 2)
             rattle = sm.bandpass(sm.ring(hits, sr, [900.0, 1700.0], [0.004, 0.003]), sr, 600, 2500)
             x = _add(x, rattle, _sev_db(severity, g, -25.0, -13.0))
-        return _mic(x, sr, attrs["mic"])
+        return _mic(x, sr, attrs["mic"], self.mic_contrast)
 
 
 # --------------------------------------------------------------------------- bearing
