@@ -68,7 +68,7 @@ def test_cache_hits_and_invalidation(tmp_path, monkeypatch, eat, waves):
     changed[0, 0] += 0.5
     extract_layer_embeddings(eat, changed, layers=[1, 2], **kwargs)
     assert counter.calls == 12
-    assert len(list(tmp_path.glob("eat-tiny-*.npz"))) == 4
+    assert len(list(tmp_path.glob("eat-tiny_*.npz"))) == 4
 
 
 def test_different_random_weights_never_share_a_cache(tmp_path, waves):

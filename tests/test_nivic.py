@@ -221,3 +221,30 @@ def test_nivic_paper_config_follows_ssl4asd():
     with_norm, _ = nivic.build_model({**model, "width": 0.125, "n_mels": 16, "emb_dim": 8, "n_subclusters": 2,
                                       "crop_seconds": 0.25, "final_bn_relu": True}, 3, ssl=True)
     assert with_norm.spec_branch.final_norm is not None
+
+
+
+def test_cached_embeddings_key_clips_at_their_own_lengths(tmp_path):
+    """``pipeline.cached_embeddings`` (the cache of a system's embeddings in its run folder) takes
+    a list of clips at their own lengths: the same clips load without embedding, a changed clip
+    embeds again; without a run folder nothing is written."""
+    from asd_utils.methods.pipeline import cached_embeddings
+
+    calls = []
+
+    def compute(clips):
+        calls.append(len(clips))
+        return np.array([[len(c), float(np.sum(c))] for c in clips], dtype=np.float32)
+
+    clips = [np.ones(3, np.float32), np.full(5, 2.0, np.float32)]
+    first = cached_embeddings(tmp_path, "test", clips, lambda: compute(clips))
+    np.testing.assert_array_equal(first, [[3, 3], [5, 10]])
+    again = cached_embeddings(tmp_path, "test", list(clips), lambda: compute(clips))
+    assert calls == [2] and again.dtype == np.float32
+    np.testing.assert_array_equal(again, first)
+    changed = [clips[0], np.full(4, 2.0, np.float32)]
+    np.testing.assert_array_equal(cached_embeddings(tmp_path, "test", changed, lambda: compute(changed)),
+                                  [[3, 3], [4, 8]])
+    assert calls == [2, 2] and len(list(tmp_path.glob("embeddings_test_*.npz"))) == 2
+    cached_embeddings(None, "test", clips, lambda: compute(clips))
+    assert calls == [2, 2, 2] and len(list(tmp_path.glob("*.npz"))) == 2

@@ -4,19 +4,20 @@
 once per batch of clips (``torch.inference_mode``, fp16 autocast on CUDA), pools each requested
 hidden state into one vector per clip, and returns ``{layer: (N, D) float32 array}``.
 
-The on-disk cache (one ``.npz`` per call signature, written atomically) is keyed by everything
-that changes the numbers:
+The on-disk cache (one ``.npz`` per call signature, ``<name>-<size>_<key>.npz`` of
+``asd_utils.storage.cache.cached_arrays``: written atomically, under a file lock) is keyed by
+everything that changes the numbers:
 
 - backbone name and size; the weights' identity: the checkpoint's sha256, or
   ``random-init-seed-<seed>`` for untrained stand-ins, plus always a hash of the current state
   dict (so two different random initialisations, or a LoRA-adapted model, never share an entry);
 - the requested layers, the pooling's name, the backbone's preprocessing options, ``clip_samples``,
   the length-fixing mode and the sample rate;
-- the clips: for paths, the sha256 of the files' contents in order (``io_utils.files_digest``: a
+- the clips: for paths, the sha256 of the files' contents in order (``asd_utils.storage.keys.files_digest``: a
   moved or copied data root reuses the entry, an edited clip does not); for in-memory waveforms, the
   sha256 of their bytes;
 - the source of this module and of the backbone's module, with every package module they import
-  (``io_utils.cache_key``).
+  (``asd_utils.storage.keys.cache_key``).
 
 A rerun with the same key loads the ``.npz`` and does not call the backbone at all.
 """
@@ -24,7 +25,6 @@ A rerun with the same key loads the ``.npz`` and does not call the backbone at a
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,8 +37,8 @@ from tqdm.auto import tqdm
 from asd_utils.backbones.pooling import cls_pool, genrep_pool, max_pool, mean_pool
 from asd_utils.data import fix_length, load_audio, load_batch
 from asd_utils.device import autocast_context, resolve_device
-from asd_utils.storage.atomic import atomic_save_npz
-from asd_utils.storage.keys import cache_key, files_digest
+from asd_utils.storage.cache import cached_arrays
+from asd_utils.storage.keys import files_digest
 from asd_utils.training import distributed as dist_utils
 
 __all__ = [
@@ -46,7 +46,6 @@ __all__ = [
     "resolve_pooling",
     "backbone_identity",
     "state_dict_hash",
-    "embedding_cache_path",
     "POOLING_NAMES",
 ]
 
@@ -155,13 +154,6 @@ def _clip_identity(clips) -> tuple[str, str]:
     return "waves", f"list{len(items)}:{digest.hexdigest()}"
 
 
-def embedding_cache_path(cache_dir: str | Path, backbone, key: str) -> Path:
-    """``<cache_dir>/<name>-<size>-<key>.npz``."""
-    name = getattr(backbone, "name", "backbone")
-    size = getattr(backbone, "size", "na")
-    return Path(cache_dir) / f"{name}-{size}-{key}.npz"
-
-
 def _normalise_layers(layers: Sequence[int] | int, num_layers: int) -> list[int]:
     if isinstance(layers, (int, np.integer)):
         layers = [int(layers)]
@@ -265,10 +257,10 @@ def extract_layer_embeddings(
     if n == 0:
         raise ValueError("no clips given")
 
-    cache_file = None
+    ingredients = None
     if cache_dir is not None:
         kind, clip_id = _clip_identity(paths_or_waves)
-        key_obj = {
+        ingredients = {
             "version": CACHE_VERSION,
             "backbone": backbone_identity(backbone),
             "layers": layer_list,
@@ -278,20 +270,29 @@ def extract_layer_embeddings(
             "sample_rate": sample_rate,
             "clips": {"kind": kind, "items": clip_id},
         }
-        code = [__name__, type(backbone).__module__]  # this extraction and the backbone's forward pass
-        cache_file = embedding_cache_path(cache_dir, backbone, cache_key(key_obj, code=code, length=24))
-        if cache_file.is_file():
-            try:
-                with np.load(cache_file, allow_pickle=False) as data:
-                    cached = {layer: data[f"layer_{layer}"] for layer in layer_list}
-                if all(v.shape[0] == n for v in cached.values()):
-                    return cached
-            except (KeyError, ValueError, OSError):
-                pass  # unreadable or incomplete: recompute and overwrite
     else:
         kind = "paths" if (not isinstance(paths_or_waves, (np.ndarray, torch.Tensor))
                            and all(isinstance(c, (str, os.PathLike)) for c in paths_or_waves)) else "waves"
 
+    def compute() -> dict[str, np.ndarray]:
+        result = _extract(backbone, paths_or_waves, kind, n, layer_list, pool_fn, batch_size=batch_size,
+                          clip_samples=clip_samples, device=device, progress=progress, amp=amp, fix_mode=fix_mode,
+                          sample_rate=sample_rate)
+        return {f"layer_{layer}": rows for layer, rows in result.items()}
+
+    # under torchrun every process computes its shard (collective: no lock) and only rank 0 writes
+    arrays = cached_arrays(cache_dir, ingredients, compute, code=[__name__, type(backbone).__module__],
+                           name=f"{getattr(backbone, 'name', 'backbone')}-{getattr(backbone, 'size', 'na')}",
+                           save=dist_utils.is_main_process(), lock=not dist_utils.is_distributed())
+    dist_utils.barrier()
+    return {layer: arrays[f"layer_{layer}"] for layer in layer_list}
+
+
+def _extract(backbone, paths_or_waves, kind: str, n: int, layer_list: list[int], pool_fn, *, batch_size: int,
+             clip_samples: int | None, device, progress: bool, amp: bool, fix_mode: str,
+             sample_rate: int) -> dict[int, np.ndarray]:
+    """The uncached work of :func:`extract_layer_embeddings`: ``{layer: (n, D) float32}``, every
+    process's shard gathered in clip order under torchrun."""
     params = list(backbone.parameters())
     if device is not None:
         run_device = resolve_device(device)
@@ -301,8 +302,6 @@ def extract_layer_embeddings(
     was_training = backbone.training
     backbone.eval()
     outputs: dict[int, list[np.ndarray]] = {layer: [] for layer in layer_list}
-
-
     local_clips = paths_or_waves
     if dist_utils.is_distributed():
         local_clips = paths_or_waves[dist_utils.shard_slice(n)]
@@ -324,9 +323,4 @@ def extract_layer_embeddings(
         backbone.train(was_training)
     result = {layer: (np.concatenate(parts, axis=0).astype(np.float32) if parts
                       else np.zeros((0, 0), dtype=np.float32)) for layer, parts in outputs.items()}
-    result = {layer: dist_utils.gather_rows(rows, n) for layer, rows in result.items()}
-    if cache_file is not None and dist_utils.is_main_process():
-        meta = json.dumps({"layers": layer_list, "pooling": pool_name, "n": n})
-        atomic_save_npz(cache_file, meta=np.array(meta), **{f"layer_{k}": v for k, v in result.items()})
-    dist_utils.barrier()
-    return result
+    return {layer: dist_utils.gather_rows(rows, n) for layer, rows in result.items()}

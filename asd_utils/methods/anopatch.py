@@ -31,8 +31,8 @@ from asd_utils.backbones.embeddings import backbone_identity
 from asd_utils.backbones.provenance import is_standin_checkpoint
 from asd_utils.data import DataError, discover, fix_length, load_audio, load_batch
 from asd_utils.scoring import KNNScorer, fit_scores_from_training
-from asd_utils.storage.atomic import atomic_save_npz
-from asd_utils.storage.keys import cache_key, files_digest
+from asd_utils.storage import cache
+from asd_utils.storage.keys import files_digest
 from asd_utils.training import Trainer, build_class_labels, build_optimizer, seed_everything
 from asd_utils.training.labels import ROOT_COLUMN, pool_roots
 from asd_utils.training.losses import ArcFace
@@ -300,12 +300,11 @@ def training_run_dir(cache_dir: str | Path | None, cfg: dict, *, paths: Sequence
     untrained stand-in, a pretrained stand-in and a published checkpoint never share a run."""
     if cache_dir is None:
         return None
-
     # the checkpoint enters through the backbone's identity (its sha256), never through its path
-    key = cache_key({"cfg": cfg, "clips": files_digest(paths), "pretrained": checkpoint is not None,
-                     "backbone": backbone_identity(backbone), "clip_samples": int(clip_samples), "seed": int(seed),
-                     "classes": list(classes)}, code=__name__)
-    return Path(cache_dir) / f"anopatch_{key}"
+    identity = {"cfg": cfg, "clips": files_digest(paths), "pretrained": checkpoint is not None,
+                "backbone": backbone_identity(backbone), "clip_samples": int(clip_samples), "seed": int(seed),
+                "classes": list(classes)}
+    return cache.run_dir(cache_dir, "anopatch", identity, code=__name__)
 
 
 def train_and_embed(cfg: dict, train_index, embed_index, *, checkpoint: str | None, clip_samples: int,
@@ -339,17 +338,14 @@ def train_and_embed(cfg: dict, train_index, embed_index, *, checkpoint: str | No
                        max_grad_norm=cfg.get("max_grad_norm"), progress=progress,
                        config={"anopatch": cfg, "classes": classes})
     embed_paths_list = embed_index["path"].astype(str).tolist()
-    emb_file = None
-    if run_dir is not None:
-        emb_file = run_dir / f"embeddings_{cache_key({'clips': files_digest(embed_paths_list)}, code=__name__)}.npz"
-        if emb_file.exists():
-            with np.load(emb_file) as data:
-                return data["embeddings"], model, history
-    emb = embed_paths(model, embed_paths_list, clip_samples=clip_samples,
-                      batch_size=int(cfg.get("embed_batch_size", 16)), device=device, progress=progress,
-                      desc="AnoPatch embeddings")
-    if emb_file is not None:
-        atomic_save_npz(emb_file, embeddings=emb)
+
+    def compute():
+        return {"embeddings": embed_paths(model, embed_paths_list, clip_samples=clip_samples,
+                                          batch_size=int(cfg.get("embed_batch_size", 16)), device=device,
+                                          progress=progress, desc="AnoPatch embeddings")}
+
+    ingredients = None if run_dir is None else {"clips": files_digest(embed_paths_list)}
+    emb = cache.cached_arrays(run_dir, ingredients, compute, code=__name__, name="embeddings")["embeddings"]
     return emb, model, history
 
 

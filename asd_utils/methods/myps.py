@@ -61,7 +61,8 @@ from asd_utils.methods.pipeline import SectionScores, combine, score_sections, t
 from asd_utils.signal.bearing import estimate_geometry
 from asd_utils.signal.mechanism import IndicatorExtractor, MechanismScorer
 from asd_utils.storage.atomic import atomic_path, atomic_save_npz, atomic_write_json, atomic_write_text
-from asd_utils.storage.keys import cache_key, files_digest
+from asd_utils.storage.cache import cache_file, load_arrays, save_arrays
+from asd_utils.storage.keys import array_digest, cache_key, files_digest
 from asd_utils.training import Trainer, seed_everything
 from asd_utils.training.clips import clips_fingerprint, embed_clips, make_clip_loader, map_by_length
 from asd_utils.training.crops import RandomCropCollate, embed_crops
@@ -551,18 +552,11 @@ class SnapshotEmbeddings:
         return float(np.mean(np.argmax(emb @ c.T, axis=1) == np.asarray(labels)))
 
 
-def _set_key(waves: np.ndarray, paths: Sequence[str], crop_samples: int, hop_samples: int) -> str:
-    """Cache key of one set of clips to embed: names, waveform bytes and the windowing."""
-
-
-    if isinstance(waves, list):  # clips at their own lengths
-
-        content = clips_fingerprint(waves)
-    else:
-        data = np.ascontiguousarray(waves, dtype=np.float32)
-        content = f"{data.shape}:{hashlib.sha256(data.data).hexdigest()}"
-    return cache_key({"names": [Path(str(p)).name for p in paths], "waves": content, "crop": int(crop_samples),
-                      "hop": int(hop_samples)}, code=__name__)
+def _set_ingredients(waves: np.ndarray, paths: Sequence[str], crop_samples: int, hop_samples: int) -> dict:
+    """Cache-key ingredients of one set of clips to embed: names, waveform content and the windowing."""
+    content = clips_fingerprint(waves) if isinstance(waves, list) else array_digest(np.asarray(waves, np.float32))
+    return {"names": [Path(str(p)).name for p in paths], "waves": content, "crop": int(crop_samples),
+            "hop": int(hop_samples)}
 
 
 def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: Mapping, checkpoint: str | None,
@@ -589,7 +583,11 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
 
     noise_hash = hashlib.sha256(b"".join(np.ascontiguousarray(p, dtype=np.float32).tobytes()
                                          for p in noise_pools)).hexdigest()
-    set_keys = {name: _set_key(waves, paths, crop_samples, hop_samples) for name, (waves, paths) in embed_sets.items()}
+    set_ingredients = {name: _set_ingredients(waves, paths, crop_samples, hop_samples)
+                       for name, (waves, paths) in embed_sets.items()}
+
+    def snapshot_file(run_dir: Path, epoch: int, set_name: str) -> Path:  # one snapshot's embeddings of one set
+        return cache_file(run_dir, set_ingredients[set_name], code=__name__, name=f"embeddings_epoch{epoch:05d}")
     results: dict[str, SnapshotEmbeddings] = {}
     histories: dict[str, list[dict]] = {}
     pending: dict[str, tuple[MYPSModel, nn.Module, Path | None, RunPlan, int, int]] = {}
@@ -614,14 +612,12 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
         cached = {}
         if run_dir is not None:
             for epoch in plan.save_epochs:
-                files = {s: run_dir / f"embeddings_epoch{epoch:05d}_{k}.npz" for s, k in set_keys.items()}
-                if all(f.exists() for f in files.values()):
-                    loaded = {}
-                    for s, f in files.items():
-                        with np.load(f) as data:
-                            loaded[s] = data["embeddings"]
-                            centres, step = data["centres"], int(data["step"])
-                    cached[epoch] = SnapshotEmbeddings(plan, epoch, step, loaded, centres)
+                loaded = {s: load_arrays(snapshot_file(run_dir, epoch, s)) for s in embed_sets}
+                if all(data is not None for data in loaded.values()):
+                    any_set = next(iter(loaded.values()))
+                    cached[epoch] = SnapshotEmbeddings(plan, epoch, int(any_set["step"]),
+                                                       {s: data["embeddings"] for s, data in loaded.items()},
+                                                       any_set["centres"])
             hist_file = run_dir / "history.json"
             if hist_file.exists():
                 histories[plan.name] = json.loads(hist_file.read_text())
@@ -678,9 +674,9 @@ def train_and_embed(plans: Sequence[RunPlan], *, eat_cfg: Mapping, arcface_cfg: 
             centres = head.centres.detach().float().cpu().numpy()
             results[name] = SnapshotEmbeddings(plan, epoch, step, embedded[name], centres)
             if run_dir is not None:
-                for set_name, key in set_keys.items():
-                    atomic_save_npz(run_dir / f"embeddings_epoch{epoch:05d}_{key}.npz",
-                                    embeddings=embedded[name][set_name], centres=centres, step=np.int64(step))
+                for set_name in embed_sets:
+                    save_arrays(snapshot_file(run_dir, epoch, set_name),
+                                {"embeddings": embedded[name][set_name], "centres": centres, "step": np.int64(step)})
     order = [p.snapshot_name(e) for p in plans for e in p.save_epochs]
     return {name: results[name] for name in order}, histories
 

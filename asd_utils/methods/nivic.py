@@ -35,7 +35,6 @@ training (and supplemental) clips only; test labels enter nothing but ``asd_util
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,8 +57,9 @@ from asd_utils.methods.pseudo_labels import HIDDEN_ATTRIBUTE
 from asd_utils.models.seresnet import SEResNetFFTModel
 from asd_utils.scoring import KNNScorer
 from asd_utils.signal import highpass
-from asd_utils.storage.atomic import atomic_save_npz, atomic_write_csv
-from asd_utils.storage.keys import cache_key
+from asd_utils.storage.atomic import atomic_write_csv
+from asd_utils.storage.cache import cached_arrays
+from asd_utils.storage.keys import array_digest, cache_key
 from asd_utils.training import Trainer, build_class_labels, mix_at_snr, seed_everything
 from asd_utils.training.clips import clips_fingerprint, concat, embed_clips, fit_window, make_clip_loader, take
 from asd_utils.training.crops import embed_crops, make_crop_loader
@@ -74,9 +74,8 @@ __all__ = [
     "apply_highpass",
     "class_table",
     "embed",
-    "embedding_key",
+    "embedding_ingredients",
     "highpass_decision",
-    "load_run",
     "pseudo_label_all",
     "run_system",
     "score",
@@ -111,8 +110,7 @@ def _hash_array(x: np.ndarray) -> str:
     if isinstance(x, list):  # clips at their own lengths
 
         return clips_fingerprint(x)
-    x = np.ascontiguousarray(x)
-    return f"{x.shape}:{x.dtype}:{hashlib.sha256(x.data).hexdigest()}"
+    return array_digest(x)
 
 
 def training_stack(waves, rows: np.ndarray) -> np.ndarray:
@@ -468,25 +466,13 @@ def embed(model: torch.nn.Module, waves: np.ndarray, cfg: Mapping, *, device: st
                        batch_size=int(cfg.get("embed_batch_size", 64)), device=device, progress=progress, desc=desc)
 
 
-def embedding_key(bank_waves: np.ndarray, test_waves: np.ndarray, test_names: Sequence[str]) -> str:
-    """Cache key of a system's embeddings inside its training-run folder: the bank (training) and
-    test waveforms (shape + sha256) and the test clip names."""
-
+def embedding_ingredients(bank_waves: np.ndarray, test_waves: np.ndarray, test_names: Sequence[str]) -> dict:
+    """Cache-key ingredients of a system's embeddings inside its training-run folder: the bank
+    (training) and test waveforms (arrays or lists of clips: shape, dtype and sha256) and the test
+    clip names (``asd_utils.storage.cache.cached_arrays``)."""
     as_f32 = lambda w: w if isinstance(w, list) else np.asarray(w, dtype=np.float32)  # noqa: E731
-    return cache_key({"version": CACHE_VERSION, "bank": _hash_array(as_f32(bank_waves)),
-                      "test": _hash_array(as_f32(test_waves)),
-                      "names": [str(n) for n in test_names]}, code=__name__)
-
-
-def load_run(run_dir: str | Path | None, name: str) -> dict[str, np.ndarray] | None:
-    """Arrays cached by the notebook in ``run_dir/<name>.npz`` (embeddings of a finished run), or None."""
-    if run_dir is None:
-        return None
-    path = Path(run_dir) / f"{name}.npz"
-    if not path.exists():
-        return None
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+    return {"version": CACHE_VERSION, "bank": _hash_array(as_f32(bank_waves)), "test": _hash_array(as_f32(test_waves)),
+            "names": [str(n) for n in test_names]}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -587,7 +573,7 @@ def run_system(name: str, data: SystemData, model_cfg: Mapping, scoring_cfg: Map
        ``cache_dir`` keyed by the config, the StatEx/FeatEx switch, the clips and the labels
        (``pipeline.training_run_dir``; None: no cache), so a finished run is restored.
     4. :func:`embed` of the normal training clips (the bank; no simulated clip) and the test clips,
-       cached in the run folder under :func:`embedding_key`.
+       cached in the run folder under :func:`embedding_ingredients`.
     5. :func:`score` with ``scoring_cfg``: the kNN back end per machine type and section.
 
     Test labels enter nothing here. Returns a :class:`SystemRun`.
@@ -614,15 +600,13 @@ def run_system(name: str, data: SystemData, model_cfg: Mapping, scoring_cfg: Map
                          heldout_waves=take(waves, held_idx), heldout_labels=labels[held_idx], progress=progress,
                          checkpoint_dir=run_dir)
     bank_waves = waves[: len(train_index)]  # normal training clips only (no simulated clip in the memory)
-    emb_key = embedding_key(bank_waves, test_waves, test_index["file_name"])
-    cached = load_run(run_dir, f"embeddings_{emb_key}")
-    if cached is None:
-        cached = {"train": embed(result.model, bank_waves, model_cfg, device=device, progress=progress,
-                                 desc="embedding train"),
-                  "test": embed(result.model, test_waves, model_cfg, device=device, progress=progress,
-                                desc="embedding test")}
-        if run_dir is not None:
-            atomic_save_npz(run_dir / f"embeddings_{emb_key}.npz", **cached)
+
+    def compute():  # the bank and the test clips, in this order
+        return {part: embed(result.model, w, model_cfg, device=device, progress=progress, desc=f"embedding {part}")
+                for part, w in (("train", bank_waves), ("test", test_waves))}
+
+    ingredients = None if run_dir is None else embedding_ingredients(bank_waves, test_waves, test_index["file_name"])
+    cached = cached_arrays(run_dir, ingredients, compute, code=__name__, name="embeddings")
     scores = score(train_index, cached["train"], test_index, cached["test"], scoring_cfg, seed=seed,
                    progress=progress)
     return SystemRun(name=name, options=opt, scores=scores, train_embeddings=cached["train"],

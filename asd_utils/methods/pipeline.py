@@ -19,7 +19,6 @@ or choice here; test labels are used only by ``asd_utils.evaluation.metrics.eval
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +33,10 @@ from tqdm.auto import tqdm
 from asd_utils.backbones.embeddings import backbone_identity
 from asd_utils.data import load_batch
 from asd_utils.scoring import GMMScorer, KMeansScorer, fit_scores_from_training, weighted_ensemble
-from asd_utils.storage.atomic import atomic_save_npz
-from asd_utils.storage.keys import cache_key
+from asd_utils.storage import cache
+from asd_utils.storage.keys import array_digest
 from asd_utils.training import build_class_labels
+from asd_utils.training.clips import clips_fingerprint
 from asd_utils.training.crops import embed_crops, training_tensors
 
 __all__ = [
@@ -121,10 +121,9 @@ def training_run_dir(cache_root, system: str, *, cfg: Mapping, seed: int, classe
     default every report module; ``asd_utils.storage.keys.cache_key``).
     ``Trainer.fit(resume=True)`` on a finished run in this folder trains nothing and restores the
     final weights, so a rerun reuses the trained model; any change of input gives a new folder.
+    The folder is ``asd_utils.storage.cache.run_dir(cache_root, system, identity, code=code)``.
     Returns None when ``cache_root`` is None (no caching).
     """
-
-
     if cache_root is None:
         return None
     waves = np.ascontiguousarray(waves, dtype=np.float32)
@@ -133,14 +132,12 @@ def training_run_dir(cache_root, system: str, *, cfg: Mapping, seed: int, classe
         "cfg": dict(cfg),
         "seed": int(seed),
         "classes": list(classes),
-        "waves": f"{waves.shape}:{hashlib.sha256(waves.data).hexdigest()}",
-        "labels": hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).data).hexdigest(),
+        "waves": array_digest(waves),
+        "labels": array_digest(np.asarray(labels, dtype=np.int64)),
     }
     if backbone is not None:
-
         identity["backbone"] = backbone_identity(backbone)
-    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in system)
-    return Path(cache_root) / f"{safe}_{cache_key(identity, code=code)}"
+    return cache.run_dir(cache_root, system, identity, code=code)
 
 
 @torch.inference_mode()
@@ -195,30 +192,23 @@ def classification_accuracy(embeddings: np.ndarray, labels: np.ndarray, loss: to
     return float(np.mean(pred == np.asarray(labels)))
 
 
-def cached_embeddings(run_dir, name: str, waves: np.ndarray, compute, **settings) -> np.ndarray:
+def cached_embeddings(run_dir, name: str, waves: np.ndarray | list, compute, **settings) -> np.ndarray:
     """Embeddings of ``waves`` by the model of a cached training run, stored beside its checkpoint.
 
     run_dir: the run's folder (:func:`training_run_dir`; its name already keys the model) or None
     (no caching: ``compute()`` is returned). name: what is embedded (e.g. ``"train"``); waves:
-    (N, T) float32, hashed into the key together with ``settings`` (hop, window, ...), so other
-    clips or settings never reuse a stale file. compute: ``() -> (N, D)`` array, called on a miss;
-    its result is written atomically to ``run_dir/embeddings_<name>_<key>.npz``.
+    (N, T) float32, or a list of N clips at their own lengths, hashed into the key together with
+    ``settings`` (hop, window, ...; JSON values), so other clips or settings never reuse a stale
+    file. compute: ``() -> (N, D)`` array, called on a miss; its result is written atomically to
+    ``run_dir/embeddings_<name>_<key>.npz`` (``asd_utils.storage.cache.cached_arrays``).
+    Returns ``(N, D)`` as computed or stored.
     """
-
-
     if run_dir is None:
         return np.asarray(compute())
-    waves = np.ascontiguousarray(waves, dtype=np.float32)
-    key = cache_key({"name": name, "waves": f"{waves.shape}:{hashlib.sha256(waves.data).hexdigest()}",
-                     "settings": {k: settings[k] for k in sorted(settings)}}, code=__name__)
-    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
-    path = Path(run_dir) / f"embeddings_{safe}_{key}.npz"
-    if path.exists():
-        with np.load(path) as stored:
-            return stored["embeddings"]
-    embeddings = np.asarray(compute())
-    atomic_save_npz(path, embeddings=embeddings)
-    return embeddings
+    content = clips_fingerprint(waves) if isinstance(waves, list) else array_digest(np.asarray(waves, np.float32))
+    ingredients = {"name": name, "waves": content, "settings": {k: settings[k] for k in sorted(settings)}}
+    return cache.cached_arrays(run_dir, ingredients, lambda: {"embeddings": compute()}, code=__name__,
+                               name=f"embeddings_{name}")["embeddings"]
 
 
 def _module_device(module: torch.nn.Module) -> torch.device:

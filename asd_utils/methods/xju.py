@@ -38,12 +38,10 @@ labels are read only by ``asd_utils.evaluation.metrics.evaluate`` afterwards.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -59,8 +57,8 @@ from asd_utils.methods.pipeline import training_run_dir as run_dir
 from asd_utils.models import FFTBranch
 from asd_utils.models.fusion import FusionModel, PretrainedBranch, attach_spec_augment
 from asd_utils.scoring import SMOTEKNNScorer
-from asd_utils.storage.atomic import atomic_save_npz
-from asd_utils.storage.keys import cache_key
+from asd_utils.storage.cache import cached_arrays
+from asd_utils.storage.keys import array_digest
 from asd_utils.training import CHECKPOINT_NAME, Trainer, build_class_labels, seed_everything
 from asd_utils.training.clips import clips_fingerprint, embed_clips, make_clip_loader
 from asd_utils.training.crops import RandomCropCollate, embed_crops
@@ -484,30 +482,18 @@ def embed_cached(model: nn.Module, waves: np.ndarray, *, cache_dir, name: str, c
 
     The key hashes the clips (shape and bytes), the crop and hop lengths and the model's weights
     (``asd_utils.backbones.embeddings.state_dict_hash``), so a changed model or input is never served from
-    the cache. ``cache_dir=None`` computes without caching. Returns ``(N, D)`` float32.
+    the cache. ``cache_dir=None`` computes without caching (``asd_utils.storage.cache.cached_arrays``).
+    Returns ``(N, D)`` float32.
     """
-
+    def compute():
+        return {"embeddings": embed_system(model, waves, crop_samples=crop_samples, hop_samples=hop_samples,
+                                           batch_size=batch_size, device=device, progress=progress, desc=name)}
 
     if cache_dir is None:
-        return embed_system(model, waves, crop_samples=crop_samples, hop_samples=hop_samples, batch_size=batch_size,
-                            device=device, progress=progress, desc=name)
-    if isinstance(waves, list):
-
-        fingerprint = clips_fingerprint(waves)
-    else:
-        clips = np.ascontiguousarray(waves, dtype=np.float32)
-        fingerprint = f"{clips.shape}:{hashlib.sha256(clips.data).hexdigest()}"
-    key = cache_key({"clips": fingerprint, "crop": int(crop_samples),
-                     "hop": int(hop_samples), "model": state_dict_hash(model)}, code=__name__)
-    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
-    path = Path(cache_dir) / f"embeddings_{safe}_{key}.npz"
-    if path.exists():
-        with np.load(path) as stored:
-            return stored["embeddings"]
-    out = embed_system(model, waves, crop_samples=crop_samples, hop_samples=hop_samples, batch_size=batch_size,
-                       device=device, progress=progress, desc=name)
-    atomic_save_npz(path, embeddings=out)
-    return out
+        return compute()["embeddings"]
+    clips = clips_fingerprint(waves) if isinstance(waves, list) else array_digest(np.asarray(waves, np.float32))
+    ingredients = {"clips": clips, "crop": int(crop_samples), "hop": int(hop_samples), "model": state_dict_hash(model)}
+    return cached_arrays(cache_dir, ingredients, compute, code=__name__, name=f"embeddings_{name}")["embeddings"]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's content."""
@@ -43,6 +45,14 @@ def files_digest(paths: Iterable[str | os.PathLike]) -> str:
     for path in paths:
         digest.update(_file_digest_memo(*_file_identity(path)).encode("ascii"))
     return digest.hexdigest()
+
+
+def array_digest(array) -> str:
+    """``"<shape>:<dtype>:<sha256 hex>"`` of a numpy array's C-ordered bytes: the cache-key
+    ingredient for in-memory data (e.g. ``(N, T)`` float32 waveforms). Convert the dtype first
+    where an equal-valued array of another dtype should give the same key."""
+    data = np.ascontiguousarray(array)
+    return f"{data.shape}:{data.dtype}:{hashlib.sha256(data.data).hexdigest()}"
 
 
 def _file_identity(path) -> tuple[str, int, int]:
