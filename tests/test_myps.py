@@ -348,12 +348,12 @@ def test_mechanism_scores_per_machine_type(tmp_path):
     waves_test = 0.1 * rng.standard_normal((len(test_index), 8000))
     waves_test[1::2] += 0.5 * (np.arange(8000) % 400 == 0)  # impacts in the "anomalies"
     cfg = {"wavelet_level": 3, "n_segments": 8}
-    cache = tmp_path / "ind.npz"
+    cache = {"cache_dir": tmp_path, "cache_ingredients": {"clips": "train", "cfg": cfg}}
     ind_train = myps.mechanism_indicators(waves_train, train_index["machine"].to_numpy(), cfg, sample_rate=SR,
-                                          geometries={"m1": {"n_elements": 9, "d_over_D": 0.28}}, cache_file=cache)
+                                          geometries={"m1": {"n_elements": 9, "d_over_D": 0.28}}, **cache)
     assert "bpfo_db" in ind_train["m1"].columns and "bpfo_db" not in ind_train["m2"].columns
     again = myps.mechanism_indicators(waves_train * 0, train_index["machine"].to_numpy(), cfg, sample_rate=SR,
-                                      cache_file=cache)  # read from the cache
+                                      **cache)  # read from the cache
     pd.testing.assert_frame_equal(again["m1"], ind_train["m1"])
     ind_test = myps.mechanism_indicators(waves_test, test_index["machine"].to_numpy(), cfg, sample_rate=SR,
                                          geometries={"m1": {"n_elements": 9, "d_over_D": 0.28}})

@@ -55,8 +55,8 @@ from asd_utils.backbones.embeddings import extract_layer_embeddings
 from asd_utils.data import load_batch
 from asd_utils.features.logmel import log_mel
 from asd_utils.scoring import GenRepKNN, weighted_ensemble
-from asd_utils.storage.atomic import atomic_save_npz
-from asd_utils.storage.keys import cache_key, files_digest
+from asd_utils.storage.cache import cached_arrays
+from asd_utils.storage.keys import files_digest
 
 __all__ = [
     "gwrp_weights",
@@ -153,34 +153,27 @@ def extract_audio_statistics(paths: Sequence[str], *, clip_samples: int | None, 
     """:func:`audio_statistics` of WAV files, batched and cached.
 
     paths: N WAV files; clip_samples: samples per clip (cut or zero-padded, as
-    ``asd_utils.data.load_batch``); cache_dir: folder for an ``.npz`` keyed by the files' content,
-    the options and the code (``asd_utils.storage.keys.cache_key``). Returns (N, n_features) float64.
+    ``asd_utils.data.load_batch``); cache_dir: folder of the ``.npz`` cache
+    (``asd_utils.storage.cache.cached_arrays``, keyed by the files' content, the options and the code).
+    Returns (N, n_features) float64.
     """
 
     paths = [str(p) for p in paths]
-    cache_path = None
-    if cache_dir is not None:
-        key = cache_key({"files": files_digest(paths), "clip_samples": clip_samples,
-                         "kind": "gisp_audio_statistics_v1", **{k: stat_kwargs[k] for k in sorted(stat_kwargs)}},
-                        code=__name__)
-        cache_path = Path(cache_dir) / f"audio_stats_{key}.npz"
-        if cache_path.exists():
-            with np.load(cache_path) as data:
-                return data["features"]
-
     sample_rate = int(stat_kwargs.get("sample_rate", 16000))
-    chunks = []
-    starts = range(0, len(paths), batch_size)
-    if progress:
 
-        starts = tqdm(starts, desc=desc, leave=False)
-    for start in starts:
-        waves = load_batch(paths[start:start + batch_size], sample_rate=sample_rate, n_samples=clip_samples)
-        chunks.append(audio_statistics(waves, **stat_kwargs))
-    features = np.concatenate(chunks, axis=0) if chunks else np.zeros((0, 0))
-    if cache_path is not None:
-        atomic_save_npz(cache_path, features=features)
-    return features
+    def compute() -> dict[str, np.ndarray]:
+        chunks = []
+        starts = range(0, len(paths), batch_size)
+        if progress:
+            starts = tqdm(starts, desc=desc, leave=False)
+        for start in starts:
+            waves = load_batch(paths[start:start + batch_size], sample_rate=sample_rate, n_samples=clip_samples)
+            chunks.append(audio_statistics(waves, **stat_kwargs))
+        return {"features": np.concatenate(chunks, axis=0) if chunks else np.zeros((0, 0))}
+
+    ingredients = {"files": files_digest(paths), "clip_samples": clip_samples, "kind": "gisp_audio_statistics_v1",
+                   **{k: stat_kwargs[k] for k in sorted(stat_kwargs)}}
+    return cached_arrays(cache_dir, ingredients, compute, code=__name__, name="audio_stats")["features"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -60,9 +60,9 @@ from asd_utils.evaluation.submission import decision_file_name
 from asd_utils.methods.pipeline import SectionScores, combine, score_sections, training_run_dir
 from asd_utils.signal.bearing import estimate_geometry
 from asd_utils.signal.mechanism import IndicatorExtractor, MechanismScorer
-from asd_utils.storage.atomic import atomic_path, atomic_save_npz, atomic_write_json, atomic_write_text
-from asd_utils.storage.cache import cache_file, load_arrays, save_arrays
-from asd_utils.storage.keys import array_digest, cache_key, files_digest
+from asd_utils.storage.atomic import atomic_path, atomic_write_json, atomic_write_text
+from asd_utils.storage.cache import cache_file, cached_arrays, load_arrays, save_arrays
+from asd_utils.storage.keys import array_digest, files_digest
 from asd_utils.training import Trainer, seed_everything
 from asd_utils.training.clips import clips_fingerprint, embed_clips, make_clip_loader, map_by_length
 from asd_utils.training.crops import RandomCropCollate, embed_crops
@@ -700,40 +700,41 @@ def snapshot_scores(snapshots: Mapping[str, SnapshotEmbeddings], scorer, train_i
 # mechanism-based analysis per machine type
 # --------------------------------------------------------------------------------------------------
 def mechanism_indicators(waves: np.ndarray, machines: np.ndarray, extractor_cfg: Mapping, *, sample_rate: int,
-                         geometries: Mapping[str, Mapping] | None = None, cache_file: Path | None = None,
+                         geometries: Mapping[str, Mapping] | None = None, cache_dir: str | Path | None = None,
+                         cache_ingredients: Mapping | None = None, cache_name: str = "indicators",
                          progress: bool = False) -> dict[str, pd.DataFrame]:
     """Indicator tables per machine type: ``{machine: DataFrame (clips of that type, indicators)}``.
 
     waves: ``(N, T)`` or a list of clips at their own lengths (each clip's indicators come from
     that whole clip); machines: ``(N,)`` machine type of each row (the rows of a type keep their
     order). A type listed in ``geometries`` ({machine: BearingGeometry fields}) also gets the
-    bearing defect lines. Cached in ``cache_file`` (npz) when given.
+    bearing defect lines. Cached in ``cache_dir`` when given (``asd_utils.storage.cache.cached_arrays``
+    under ``cache_ingredients``, which must say what the clips, extractor and geometries are).
     """
 
     machines = np.asarray(machines).astype(str)
-    if cache_file is not None and Path(cache_file).exists():
-        with np.load(cache_file, allow_pickle=False) as data:
-            return {m: pd.DataFrame(data[f"{m}__values"], columns=[str(c) for c in data[f"{m}__columns"]])
-                    for m in sorted(set(machines))}
-    out = {}
-    for m in sorted(set(machines)):
-        geometry = (geometries or {}).get(m)
-        extractor = IndicatorExtractor(sample_rate=sample_rate, geometry=None if geometry is None else dict(geometry),
-                                       **dict(extractor_cfg))
-        rows = np.flatnonzero(machines == m)
-        if isinstance(waves, list):  # clips at their own lengths: each group of equal length at once
 
-            out[m] = map_by_length(lambda group, ex=extractor: ex.transform(group, progress=progress),
-                                   [waves[i] for i in rows])
-        else:
-            out[m] = extractor.transform(np.asarray(waves)[rows], progress=progress)
-    if cache_file is not None:
+    def compute() -> dict[str, np.ndarray]:
         arrays = {}
-        for m, frame in out.items():
+        for m in sorted(set(machines)):
+            geometry = (geometries or {}).get(m)
+            extractor = IndicatorExtractor(sample_rate=sample_rate,
+                                           geometry=None if geometry is None else dict(geometry), **dict(extractor_cfg))
+            rows = np.flatnonzero(machines == m)
+            if isinstance(waves, list):  # clips at their own lengths: each group of equal length at once
+                frame = map_by_length(lambda group, ex=extractor: ex.transform(group, progress=progress),
+                                      [waves[i] for i in rows])
+            else:
+                frame = extractor.transform(np.asarray(waves)[rows], progress=progress)
             arrays[f"{m}__values"] = frame.to_numpy(dtype=np.float64)
             arrays[f"{m}__columns"] = np.array(frame.columns, dtype=str)
-        atomic_save_npz(cache_file, **arrays)
-    return out
+        return arrays
+
+    if cache_dir is not None and cache_ingredients is None:
+        raise ValueError("mechanism_indicators: a cache_dir needs cache_ingredients (what the indicators depend on)")
+    data = cached_arrays(cache_dir, cache_ingredients, compute, code=__name__, name=cache_name)
+    return {m: pd.DataFrame(data[f"{m}__values"], columns=[str(c) for c in data[f"{m}__columns"]])
+            for m in sorted(set(machines))}
 
 
 def estimated_geometries(indicators_train: Mapping[str, pd.DataFrame], known: Mapping[str, Mapping]
@@ -768,11 +769,11 @@ def mechanism_indicator_sets(waves_train, waves_test, train_index: pd.DataFrame,
     known = dict(ma_cfg.get("geometries") or {})
 
     def extract(part, waves, rows, geometries):
-        key = cache_key({"extractor": ma_cfg["extractor"], "geometries": geometries, "sr": int(sample_rate),
-                         "clips": files_digest(rows["path"])}, code=__name__)
-        cache = None if cache_dir is None else Path(cache_dir) / f"{part}_{key}.npz"
+        ingredients = {"extractor": ma_cfg["extractor"], "geometries": geometries, "sr": int(sample_rate),
+                       "clips": files_digest(rows["path"])}
         return mechanism_indicators(waves, rows["machine"].to_numpy(), ma_cfg["extractor"], sample_rate=sample_rate,
-                                    geometries=geometries, cache_file=cache, progress=progress)
+                                    geometries=geometries, cache_dir=cache_dir, cache_ingredients=ingredients,
+                                    cache_name=part, progress=progress)
 
     ind_train = extract("train", waves_train, train_index, known)
     estimated = {}
