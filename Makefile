@@ -8,9 +8,10 @@ PY      = $(VENV)/bin/python
 PROFILE ?= default
 # make setup: the pins to install (requirements.lock: every package at the version the tests passed with)
 REQUIREMENTS ?= requirements.txt
-# make setup: where torch comes from. Empty: pip's index (PyPI). For the CPU build without CUDA
-# packages on Linux: TORCH_INDEX=https://download.pytorch.org/whl/cpu (PyPI if that index fails).
-TORCH_INDEX ?=
+# make setup: where torch comes from. Without an NVIDIA driver (no nvidia-smi) torch's CPU index,
+# so that no CUDA packages are pulled; with one, or TORCH_INDEX= (empty), pip's index (PyPI).
+# If the CPU index cannot be reached, PyPI is used (on a CPU-only machine that may pull CUDA packages).
+TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
 ARGS   ?=
 # notebooks side by side in the CPU profiles; paper notebooks take every core (and the GPU) alone
 JOBS   ?= $(if $(filter paper,$(PROFILE)),1,2)
@@ -24,7 +25,7 @@ $(VENV)/.installed: $(REQUIREMENTS) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, alone, so that nothing later can pull another torch build.
-	$(if $(TORCH_INDEX),$(PY) -m pip install --quiet torch==2.13.0 --index-url $(TORCH_INDEX) || { echo \
+	$(if $(TORCH_INDEX),$(PY) -m pip install --quiet --retries 1 --timeout 10 torch==2.13.0 --index-url $(TORCH_INDEX) || { echo \
 	  "torch from $(TORCH_INDEX) failed: taking it from pip's index"; $(PY) -m pip install --quiet torch==2.13.0; },\
 	  $(PY) -m pip install --quiet torch==2.13.0)
 	$(PY) -m pip install --quiet -r $(REQUIREMENTS)
