@@ -24,7 +24,6 @@ from asd_utils.backbones.base import Backbone
 from asd_utils.backbones.beats import build_beats
 from asd_utils.backbones.eat import build_eat
 from asd_utils.backbones.errors import PUBLISHED_AT, CheckpointError, checkpoint_error
-from asd_utils.backbones.hf_speech import build_hf_speech
 from asd_utils.backbones.provenance import read_standin_marker
 from asd_utils.device import resolve_device
 
@@ -79,13 +78,13 @@ def load_backbone(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if name == "beats":
-
             model = build_beats(checkpoint, size=size, device=device, **kwargs)
         elif name == "eat":
-
             model = build_eat(checkpoint, size=size, device=device, seed=seed, **kwargs)
         else:
-
+            # here, not at the top: transformers takes a second to import, and only the four speech
+            # models need it (every notebook imports this package for its provenance labels)
+            from asd_utils.backbones.hf_speech import build_hf_speech
             model = build_hf_speech(name, checkpoint, size=size, device=device, **kwargs)
     if checkpoint is None:
         model.init_seed = seed

@@ -14,7 +14,7 @@ import argparse
 import sys
 import time
 
-from asd_utils.pretrain.run import PRETRAINABLE, read_history
+from asd_utils.pretrain.registry import PRETRAINABLE, read_history
 from asd_utils.pretrain.standins import standin_checkpoint, standin_mode
 
 

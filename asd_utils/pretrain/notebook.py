@@ -8,7 +8,7 @@ from pathlib import Path
 from asd_utils.backbones import load_backbone
 from asd_utils.config import deep_merge
 from asd_utils.pretrain.corpus import build_corpus, corpus_root
-from asd_utils.pretrain.run import read_history
+from asd_utils.pretrain.registry import read_history
 from asd_utils.pretrain.standins import ensure_standin, standin_checkpoint, standins_config
 
 __all__ = ["eat_target_length", "notebook_checkpoints", "before_after_backbones"]

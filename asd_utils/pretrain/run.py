@@ -33,17 +33,13 @@ from asd_utils.backbones.provenance import MARKER_KEY
 from asd_utils.pretrain.beats import BEATsPretrainConfig, beats_features, pretrain_beats
 from asd_utils.pretrain.corpus import Corpus, load_corpus_waves
 from asd_utils.pretrain.eat import EATPretrainConfig, eat_features, pretrain_eat
+from asd_utils.pretrain.registry import CHECKPOINT_FILES, PRETRAIN_CODE_VERSION, PRETRAINABLE, read_history
 from asd_utils.pretrain.speech import Wav2Vec2PretrainConfig, pretrain_wav2vec2
 from asd_utils.storage.atomic import atomic_write_json
 
 __all__ = ["CHECKPOINT_FILES", "PRETRAINABLE", "PRETRAIN_CODE_VERSION", "pretrain_standin", "read_history",
            "save_standin"]
 
-# Bump when a change to the objectives or the saving changes what a stand-in is (cache key part).
-PRETRAIN_CODE_VERSION = "2"
-PRETRAINABLE = ("beats", "eat", "wav2vec2")
-# What standin_checkpoint returns inside a stand-in folder: a file for BEATs, the folder otherwise.
-CHECKPOINT_FILES = {"beats": "BEATs_standin.pt", "eat": "", "wav2vec2": ""}
 
 _WAVES: dict[tuple, np.ndarray] = {}  # one process, several stand-ins: read the corpus once
 
@@ -62,11 +58,6 @@ def corpus_waves(corpus: Corpus, seconds: float | None, *, progress: bool = True
         _WAVES.clear()
         _WAVES[key] = load_corpus_waves(corpus, seconds, progress=progress)
     return _WAVES[key]
-
-
-def read_history(folder: str | Path) -> dict:
-    """The ``history.json`` of a stand-in folder."""
-    return json.loads((Path(folder) / "history.json").read_text())
 
 
 def _check_reload(name: str, trained, checkpoint: Path, size: str, **kwargs) -> None:

@@ -10,7 +10,7 @@ pass a real checkpoint.
 
 Cache layout: ``cache/pretrained_standins/<name>-<key>/`` where ``key`` hashes the model, its
 pretraining config, the seed, the corpus fingerprint and
-:data:`asd_utils.pretrain.run.PRETRAIN_CODE_VERSION`; the folder is built under a temporary name
+:data:`asd_utils.pretrain.registry.PRETRAIN_CODE_VERSION`; the folder is built under a temporary name
 and renamed into place (atomic), under a file lock so that two notebooks never pretrain the same
 stand-in twice.
 """
@@ -27,7 +27,7 @@ from asd_utils import paths
 from asd_utils.backbones import BACKBONE_NAMES
 from asd_utils.backbones.provenance import STANDIN_PRETRAINED
 from asd_utils.config import load_config
-from asd_utils.pretrain import run
+from asd_utils.pretrain import registry
 from asd_utils.pretrain.corpus import build_corpus, corpus_root
 from asd_utils.storage.atomic import file_lock
 from asd_utils.storage.keys import cache_key
@@ -61,7 +61,7 @@ def _marker(name: str, cfg: dict, seed: int, corpus, key: str) -> dict[str, Any]
         "corpus": "train + supplemental clips of a synthetic DCASE-format root (asd_utils.synth)",
         "corpus_fingerprint": corpus.fingerprint,
         "corpus_clips": len(corpus),
-        "code_version": run.PRETRAIN_CODE_VERSION,
+        "code_version": registry.PRETRAIN_CODE_VERSION,
         "config": cfg,
     }
 
@@ -69,12 +69,12 @@ def _marker(name: str, cfg: dict, seed: int, corpus, key: str) -> dict[str, Any]
 def standin_folder(name: str, cfg: dict, seed: int, corpus) -> Path:
     """Cache folder of the stand-in of ``name`` for this config, seed and corpus (not created)."""
     key = cache_key({"name": name, "config": cfg, "seed": int(seed), "corpus": corpus.fingerprint,
-                     "code_version": run.PRETRAIN_CODE_VERSION}, code="asd_utils.pretrain.run")
+                     "code_version": registry.PRETRAIN_CODE_VERSION}, code="asd_utils.pretrain.run")
     return paths.cache_dir("pretrained_standins") / f"{name}-{key}"
 
 
 def _checkpoint_in(name: str, folder: Path) -> Path:
-    file = run.CHECKPOINT_FILES[name]
+    file = registry.CHECKPOINT_FILES[name]
     return folder / file if file else folder
 
 
@@ -100,9 +100,9 @@ def standin_checkpoint(
     paths.check_profile(profile)
     if standin_mode(name, profile) != "pretrained":
         return None
-    if name not in run.PRETRAINABLE:
+    if name not in registry.PRETRAINABLE:
         raise ValueError(f"configs/standins.yaml asks for a pretrained {name!r} stand-in, but only "
-                         f"{', '.join(run.PRETRAINABLE)} have a pretraining objective")
+                         f"{', '.join(registry.PRETRAINABLE)} have a pretraining objective")
     config = standins_config(profile)
     seed = int(config.get("seed", 0)) if seed is None else int(seed)
     cfg = dict(config["pretraining"][name])
@@ -128,8 +128,11 @@ def ensure_standin(name: str, cfg: dict, corpus, *, seed: int = 0, ensure: bool 
             return checkpoint
         tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
         log(f"pretraining the {name} stand-in on {len(corpus)} synthetic clips ({corpus.root.name}) -> {folder.name}")
+        # here, not at the top: the pretraining code loads transformers' wav2vec 2.0 model (seconds
+        # at every notebook start), and only a stand-in missing from the cache needs it
+        from asd_utils.pretrain.run import pretrain_standin
         try:
-            run.pretrain_standin(name, cfg, corpus, tmp, marker=_marker(name, cfg, seed, corpus, folder.name),
+            pretrain_standin(name, cfg, corpus, tmp, marker=_marker(name, cfg, seed, corpus, folder.name),
                                  seed=seed, progress=progress)
             if folder.exists():  # an incomplete leftover (no standin.json): replace it
                 shutil.rmtree(folder)
