@@ -24,7 +24,7 @@ from asd_utils.synth import (
 )
 from asd_utils.synth import sound_models as sm
 from asd_utils.synth.__main__ import main as cli_main
-from asd_utils.synth.generate import clip_duration, plan_machine, supplemental_kind
+from asd_utils.synth.generate import clip_duration, get_profile, plan_machine, supplemental_kind
 
 NAME_RE = re.compile(
     r"^section_(?P<section>\d{2})_(?P<domain>source|target)_(?P<split>train|test)_(?P<label>normal|anomaly)"
@@ -229,3 +229,15 @@ def test_one_supplemental_kind_per_type_and_mixed_lengths_in_smoke():
         lengths_seen |= {clip_duration(prof, j) for j in jobs}
     assert lengths_seen == set(prof.durations)
     assert not PROFILES["default"].durations  # the default profile keeps its one length
+
+
+def test_default_test_set_has_the_size_of_a_dcase_development_type():
+    """DCASE 2023-2025 development sets hold 50 test clips per domain x label per machine type (200 in
+    all); the default profile plans exactly that, balanced over domains and labels, for every type."""
+    for machine in ("ToyCar", "valve"):
+        jobs = [j for j in plan_machine(machine, machine, get_profile("default"), 0, "realistic") if j.split == "test"]
+        cells = {}
+        for job in jobs:
+            cells[(job.domain, job.label)] = cells.get((job.domain, job.label), 0) + 1
+        assert len(jobs) == 200
+        assert cells == {(d, lab): 50 for d in ("source", "target") for lab in ("normal", "anomaly")}
