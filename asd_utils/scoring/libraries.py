@@ -181,24 +181,9 @@ class GenRepKNN:
                 stats[dom] = (float(np.mean(vals)), float(np.std(vals)))
             elif len(vals):
                 stats[dom] = stats.get("source", (float(np.mean(vals)), 1.0))
-        cols = []
-        for j, dom in enumerate(("source", "target")):
-            if dom in stats:
-                m, s = stats[dom]
-                cols.append((w * test_distances[:, j] - m) / s)
-            else:
-                cols.append(np.full(M, np.inf))
-        test_scores = np.minimum(cols[0], cols[1])
+        test_scores = _standardised_min(w[:, None] * test_distances, stats)
         # training scores: own domain leave-one-out, other domain plain distance
-        train_cols = self._train_distance_matrix()
-        tcols = []
-        for j, dom in enumerate(("source", "target")):
-            if dom in stats:
-                m, s = stats[dom]
-                tcols.append((tw * train_cols[:, j] - m) / s)
-            else:
-                tcols.append(np.full(n, np.inf))
-        train_scores = np.minimum(tcols[0], tcols[1])
+        train_scores = _standardised_min(tw[:, None] * self._train_distance_matrix(), stats)
         self.domain_stats_ = stats
         return test_scores, train_scores
 
@@ -217,3 +202,11 @@ class GenRepKNN:
     def score(self, embeddings: np.ndarray) -> np.ndarray:
         """(M, D) -> (M,) unweighted GenRep score (higher = more anomalous)."""
         return self.normalised_min(self.distances(embeddings))[0]
+
+
+def _standardised_min(weighted: np.ndarray, stats: dict) -> np.ndarray:
+    """(M, 2) weighted distances (source, target columns) -> (M,) minimum over the domains of
+    ``(d - m_dom) / s_dom``; a domain without statistics counts as ``inf``."""
+    cols = [(weighted[:, j] - stats[dom][0]) / stats[dom][1] if dom in stats else np.full(len(weighted), np.inf)
+            for j, dom in enumerate(("source", "target"))]
+    return np.minimum(cols[0], cols[1])
