@@ -65,7 +65,7 @@ def test_the_runner_signs_an_executed_notebook_as_trusted(tmp_path, monkeypatch)
     import nbformat
     from nbformat.sign import NotebookNotary
 
-    from asd_utils.run.runner import trust_notebook
+    from asd_utils.run.execute import trust_notebook
 
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))  # this test's own signature store
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1", outputs=[nbformat.v4.new_output(

@@ -200,7 +200,7 @@ def test_comparison_notebook_runs_after_the_others(tmp_path):
     from test_bootstrap import write_system
 
     from asd_utils.data import discover
-    from asd_utils.run import runner
+    from asd_utils.run import execute, runner
     from asd_utils.synth import ensure_dataset
 
     index = discover(ensure_dataset("smoke"))
@@ -212,8 +212,8 @@ def test_comparison_notebook_runs_after_the_others(tmp_path):
     write_system(results_dir, "42_brand_new", "Shiny", test, rng.random(len(test)),
                  note="synthetic data; untrained stand-in backbone; profile smoke")
     notebook = runner.select_notebooks(runner.available_notebooks(), ["08"])[0]
-    runner.execute_notebook(notebook, tmp_path / "08.ipynb",
-                            {"PROFILE": "smoke", "DATA_ROOT": None, "OUTPUT_DIR": str(tmp_path)})
+    execute.execute_notebook(notebook, tmp_path / "08.ipynb",
+                             {"PROFILE": "smoke", "DATA_ROOT": None, "OUTPUT_DIR": str(tmp_path)})
     tables = results_dir / "comparison"
     board = pd.read_csv(tables / "leaderboard.csv")
     assert sorted(board["system"]) == ["AE-MSE", "Shiny"] and board[["ci_low", "ci_high"]].notna().all().all()

@@ -1,8 +1,11 @@
 import argparse
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from asd_utils.run import runner
+from asd_utils.run import execute, runner
 
 
 def test_notebooks_are_found_in_number_order_and_the_comparison_is_numbered_last(tmp_path):
@@ -47,25 +50,25 @@ def test_failing_notebook_is_named_with_its_cell(tmp_path):
     path = tmp_path / "09_broken.ipynb"
     nbformat.write(nb, path)
     with pytest.raises(runner.NotebookFailed, match=r"09_broken.ipynb failed in cell \d+ .*KeyError"):
-        runner.execute_notebook(path, tmp_path / "out" / path.name, {"PROFILE": "smoke"})
+        execute.execute_notebook(path, tmp_path / "out" / path.name, {"PROFILE": "smoke"})
     assert (tmp_path / "out" / path.name).exists() and not (tmp_path / "out" / "09_broken.stacks.txt").exists()
     source = nbformat.read(path, as_version=4)  # never executed in place
     assert all(not cell.get("outputs") for cell in source.cells if cell.cell_type == "code")
 
 
 def test_cell_timeout_by_profile_and_environment(monkeypatch):
-    monkeypatch.delenv(runner.CELL_TIMEOUT_ENV, raising=False)
-    assert runner.cell_timeout("smoke") == 600 and runner.cell_timeout("default") == 3600
-    assert runner.cell_timeout("paper") is None and runner.cell_timeout(None) is None
-    monkeypatch.setenv(runner.CELL_TIMEOUT_ENV, "42.5")
-    assert runner.cell_timeout("paper") == 42.5
+    monkeypatch.delenv(execute.CELL_TIMEOUT_ENV, raising=False)
+    assert execute.cell_timeout("smoke") == 600 and execute.cell_timeout("default") == 3600
+    assert execute.cell_timeout("paper") is None and execute.cell_timeout(None) is None
+    monkeypatch.setenv(execute.CELL_TIMEOUT_ENV, "42.5")
+    assert execute.cell_timeout("paper") == 42.5
     for off in ("0", "none", "None"):
-        monkeypatch.setenv(runner.CELL_TIMEOUT_ENV, off)
-        assert runner.cell_timeout("smoke") is None
+        monkeypatch.setenv(execute.CELL_TIMEOUT_ENV, off)
+        assert execute.cell_timeout("smoke") is None
     for bad in ("soon", "-3"):
-        monkeypatch.setenv(runner.CELL_TIMEOUT_ENV, bad)
+        monkeypatch.setenv(execute.CELL_TIMEOUT_ENV, bad)
         with pytest.raises(ValueError, match="ASD_CELL_TIMEOUT='.*': expected a number of seconds"):
-            runner.cell_timeout("smoke")
+            execute.cell_timeout("smoke")
 
 
 def _sleepy_notebook(path, body):
@@ -82,12 +85,12 @@ def _sleepy_notebook(path, body):
 def test_a_hung_cell_is_retried_once_and_then_fails_with_the_kernels_stacks(tmp_path, monkeypatch):
     """A cell that never answers does not stall the run: after the time limit the notebook runs once
     more, and a second hang fails with the kernel's own stack dump (written by the watchdog)."""
-    monkeypatch.setenv(runner.CELL_TIMEOUT_ENV, "4")
+    monkeypatch.setenv(execute.CELL_TIMEOUT_ENV, "4")
     path = _sleepy_notebook(tmp_path / "09_hangs.ipynb",
                             "import time\ndef stuck_here():\n    time.sleep(120)\nstuck_here()")
     warnings = []
     with pytest.raises(runner.NotebookFailed) as failure:
-        runner.execute_notebook(path, tmp_path / "out" / path.name, {"PROFILE": "smoke"}, log=warnings.append)
+        execute.execute_notebook(path, tmp_path / "out" / path.name, {"PROFILE": "smoke"}, log=warnings.append)
     message = str(failure.value)
     assert "09_hangs.ipynb: no reply from the kernel within 4 s" in message and "2 execution(s)" in message
     assert "stuck_here" in message and "Thread 0x" in message      # faulthandler's dump of the kernel
@@ -95,14 +98,14 @@ def test_a_hung_cell_is_retried_once_and_then_fails_with_the_kernels_stacks(tmp_
 
 
 def test_a_kernel_that_hangs_once_is_executed_again_and_succeeds(tmp_path, monkeypatch):
-    monkeypatch.setenv(runner.CELL_TIMEOUT_ENV, "4")
+    monkeypatch.setenv(execute.CELL_TIMEOUT_ENV, "4")
     marker = tmp_path / "hung_once"
     path = _sleepy_notebook(tmp_path / "09_flaky.ipynb",
                             f"import pathlib, time\nmarker = pathlib.Path({str(marker)!r})\n"
                             "if not marker.exists():\n    marker.touch()\n    time.sleep(120)\nprint('ran')")
     warnings = []
     out = tmp_path / "out" / path.name
-    runner.execute_notebook(path, out, {"PROFILE": "smoke"}, log=warnings.append)
+    execute.execute_notebook(path, out, {"PROFILE": "smoke"}, log=warnings.append)
     assert len(warnings) == 1 and "no reply from the kernel within 4 s" in warnings[0]
     assert "ran" in out.read_text() and not out.with_name("09_flaky.stacks.txt").exists()
 
@@ -125,7 +128,7 @@ def test_a_timeout_after_the_last_cell_counts_as_a_hang_and_other_assertions_do_
     warnings = []
     path = _sleepy_notebook(tmp_path / "09_quiet.ipynb", "x = 1")
     with pytest.raises(runner.NotebookFailed, match="no reply to the request after the last cell"):
-        runner.execute_notebook(path, tmp_path / "out" / path.name, {"PROFILE": "smoke"}, log=warnings.append)
+        execute.execute_notebook(path, tmp_path / "out" / path.name, {"PROFILE": "smoke"}, log=warnings.append)
     assert len(calls) == 2 and len(warnings) == 1
 
     def failing(*args, **kwargs):
@@ -133,7 +136,7 @@ def test_a_timeout_after_the_last_cell_counts_as_a_hang_and_other_assertions_do_
 
     monkeypatch.setattr(papermill, "execute_notebook", failing)
     with pytest.raises(AssertionError, match="a bug elsewhere"):
-        runner.execute_notebook(path, tmp_path / "out" / path.name, {"PROFILE": "smoke"}, log=warnings.append)
+        execute.execute_notebook(path, tmp_path / "out" / path.name, {"PROFILE": "smoke"}, log=warnings.append)
 
 
 def test_watchdog_writes_nothing_without_its_environment(tmp_path, monkeypatch):
@@ -221,7 +224,7 @@ def test_runner_in_a_terminal_keeps_live_progress(tmp_path):
     """For a person at a terminal the kernel is left alone: the same bar redraws many times."""
     notebook = _tiny_notebook(tmp_path / "09_tiny.ipynb")
     executed = tmp_path / "out" / notebook.name
-    runner.execute_notebook(notebook, executed, {"PROFILE": "smoke"}, terminal=True)
+    execute.execute_notebook(notebook, executed, {"PROFILE": "smoke"}, terminal=True)
     assert "TQDM_MININTERVAL = None" in _stream_text(executed, "stdout")
     # the bar showed states between its first and its last (the loop lasts >= 1.5 s, tqdm redraws
     # every 0.1 s), however loaded the machine: counted by state, not by number of redraws
@@ -237,7 +240,7 @@ def test_environment_is_restored_and_the_synthetic_data_bar_follows_the_terminal
 
     monkeypatch.setenv("TQDM_MAXINTERVAL", "7")
     monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
-    with runner.environment(runner.LOG_TQDM_ENV):
+    with execute.environment(execute.LOG_TQDM_ENV):
         assert os.environ["TQDM_MININTERVAL"] == "3600" and os.environ["TQDM_MAXINTERVAL"] == "3600"
     assert "TQDM_MININTERVAL" not in os.environ and os.environ["TQDM_MAXINTERVAL"] == "7"
 
@@ -356,3 +359,16 @@ def test_side_by_side_notebooks_that_wait_for_each_other_are_an_error(tmp_path):
     with pytest.raises(ValueError, match=r"can never start: 01_a \(after 02_b\), 02_b \(after 01_a\)"):
         runner.run(_side_by_side_plan(tmp_path, [first, second]), log=lambda *a, **k: None)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("module", ["asd_utils.run.runner", "asd_utils.run.execute"])
+def test_a_side_by_side_worker_imports_no_torch(module):
+    """Each side-by-side worker is spawned: it imports the main module (the runner, under
+    ``python -m asd_utils.run.runner``) and the execute module before it starts its notebook.
+    With torch and the generator at the runner's top, that cost a cold default run 35 s."""
+    probe = (f"import sys, {module}; heavy = sorted(m for m in ('torch', 'asd_utils.synth', "
+             "'asd_utils.evaluation', 'asd_utils.notebook', 'asd_utils.training') if m in sys.modules); "
+             "print(','.join(heavy))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.strip() == ""

@@ -2,13 +2,13 @@
 
 A kernel that stops answering (a deadlock inside a cell, or an execute request the kernel never
 reads) would otherwise leave papermill waiting forever. The runner gives every cell a time limit
-(:func:`asd_utils.run.runner.cell_timeout`); this extension makes the kernel say *where* it was when
+(:func:`asd_utils.run.execute.cell_timeout`); this extension makes the kernel say *where* it was when
 the limit passes. It arms :func:`faulthandler.dump_traceback_later` whenever a cell starts and again
 whenever one finishes, so any stretch of ``ASD_KERNEL_WATCHDOG_S`` seconds without a cell starting or
 finishing writes every thread's Python stack to the file ``ASD_KERNEL_WATCHDOG_FILE``. The runner
 reads that file when a cell times out and puts it in its message and log.
 
-Loaded by ``--IPKernelApp.extensions=asd_utils.run.kernel_watchdog`` (:data:`asd_utils.run.runner.KERNEL_ARGUMENTS`);
+Loaded by ``--IPKernelApp.extensions=asd_utils.run.kernel_watchdog`` (:data:`asd_utils.run.execute.KERNEL_ARGUMENTS`);
 without both environment variables it does nothing.
 """
 

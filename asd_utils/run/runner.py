@@ -1,27 +1,21 @@
-"""Run the compendium's notebooks end to end with papermill.
+"""Run the compendium's notebooks end to end with papermill: the plan, the side-by-side scheduler,
+the summary and the command line.
 
-Longer than 500 lines: the plan, the side-by-side scheduler and the command line of one tool;
-the kernel client and the watchdog are already apart.
+    python -m asd_utils.run --profile default                        # everything, synthetic data
+    python -m asd_utils.run --profile smoke --notebooks 00 01         # a subset
+    python -m asd_utils.run --profile paper --data-root /data/dcase2025t2
+    python -m asd_utils.run --profile smoke --data-root data/dcase2026t2 --channel noise_aware
 
-    python -m asd_utils.run.runner --profile default                 # everything, synthetic data
-    python -m asd_utils.run.runner --profile smoke --notebooks 00 01  # a subset
-    python -m asd_utils.run.runner --profile paper --data-root /data/dcase2025t2
-    python -m asd_utils.run.runner --profile smoke --data-root data/dcase2026t2 --channel noise_aware
+(``python -m asd_utils.run.runner`` is the same command.) Notebooks execute in order into
+``outputs/<profile>/`` (never in place). Without ``--data-root`` the profile's synthetic dataset is
+generated first (once; later runs reuse it). On failure the run stops and names the notebook and
+the failing cell. At the end every notebook's results are collected into
+``results/<profile>/summary.csv`` and ``summary.md``. How one notebook is executed (papermill, log
+mode, cell time limits, hung kernels) is :mod:`asd_utils.run.execute`.
 
-Notebooks execute in order into ``outputs/<profile>/`` (never in place). Without ``--data-root``
-the profile's synthetic dataset is generated first (once; later runs reuse it). On failure the
-run stops and names the notebook and the failing cell. At the end every notebook's results are
-collected into ``results/<profile>/summary.csv`` and ``summary.md``.
-
-Output fit for a log: when stderr is not a terminal (``make reproduce > log``), the runner
-prints one line per phase (data, each notebook, summary) and no progress bars, and the kernels
-it starts get ``TQDM_MININTERVAL``/``TQDM_MAXINTERVAL`` (:data:`LOG_TQDM_ENV`, read by tqdm
-itself), so a text-mode bar in a kernel redraws at most once an hour instead of ten times a second.
-Kernels log only CRITICAL messages (:data:`KERNEL_ARGUMENTS`), so ipykernel's harmless "Kernel is
-running over TCP without encryption" warning and its "KeyboardInterrupt caught in kernel" line (the
-interrupt that shutting a finished kernel down may send) no longer appear in the log. A failing
-cell is reported through papermill, not the kernel's log.
-Lines a notebook flags with ``context.loud_warning`` are repeated in the log after its line.
+When stderr is not a terminal (``make reproduce > log``) the runner prints one line per phase
+(data, each notebook, summary) and no progress bars. Lines a notebook flags with
+``context.loud_warning`` are repeated in the log after its line.
 
 Notebooks side by side: ``--jobs N`` (``make reproduce`` passes ``JOBS``, 2 by default) executes up
 to N notebooks at once, each in its own process and kernel, dispatched in number order. A notebook
@@ -32,93 +26,38 @@ one notebook at a time; only the wall time changes. Shared caches are keyed and 
 and pretrained stand-ins are built under a file lock, so two notebooks never build the same thing
 twice. After a failure no further notebook starts; those already running finish, then the run stops.
 
-A kernel that hangs never stalls a run for ever. Every cell has a time limit
-(:func:`cell_timeout`: 10 minutes in ``smoke``, an hour in ``default``, none in ``paper``;
-``ASD_CELL_TIMEOUT`` overrides), and the kernels load :mod:`asd_utils.run.kernel_watchdog`, which writes
-every thread's stack to ``<executed notebook>.stacks.txt`` shortly before the limit. A notebook whose
-cell passes the limit is executed once more from the start (its caches are written atomically, so
-that is safe), with a WARNING in the log that quotes the stacks; a second hang fails the run.
+Why the package's own imports sit inside the functions that use them: a worker process is started
+with ``spawn``, which imports the main module again before it runs anything, and under
+``python -m asd_utils.run.runner`` that module is this one. Imported at the top, torch, the
+synthetic generator and the results code (4-8 s on 2 busy cores) would be loaded once more for every
+notebook, outside its own time; that made a cold default run 35 s slower. A test checks that
+importing this module loads no torch.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures as futures
-import contextlib
 import json
 import multiprocessing
 import os
 import sys
 import time
-import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-import papermill
 import yaml
-from nbclient.exceptions import CellTimeoutError
-from nbformat.sign import NotebookNotary
-from papermill.exceptions import PapermillExecutionError
 
-from asd_utils import paths, synth
-from asd_utils.data.channels import use_channel
-from asd_utils.evaluation.results import bootstrap_intervals, collect_results, summary_table, to_markdown
-from asd_utils.notebook.context import WARNING_PREFIX
-from asd_utils.run import kernel_watchdog
-from asd_utils.run.kernel_client import RunnerKernelManager
-from asd_utils.storage.atomic import atomic_write_csv, atomic_write_text
-from asd_utils.synth.generate import VARIANT_ENV
-from asd_utils.training import distributed as dist_utils
+from asd_utils import paths
+from asd_utils.run.execute import NotebookFailed, environment, execute_in_worker, execute_notebook, is_terminal
 
 NOTEBOOK_DIR_NAME = "notebooks"
 COMPARISON_SUFFIX = "_comparison"  # reads every other notebook's results: waits for them
 
-# tqdm reads TQDM_<PARAMETER> defaults from the environment when it is imported (tqdm >= 4.66):
-# in kernels started for a log, a bar redraws at most once an hour (plus its first and last state)
-LOG_TQDM_ENV = {"TQDM_MININTERVAL": "3600", "TQDM_MAXINTERVAL": "3600"}
 # Kernels side by side share the cores. OpenMP threads that spin while waiting (libgomp's default)
 # then burn the cycles the other kernel needs: two smoke runs side by side took 2.3x the CPU time of
 # one after the other. Passive waiting changes no number, only who gets the core.
 SIDE_BY_SIDE_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
-
-
-class NotebookFailed(RuntimeError):
-    """A notebook raised while executing; the message names the notebook and the cell."""
-
-
-# A cell of a notebook in these profiles that runs longer than this is taken for a hung kernel. The
-# slowest cells of a cold run take about 2 minutes on 2 cores (smoke: seconds); paper-profile training
-# has no bound. ASD_CELL_TIMEOUT (seconds; 0 or "none": no limit) overrides.
-CELL_TIMEOUT_S = {"smoke": 600, "default": 3600, "paper": None}
-CELL_TIMEOUT_ENV = "ASD_CELL_TIMEOUT"
-HANG_RETRIES = 1          # executions of a notebook after its first one hung
-WATCHDOG_LEAD_S = 15      # the kernel dumps its stacks this long before the runner gives up on a cell
-
-
-def cell_timeout(profile: str | None) -> float | None:
-    """Seconds one cell may run before its kernel is taken for hung (None: no limit)."""
-    raw = os.environ.get(CELL_TIMEOUT_ENV)
-    if raw is None or not raw.strip():
-        return CELL_TIMEOUT_S.get(profile or "", None)
-    if raw.strip().lower() in ("0", "none"):
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if seconds <= 0:
-        raise ValueError(f"{CELL_TIMEOUT_ENV}={raw!r}: expected a number of seconds > 0, or 0/none for no limit")
-    return seconds
-
-
-class KernelHung(RuntimeError):
-    """A cell produced no reply within :func:`cell_timeout`; ``stacks`` holds the kernel's dump."""
-
-    def __init__(self, message: str, stacks: str):
-        super().__init__(message)
-        self.stacks = stacks
 
 
 @dataclass
@@ -230,44 +169,11 @@ def build_plan(args: argparse.Namespace) -> RunPlan:
     )
 
 
-def is_terminal(stream=None) -> bool:
-    """Whether ``stream`` (default: stderr) is an interactive terminal (False for a log file/pipe)."""
-    stream = sys.stderr if stream is None else stream
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
-
-
-@contextlib.contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for the duration of the block (kernels started inside inherit
-    them), restoring the previous values afterwards."""
-    before = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in before.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-
-
-# ipykernel (>= 7) logs "Kernel is running over TCP without encryption" at WARNING level for every
-# kernel on a localhost TCP port; for a kernel on this machine (messages HMAC-signed) it is harmless
-# noise in the log. So is "KeyboardInterrupt caught in kernel", logged at ERROR when the shutdown of a
-# finished kernel interrupts it. The runner's kernels therefore log only CRITICAL messages: a failing
-# cell reaches the runner through papermill, not through the kernel's log. (IPC sockets would avoid
-# the warning too, but a notebook hung once over IPC in a loaded run: TCP is what papermill is tested on.)
-# ... and load the hang watchdog (it acts only when the runner sets its environment variables)
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL", "--IPKernelApp.extensions=asd_utils.run.kernel_watchdog"]
-
-
 def notebook_warnings(executed: Path) -> list[str]:
     """Messages a notebook flagged with ``context.loud_warning`` (stderr lines starting with
-    :data:`WARNING_PREFIX`), in order, from an executed notebook file."""
+    :data:`~asd_utils.notebook.context.WARNING_PREFIX`), in order, from an executed notebook file."""
+    from asd_utils.notebook.context import WARNING_PREFIX  # lazy: see the module docstring
+
     try:
         nb = json.loads(Path(executed).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -282,110 +188,15 @@ def notebook_warnings(executed: Path) -> list[str]:
     return found
 
 
-def execute_notebook(notebook: Path, output: Path, parameters: dict, kernel: str | None = None, *,
-                     terminal: bool | None = None, log=None) -> None:
-    """Execute one notebook with papermill; raise :class:`NotebookFailed` naming the cell.
-
-    terminal: whether progress may be drawn for a person (default: stderr is a terminal); when
-    False the kernel gets :data:`LOG_TQDM_ENV` and papermill draws no cell progress bar.
-    A cell that runs past :func:`cell_timeout` (of ``parameters["PROFILE"]``) is taken for a hung
-    kernel: the notebook is executed once more (not under torchrun, whose other ranks would wait),
-    with a warning through ``log`` (default: stderr) quoting the kernel's stacks.
-    """
-    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    timeout = cell_timeout(parameters.get("PROFILE"))
-    retries = HANG_RETRIES if int(os.environ.get("WORLD_SIZE", "1")) <= 1 else 0
-    for attempt in range(retries + 1):
-        try:
-            _execute_once(notebook, output, parameters, kernel, terminal, timeout)
-            return
-        except KernelHung as hung:
-            if attempt == retries:
-                raise NotebookFailed(f"notebook {notebook.name}: {hung}; gave up after {attempt + 1} "
-                                     f"execution(s)\n{hung.stacks}") from None
-            log(f"  WARNING ({notebook.stem}): {hung}; executing it again from the start\n{hung.stacks}")
-
-
-def _execute_once(notebook: Path, output: Path, parameters: dict, kernel: str | None, terminal: bool | None,
-                  timeout: float | None) -> None:
-
-
-    terminal = is_terminal() if terminal is None else bool(terminal)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    stacks_file = output.with_name(output.stem + ".stacks.txt")
-    stacks_file.unlink(missing_ok=True)
-    env = dict({} if terminal else LOG_TQDM_ENV)
-    if timeout is not None:
-        env.update({kernel_watchdog.SECONDS_ENV: str(max(1.0, timeout - WATCHDOG_LEAD_S)),
-                    kernel_watchdog.FILE_ENV: str(stacks_file)})
-    finished = False
-    try:
-        with environment(env):
-            papermill.execute_notebook(
-                str(notebook),
-                str(output),
-                parameters=parameters,
-                kernel_name=kernel,
-                cwd=str(notebook.parent),
-                progress_bar=terminal,
-                log_output=False,
-                execution_timeout=None if timeout is None else int(max(1, round(timeout))),
-                extra_arguments=list(KERNEL_ARGUMENTS),
-                kernel_manager_class=RunnerKernelManager,  # never sleeps through an arrived message
-                # every cell has answered and its outputs are in: stop the kernel at once (a graceful
-                # shutdown of a kernel that has loaded torch takes about 2 s more, per notebook)
-                shutdown_kernel="immediate",
-                # the widgets' last state goes into the executed notebook's metadata: a saved run
-                # opened later (or rendered into a book) shows each widget as it was drawn
-                store_widget_state=True,
-            )
-        finished = True
-        trust_notebook(output)
-    except PapermillExecutionError as error:
-        first_line = str(error.evalue).splitlines()[0] if error.evalue else ""
-        raise NotebookFailed(
-            f"notebook {notebook.name} failed in cell {error.cell_index} (execution count {error.exec_count}): "
-            f"{error.ename}: {first_line}\n  executed copy with the traceback: {output}"
-        ) from None
-    except CellTimeoutError as error:
-        raise _kernel_hung(str(error).splitlines()[0], timeout, stacks_file) from None
-    except AssertionError as error:
-        # the request nbclient sends after the last cell (kernel_info) waits under the same limit;
-        # nbclient 0.11 reports its timeout with a bare ``assert cell is not None``
-        if not _is_nbclient_timeout(error):
-            raise
-        raise _kernel_hung("no reply to the request after the last cell", timeout, stacks_file) from None
-    finally:
-        # keep a dump only beside a notebook that did not finish, and never an empty file
-        if stacks_file.is_file() and (finished or stacks_file.stat().st_size == 0):
-            stacks_file.unlink()
-
-
-def trust_notebook(path: Path) -> None:
-    """Sign an executed notebook as trusted by this user, as ``jupyter trust`` does. JupyterLab shows
-    the widgets of a saved run from its stored widget state only in a trusted notebook (widget views
-    are not "safe" output); the outputs are this user's own run, so signing them is what trusting
-    means."""
-
-    if Path(path).is_file():  # papermill has written it; nothing to sign otherwise
-        NotebookNotary().sign(nbformat.read(str(path), as_version=4))
-
-
-def _is_nbclient_timeout(error: BaseException) -> bool:
-    """Whether ``error`` was raised inside nbclient's timeout handler."""
-
-    frames = traceback.extract_tb(error.__traceback__)
-    return bool(frames) and frames[-1].name == "_async_handle_timeout"
-
-
-def _kernel_hung(where: str, timeout: float | None, stacks_file: Path) -> KernelHung:
-    stacks = stacks_file.read_text(errors="replace").strip() if stacks_file.is_file() else ""
-    return KernelHung(f"no reply from the kernel within {timeout:.0f} s ({where})",
-                      f"  kernel stacks ({stacks_file}):\n{stacks}" if stacks else "  (the kernel wrote no stacks)")
-
-
 def collect_summary(results_dir: Path) -> Path | None:
     """Collect every notebook's result CSV into ``summary.csv`` and ``summary.md``."""
+    from asd_utils.evaluation.results import (  # lazy: see the module docstring
+        bootstrap_intervals,
+        collect_results,
+        summary_table,
+        to_markdown,
+    )
+    from asd_utils.storage.atomic import atomic_write_csv, atomic_write_text  # lazy: see the module docstring
 
     tidy = collect_results(results_dir)
     if tidy is None or len(tidy) == 0:
@@ -415,6 +226,8 @@ def distributed_plan(plan: RunPlan) -> tuple[RunPlan, int]:
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return plan, 0
+    from asd_utils.training import distributed as dist_utils  # lazy: see the module docstring
+
     dist_utils.init_distributed(backend="gloo")
     base_port = int(os.environ["MASTER_PORT"])
     rank = dist_utils.rank()
@@ -433,6 +246,10 @@ def run(plan: RunPlan, log=print, *, terminal: bool | None = None) -> Path | Non
     phase, fit for a log file. Under ``torchrun`` see :func:`distributed_plan`: only rank 0 logs
     and writes the summary.
     """
+
+    from asd_utils import synth  # lazy: see the module docstring
+    from asd_utils.data.channels import use_channel  # lazy: see the module docstring
+    from asd_utils.training import distributed as dist_utils  # lazy: see the module docstring
 
     plan, kernel_port_base = distributed_plan(plan)
     if not dist_utils.is_main_process():
@@ -470,6 +287,7 @@ def run(plan: RunPlan, log=print, *, terminal: bool | None = None) -> Path | Non
 
 def _run_one_at_a_time(plan: RunPlan, parameters: dict, log, terminal: bool, kernel_port_base: int) -> None:
     """Execute the plan's notebooks in order, one after the other, in this process."""
+    from asd_utils.training import distributed as dist_utils  # lazy: see the module docstring
 
     total = len(plan.notebooks)
     for position, notebook in enumerate(plan.notebooks, start=1):
@@ -489,19 +307,6 @@ def _run_one_at_a_time(plan: RunPlan, parameters: dict, log, terminal: bool, ker
         log(f" done in {time.perf_counter() - started:.1f} s -> {output}")
         _log_warnings(log, notebook, output)
         dist_utils.barrier()  # every rank's kernel has finished this notebook
-
-
-def _execute_in_worker(notebook: Path, output: Path, parameters: dict, kernel: str | None
-                       ) -> tuple[float, list[str], str | None]:
-    """Body of a worker process of :func:`_run_side_by_side`: execute one notebook (log mode, no
-    progress bars). Returns ``(seconds, log messages, failure message or None)``."""
-    messages: list[str] = []
-    started = time.perf_counter()
-    try:
-        execute_notebook(notebook, output, parameters, kernel, terminal=False, log=messages.append)
-    except NotebookFailed as failed:
-        return time.perf_counter() - started, messages, str(failed)
-    return time.perf_counter() - started, messages, None
 
 
 def _run_side_by_side(plan: RunPlan, parameters: dict, log) -> None:
@@ -527,7 +332,7 @@ def _run_side_by_side(plan: RunPlan, parameters: dict, log) -> None:
             for notebook in ready[: plan.jobs - len(running)]:
                 log(f"[{position[notebook]}/{total}] {notebook.stem} started", flush=True)
                 output = plan.notebooks_out / notebook.name
-                running[pool.submit(_execute_in_worker, notebook, output, parameters, plan.kernel)] = notebook
+                running[pool.submit(execute_in_worker, notebook, output, parameters, plan.kernel)] = notebook
                 waiting.remove(notebook)
             if not running:
                 if failures:
@@ -591,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
             print(notebook.stem)
         return 0
     if args.synth_variant:  # the runner's own data step and every kernel it starts read it
+        from asd_utils.synth.generate import VARIANT_ENV  # lazy: see the module docstring
 
         os.environ[VARIANT_ENV] = args.synth_variant
     try:

@@ -15,7 +15,7 @@ import pytest
 
 from asd_utils.data import discover, use_channel
 from asd_utils.evaluation.results import collect_results, note_channel
-from asd_utils.run import runner
+from asd_utils.run import execute, runner
 
 from .test_notebooks import assert_metrics_match_submissions
 
@@ -49,7 +49,7 @@ def out(root, tmp_path_factory):
 def _run(notebook: Path, out_dir: Path, root: Path, channel: str) -> None:
     params = {"PROFILE": "smoke", "DATA_ROOT": str(root), "OUTPUT_DIR": str(out_dir)}
     with use_channel(channel):
-        runner.execute_notebook(notebook, out_dir / "notebooks" / notebook.name, params)
+        execute.execute_notebook(notebook, out_dir / "notebooks" / notebook.name, params)
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 from shared_smoke_run import REFERENCE_MACHINE, REFERENCE_SUMMARY, machine_kind, reference_tolerance, updating_reference
 
-from asd_utils.run import runner
+from asd_utils.notebook.context import WARNING_PREFIX
+from asd_utils.run import execute, runner
 
 NOTEBOOKS = runner.available_notebooks()
 READS_OTHERS = "08_comparison"  # trains nothing: compares what the other notebooks recorded
@@ -140,7 +141,7 @@ def test_the_smoke_root_is_dcase_2025_shaped_and_no_notebook_warns(smoke_run):
     assert set(supplemental["supplemental_kind"]) == {"clean", "noise"}
     notes = pd.read_csv(smoke_run.results_dir / "04_nivic_seresnet_adacos_pseudo_labels.csv")["note"]
     assert not notes.str.contains("0 simulated clips").any(), "notebook 04 mixed no supplemental clip"
-    warnings = [line for line in smoke_run.log if runner.WARNING_PREFIX in line]
+    warnings = [line for line in smoke_run.log if WARNING_PREFIX in line]
     assert not warnings, f"warnings nobody reads: {warnings}"
 
 
@@ -202,7 +203,7 @@ def test_baseline_runs_on_machine_types_never_seen(tmp_path):
     names = ["Pump", "Compressor", "Conveyor", "Drill", "Press", "Blower", "Mixer"]
     root = tmp_path / "unseen"
     generate_dataset(root, "smoke", seed=7, names=names, progress=False)
-    runner.execute_notebook(runner.select_notebooks(NOTEBOOKS, ["01"])[0],
+    execute.execute_notebook(runner.select_notebooks(NOTEBOOKS, ["01"])[0],
                             tmp_path / "out" / "notebooks" / "01_baseline_autoencoder.ipynb",
                             {"PROFILE": "smoke", "DATA_ROOT": str(root), "OUTPUT_DIR": str(tmp_path / "out")})
     tidy = pd.read_csv(tmp_path / "out" / "results" / "01_baseline_autoencoder.csv")
