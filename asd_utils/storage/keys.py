@@ -177,6 +177,6 @@ def cache_key(ingredients: Any, *, code: str | Sequence[str], length: int = 16) 
     found = list(_absolute_paths(ingredients))
     if found:
         raise ValueError(f"cache key with an absolute path ({'; '.join(found[:3])}): key files by content "
-                         "(io_utils.files_digest) or by their path relative to the data root")
+                         "(asd_utils.storage.keys.files_digest) or by their path relative to the data root")
     code = [code] if isinstance(code, str) else list(code)
     return stable_hash({"ingredients": ingredients, "code": code_fingerprint(*code)}, length=length)
