@@ -4,6 +4,9 @@ torch's ``AveragedModel`` with ``get_ema_multi_avg_fn(decay)`` does the averagin
 every floating-point parameter and buffer); :class:`EMA` keeps the interface the trainer uses
 (``update``, ``copy_to``, ``averaged_model``, ``state_dict``) and two rules of its own: the average
 starts from the weights the model has when the EMA is made, and integer buffers are copied.
+The ``lerp`` rounds differently from the former hand-written ``mul_``/``add_``: the same weights
+within a few units in the last place per update, not bit for bit, which moved the EAT stand-in and
+the XJU rows built on it by less than their bootstrap intervals (``CHANGELOG.md``).
 """
 
 from __future__ import annotations
