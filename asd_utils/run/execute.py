@@ -143,8 +143,7 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, kernel: str
 
 def _execute_once(notebook: Path, output: Path, parameters: dict, kernel: str | None, terminal: bool | None,
                   timeout: float | None) -> None:
-
-
+    """One execution of :func:`execute_notebook`; raises :class:`KernelHung` past ``timeout``."""
     terminal = is_terminal() if terminal is None else bool(terminal)
     output.parent.mkdir(parents=True, exist_ok=True)
     stacks_file = output.with_name(output.stem + ".stacks.txt")
