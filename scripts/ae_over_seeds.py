@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from asd_utils.evaluation.reported import load_reported  # noqa: E402
 from asd_utils.storage.atomic import atomic_write_csv  # noqa: E402
-from asd_utils.synth.generate import ensure_dataset  # noqa: E402
+from scripts.make_realism_reports import seed_root  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 METRICS = ("auc_source", "auc_target", "pauc")
@@ -48,7 +48,7 @@ def official_per_type() -> pd.DataFrame:
 
 def autoencoder_rows(work: Path, seed: int) -> pd.DataFrame:
     """Notebook 01's AE-MSE rows (one per machine type) on seed ``seed``'s realistic root."""
-    root = ensure_dataset("default", work / f"realistic_seed{seed}", seed=seed, variant="realistic")
+    root = seed_root(work, seed)
     out = work / f"ae_seed{seed}"
     results = out / "results" / "01_baseline_autoencoder.csv"
     if not results.is_file():

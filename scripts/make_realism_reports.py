@@ -36,6 +36,12 @@ from asd_utils.synth.realism import realism_table, write_report  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+def seed_root(work: Path, seed: int, variant: str = "realistic") -> Path:
+    """The `default` profile's root of ``variant`` and generator ``seed`` under ``work``, generated
+    on first use (``WORK/<variant>_seed<seed>``; ``scripts/ae_over_seeds.py`` reuses these roots)."""
+    return ensure_dataset("default", Path(work) / f"{variant}_seed{seed}", seed=seed, variant=variant)
+
+
 def _report(root: Path, variant: str, seed: int, out: Path) -> pd.DataFrame:
     table, details = realism_table(root, split="test")
     label = f"synthetic default, variant {variant}, seed {seed}"
@@ -56,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     first, rows = args.seeds[0], []
     for seed in args.seeds:
-        root = ensure_dataset("default", args.work / f"realistic_seed{seed}", seed=seed, variant="realistic")
+        root = seed_root(args.work, seed)
         if seed == first:
             table = _report(root, "realistic", seed, args.out)
             floor = floor_table(root)
@@ -69,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {seed}: realism statistics of {root.name}")
     seeds = pd.concat(rows)[["seed", "group", "statistic", "value"]]
     atomic_write_csv(args.out / "realism_synthetic_realistic_seeds.csv", seeds, float_format="%.4f", index=False)
-    envelope = ensure_dataset("default", args.work / f"envelope_seed{first}", seed=first, variant="envelope")
+    envelope = seed_root(args.work, first, "envelope")
     _report(envelope, "envelope", first, args.out)
     print(f"wrote the realism reports under {args.out}")
     return 0
